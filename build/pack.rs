@@ -1,0 +1,104 @@
+//! Packs the kept files into one zstd-compressed tar and writes the Rust static that
+//! embeds it. The tar keeps file modes, so executables stay executable when unpacked.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+
+use crate::archive::{EntryData, Tree};
+use crate::pins::Component;
+
+/// Sizes and hash of a written payload.
+pub struct Packed {
+    pub raw_bytes: u64,
+    pub compressed_bytes: u64,
+    pub sha256: String,
+    pub file_name: String,
+}
+
+/// `CODEX_OSS_ZSTD_LEVEL`, else 19 for release builds and 3 for the rest.
+pub fn zstd_level(release: bool) -> Result<i32, String> {
+    match std::env::var("CODEX_OSS_ZSTD_LEVEL").ok().filter(|v| !v.is_empty()) {
+        None => Ok(if release { 19 } else { 3 }),
+        Some(v) => v
+            .parse::<i32>()
+            .ok()
+            .filter(|l| (1..=22).contains(l))
+            .ok_or_else(|| format!("CODEX_OSS_ZSTD_LEVEL={v}: expected a zstd level from 1 to 22")),
+    }
+}
+
+/// A writer that hashes and counts what passes through it.
+struct Hashing<W> {
+    inner: W,
+    hasher: Sha256,
+    bytes: u64,
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Writes `tree` as a zstd-compressed tar to `dest`.
+pub fn write(tree: &Tree, dest: &Path, level: i32) -> Result<Packed, String> {
+    let err = |e: std::io::Error| format!("could not write {}: {e}", dest.display());
+    let file = File::create(dest).map_err(err)?;
+    let sink = Hashing { inner: BufWriter::new(file), hasher: Sha256::new(), bytes: 0 };
+    let mut encoder = zstd::Encoder::new(sink, level).map_err(err)?;
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
+    encoder.multithread(threads).map_err(err)?;
+    encoder.include_checksum(true).map_err(err)?;
+    let mut builder = tar::Builder::new(encoder);
+    let mut raw_bytes = 0;
+    for entry in &tree.entries {
+        let mut header = tar::Header::new_gnu();
+        header.set_mode(entry.mode);
+        header.set_mtime(0);
+        match &entry.data {
+            EntryData::File(bytes) => {
+                raw_bytes += bytes.len() as u64;
+                header.set_entry_type(tar::EntryType::Regular);
+                header.set_size(bytes.len() as u64);
+                builder.append_data(&mut header, &entry.path, bytes.as_slice()).map_err(err)?;
+            }
+            EntryData::Symlink(target) => {
+                header.set_entry_type(tar::EntryType::Symlink);
+                header.set_size(0);
+                builder.append_link(&mut header, &entry.path, target).map_err(err)?;
+            }
+        }
+    }
+    let encoder = builder.into_inner().map_err(err)?;
+    let mut sink = encoder.finish().map_err(err)?;
+    sink.flush().map_err(err)?;
+    Ok(Packed {
+        raw_bytes,
+        compressed_bytes: sink.bytes,
+        sha256: hex::encode(sink.hasher.finalize()),
+        file_name: dest.file_name().unwrap_or_default().to_string_lossy().into_owned(),
+    })
+}
+
+/// The line of `payloads.rs` that embeds one payload (`Payload` is defined in src/payload.rs).
+pub fn payload_static(component: Component, version: &str, entrypoint: &str, packed: &Packed) -> String {
+    format!(
+        "pub static {name}: Option<Payload> = Some(Payload {{ name: {lower:?}, version: {version:?}, \
+         sha256: {sha:?}, entrypoint: {entrypoint:?}, raw_bytes: {raw}, \
+         data: include_bytes!(concat!(env!(\"OUT_DIR\"), \"/{file}\")) }});\n",
+        name = component.const_name(),
+        lower = component.lower(),
+        sha = packed.sha256,
+        raw = packed.raw_bytes,
+        file = packed.file_name,
+    )
+}

@@ -1,0 +1,232 @@
+//! What `bundle.toml` pins, and which source the build takes for each payload.
+//!
+//! Shared by build.rs and its tests (tests/build_payloads.rs), so it depends only on
+//! build-dependencies and reads the environment through one function.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Every environment variable the build reads; build.rs reruns when one changes.
+pub const BUILD_ENV_VARS: &[&str] = &[
+    "SKIP_OLLAMA_DOWNLOAD",
+    "SKIP_CODEX_DOWNLOAD",
+    "CODEX_OSS_OLLAMA_ARCHIVE",
+    "CODEX_OSS_CODEX_ARCHIVE",
+    "CODEX_OSS_OLLAMA_ARCHIVE_VERSION",
+    "CODEX_OSS_CODEX_ARCHIVE_VERSION",
+    "CODEX_OSS_PAYLOAD_MIRROR",
+    "CODEX_OSS_DOWNLOAD_CACHE",
+    "CODEX_OSS_ZSTD_LEVEL",
+    "CODEX_OSS_KEEP_GPU_LIBS",
+];
+
+/// The two payloads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Component {
+    Ollama,
+    Codex,
+}
+
+impl Component {
+    pub fn display(self) -> &'static str {
+        match self {
+            Component::Ollama => "Ollama",
+            Component::Codex => "Codex",
+        }
+    }
+
+    fn upper(self) -> &'static str {
+        match self {
+            Component::Ollama => "OLLAMA",
+            Component::Codex => "CODEX",
+        }
+    }
+
+    pub fn lower(self) -> &'static str {
+        match self {
+            Component::Ollama => "ollama",
+            Component::Codex => "codex",
+        }
+    }
+
+    pub fn const_name(self) -> &'static str {
+        self.upper()
+    }
+
+    pub fn payload_file(self) -> String {
+        format!("{}.tar.zst", self.lower())
+    }
+
+    pub fn skip_var(self) -> String {
+        format!("SKIP_{}_DOWNLOAD", self.upper())
+    }
+
+    pub fn archive_var(self) -> String {
+        format!("CODEX_OSS_{}_ARCHIVE", self.upper())
+    }
+
+    fn archive_version_var(self) -> String {
+        format!("CODEX_OSS_{}_ARCHIVE_VERSION", self.upper())
+    }
+
+    /// The sentence every "cannot get the payload" error ends with.
+    pub fn switches_hint(self) -> String {
+        let name = self.lower();
+        format!(
+            "to build without downloading, set {}=FILE (a local release archive: .tgz, .tar.zst, .zip, \
+             or the bare {name} executable) or {}=1 (embed no {}; at run time codex-oss uses \
+             CODEX_OSS_{} or `{name}` on PATH)",
+            self.archive_var(),
+            self.skip_var(),
+            self.display(),
+            self.upper()
+        )
+    }
+}
+
+/// One release asset for one target.
+#[derive(Clone, Debug, Deserialize)]
+pub struct Pin {
+    pub asset: String,
+    pub sha256: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Release {
+    pub version: String,
+    pub base_url: String,
+    #[serde(default)]
+    pub min_ollama: Option<String>,
+    pub targets: BTreeMap<String, Pin>,
+}
+
+/// The parsed `bundle.toml`.
+#[derive(Debug, Deserialize)]
+pub struct Bundle {
+    pub ollama: Release,
+    pub codex: Release,
+}
+
+/// Where one payload comes from in this build.
+#[derive(Debug)]
+pub enum SourceChoice {
+    Skip,
+    Local {
+        path: PathBuf,
+        version: String,
+    },
+    Download {
+        pin: Pin,
+        url: String,
+        version: String,
+    },
+}
+
+impl SourceChoice {
+    pub fn version(&self) -> Option<&str> {
+        match self {
+            SourceChoice::Skip => None,
+            SourceChoice::Local { version, .. } | SourceChoice::Download { version, .. } => {
+                Some(version)
+            }
+        }
+    }
+}
+
+fn env_var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+impl Bundle {
+    pub fn load(path: &Path) -> Result<Bundle, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("could not read {}: {e}", path.display()))?;
+        Bundle::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    pub fn parse(text: &str) -> Result<Bundle, String> {
+        let bundle: Bundle = toml::from_str(text).map_err(|e| e.to_string())?;
+        for release in [&bundle.ollama, &bundle.codex] {
+            for (target, pin) in &release.targets {
+                let valid = pin.sha256.len() == 64 && pin.sha256.bytes().all(|b| b.is_ascii_hexdigit());
+                if !valid {
+                    return Err(format!(
+                        "the sha256 pinned for {target} ({}) is not 64 hex digits",
+                        pin.asset
+                    ));
+                }
+            }
+        }
+        bundle.check_ollama_version(&bundle.ollama.version)?;
+        Ok(bundle)
+    }
+
+    pub fn release(&self, component: Component) -> &Release {
+        match component {
+            Component::Ollama => &self.ollama,
+            Component::Codex => &self.codex,
+        }
+    }
+
+    pub fn pin(&self, component: Component, target: &str) -> Result<&Pin, String> {
+        let release = self.release(component);
+        release.targets.get(target).ok_or_else(|| {
+            format!(
+                "bundle.toml pins no {} {} for target {target} (pinned: {}); {}",
+                component.display(),
+                release.version,
+                release.targets.keys().cloned().collect::<Vec<_>>().join(", "),
+                component.switches_hint()
+            )
+        })
+    }
+
+    /// Codex refuses an Ollama older than `codex.min_ollama`: refuse to embed one.
+    pub fn check_ollama_version(&self, version: &str) -> Result<(), String> {
+        let Some(min) = &self.codex.min_ollama else {
+            return Ok(());
+        };
+        let parse = |v: &str| {
+            semver::Version::parse(v.trim_start_matches('v'))
+                .map_err(|e| format!("Ollama version '{v}' is not a semantic version: {e}"))
+        };
+        if parse(version)? < parse(min)? {
+            return Err(format!(
+                "Ollama {version} is older than {min}, the oldest that Codex {} accepts; pin a newer Ollama in bundle.toml",
+                self.codex.version
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Applies the build switches (see DESIGN.md) for one payload.
+pub fn choose_source(
+    bundle: &Bundle,
+    component: Component,
+    target: &str,
+) -> Result<SourceChoice, String> {
+    if env_var(&component.skip_var()).as_deref() == Some("1") {
+        return Ok(SourceChoice::Skip);
+    }
+    let release = bundle.release(component);
+    let version = env_var(&component.archive_version_var()).unwrap_or_else(|| release.version.clone());
+    if let Some(file) = env_var(&component.archive_var()) {
+        let path = PathBuf::from(&file);
+        if !path.is_file() {
+            return Err(format!(
+                "{}={file}: no such file; point it at a local {} release archive or executable, or set {}=1",
+                component.archive_var(),
+                component.display(),
+                component.skip_var()
+            ));
+        }
+        return Ok(SourceChoice::Local { path, version });
+    }
+    let pin = bundle.pin(component, target)?.clone();
+    let base = env_var("CODEX_OSS_PAYLOAD_MIRROR").unwrap_or_else(|| release.base_url.clone());
+    let url = format!("{}/{}", base.trim_end_matches('/'), pin.asset);
+    Ok(SourceChoice::Download { pin, url, version })
+}

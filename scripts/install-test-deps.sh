@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs the tools the test suite needs, each only when the right version is
+# missing: Debian packages, the pinned cargo-dist, the pinned npm Codex CLI.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DIST_VERSION=0.34.0
+DEBS=(tmux ruby wixl msitools zstd xz-utils python3)
+
+missing=()
+for pkg in "${DEBS[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing Debian packages: ${missing[*]}"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if ! dist --version 2>/dev/null | grep -q " $DIST_VERSION\$"; then
+  echo "installing cargo-dist $DIST_VERSION (about 12 minutes)"
+  cargo install cargo-dist --version "$DIST_VERSION" --locked --quiet
+fi
+
+# The pinned Codex CLI from npm and the release-shaped test archives.
+bash scripts/fixtures.sh >/dev/null

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The whole test suite. Builds codex-oss with the pinned Codex CLI (from npm) and the
+# stand-in Ollama embedded through the local-archive switches (GitHub is out of reach
+# here), compressed at a low zstd level to keep test builds quick.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+eval "$(bash scripts/fixtures.sh)"
+export CODEX_OSS_ZSTD_LEVEL="${CODEX_OSS_ZSTD_LEVEL:-1}"
+
+cargo test --locked --all-targets "$@"

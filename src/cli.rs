@@ -1,0 +1,124 @@
+//! Command-line interface: the launcher's own subcommands, and everything else for Codex.
+//!
+//! `codex-oss update|doctor|models|serve|clean|completions` and `--help`/`--version`
+//! belong to the launcher. Any other argument list, flags included, goes to Codex
+//! unchanged (`codex-oss exec "fix the test"`, `codex-oss --full-auto`), so the
+//! launcher parses its own grammar only when the first argument is one of its words.
+
+use std::ffi::OsString;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Codex on a local GPT-OSS model: no API key, no cloud.
+///
+/// Any arguments other than the subcommands below go to Codex unchanged, with the
+/// embedded Ollama and the local model applied: `codex-oss`, `codex-oss exec "fix the
+/// test"`, `codex-oss resume --last`.
+#[derive(Debug, Parser)]
+#[command(name = "codex-oss", disable_version_flag = true)]
+pub struct Cli {
+    /// Print codex-oss's version and the embedded Ollama and Codex versions.
+    #[arg(short = 'V', long)]
+    pub version: bool,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Update codex-oss, and with it the embedded Ollama and Codex.
+    Update(UpdateArgs),
+    /// Check the installation, the unpacked payloads, the model and the machine.
+    Doctor,
+    /// List, pull or remove local models.
+    #[command(subcommand)]
+    Models(ModelsCommand),
+    /// Run the embedded Ollama in the foreground (for other clients), until Ctrl-C.
+    Serve,
+    /// Remove unpacked payloads, logs and (with --models) downloaded models.
+    Clean(CleanArgs),
+    /// Print a shell completion script.
+    Completions {
+        /// The shell: bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct UpdateArgs {
+    /// Only say whether an update is available.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CleanArgs {
+    /// Also delete downloaded models (they are large and slow to download again).
+    #[arg(long)]
+    pub models: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelsCommand {
+    /// List the models in the local store.
+    List,
+    /// Download a model (default: CODEX_OSS_MODEL or gpt-oss:20b).
+    Pull { model: Option<String> },
+    /// Delete a model from the local store.
+    Rm { model: String },
+}
+
+/// What the command line asks for.
+#[derive(Debug)]
+pub enum Invocation {
+    Launcher(Cli),
+    Codex(Vec<OsString>),
+}
+
+const LAUNCHER_WORDS: &[&str] = &[
+    "update",
+    "doctor",
+    "models",
+    "serve",
+    "clean",
+    "completions",
+    "help",
+    "--help",
+    "-h",
+    "--version",
+    "-V",
+];
+
+/// Splits the launcher's own commands from Codex's.
+pub fn parse(args: Vec<OsString>) -> Invocation {
+    let first = args.get(1).and_then(|a| a.to_str());
+    match first {
+        Some(word) if LAUNCHER_WORDS.contains(&word) => Invocation::Launcher(Cli::parse_from(args)),
+        _ => Invocation::Codex(args.into_iter().skip(1).collect()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn os(args: &[&str]) -> Vec<OsString> {
+        args.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn codex_arguments_pass_through_untouched() {
+        let args = os(&["codex-oss", "exec", "--full-auto", "-m", "x", "fix the test"]);
+        match parse(args) {
+            Invocation::Codex(rest) => assert_eq!(rest, os(&["exec", "--full-auto", "-m", "x", "fix the test"])),
+            other => panic!("expected Codex, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn launcher_words_are_ours() {
+        assert!(matches!(parse(os(&["codex-oss", "models", "list"])), Invocation::Launcher(_)));
+        assert!(matches!(parse(os(&["codex-oss"])), Invocation::Codex(ref a) if a.is_empty()));
+    }
+}

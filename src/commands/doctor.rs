@@ -1,0 +1,25 @@
+//! `codex-oss doctor`: unpacks and checks the payloads and reports what it finds.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+
+use crate::home::Home;
+use crate::payload;
+
+pub fn run() -> Result<ExitCode> {
+    let home = Home::from_env()?;
+    home.ensure()?;
+    println!("home: {}", home.root().display());
+    let mut healthy = true;
+    for payload in [payload::ollama(), payload::codex()].into_iter().flatten() {
+        match payload.ensure_unpacked(&home) {
+            Ok(unpacked) => println!("{}: ok, {}", payload.label(), unpacked.executable.display()),
+            Err(err) => {
+                healthy = false;
+                println!("{}: {err}", payload.label());
+            }
+        }
+    }
+    Ok(if healthy { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}

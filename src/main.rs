@@ -1,0 +1,26 @@
+//! codex-oss: the Codex coding agent on a local GPT-OSS model, in one download.
+//!
+//! The binary carries Ollama and the Codex CLI as payloads (see `payload`), unpacks
+//! them under `~/.codex-oss`, starts Ollama on a loopback port (`server`), makes sure
+//! the model is there (`model`), runs Codex against it (`launch`) and stops Ollama
+//! when Codex ends, however it ends.
+
+mod cli;
+mod commands;
+mod home;
+mod payload;
+mod ui;
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    ui::init_tracing();
+    let invocation = cli::parse(std::env::args_os().collect());
+    match commands::dispatch(invocation) {
+        Ok(code) => code,
+        Err(err) => {
+            ui::error(&err);
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,36 @@
+//! What the launcher tells the user on stderr: `info:`/`warning:`/`error:` lines,
+//! and diagnostics through tracing when `CODEX_OSS_LOG` asks for them.
+
+use std::io::IsTerminal;
+
+/// `CODEX_OSS_LOG=debug` (an env-filter) shows the launcher's diagnostics.
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CODEX_OSS_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .without_time()
+        .with_target(false)
+        .init();
+}
+
+pub fn stderr_is_terminal() -> bool {
+    std::io::stderr().is_terminal()
+}
+
+pub fn info(message: impl std::fmt::Display) {
+    eprintln!("codex-oss: {message}");
+}
+
+pub fn warn(message: impl std::fmt::Display) {
+    eprintln!("codex-oss: warning: {message}");
+}
+
+/// `error: <message>` and then one `  caused by:` line per underlying cause.
+pub fn error(err: &anyhow::Error) {
+    eprintln!("codex-oss: error: {err}");
+    for cause in err.chain().skip(1) {
+        eprintln!("  caused by: {cause}");
+    }
+}
