@@ -74,6 +74,8 @@ pub enum ModelsCommand {
 pub enum Invocation {
     Launcher(Cli),
     Codex(Vec<OsString>),
+    /// Internal: the watchdog process of a server (see `watchdog`).
+    Watchdog(String),
 }
 
 const LAUNCHER_WORDS: &[&str] = &[
@@ -94,6 +96,12 @@ const LAUNCHER_WORDS: &[&str] = &[
 pub fn parse(args: Vec<OsString>) -> Invocation {
     let first = args.get(1).and_then(|a| a.to_str());
     match first {
+        Some(crate::watchdog::COMMAND) => Invocation::Watchdog(
+            args.get(2)
+                .and_then(|a| a.to_str())
+                .unwrap_or_default()
+                .to_owned(),
+        ),
         Some(word) if LAUNCHER_WORDS.contains(&word) => Invocation::Launcher(Cli::parse_from(args)),
         _ => Invocation::Codex(args.into_iter().skip(1).collect()),
     }
@@ -109,16 +117,29 @@ mod tests {
 
     #[test]
     fn codex_arguments_pass_through_untouched() {
-        let args = os(&["codex-oss", "exec", "--full-auto", "-m", "x", "fix the test"]);
+        let args = os(&[
+            "codex-oss",
+            "exec",
+            "--full-auto",
+            "-m",
+            "x",
+            "fix the test",
+        ]);
         match parse(args) {
-            Invocation::Codex(rest) => assert_eq!(rest, os(&["exec", "--full-auto", "-m", "x", "fix the test"])),
+            Invocation::Codex(rest) => assert_eq!(
+                rest,
+                os(&["exec", "--full-auto", "-m", "x", "fix the test"])
+            ),
             other => panic!("expected Codex, got {other:?}"),
         }
     }
 
     #[test]
     fn launcher_words_are_ours() {
-        assert!(matches!(parse(os(&["codex-oss", "models", "list"])), Invocation::Launcher(_)));
+        assert!(matches!(
+            parse(os(&["codex-oss", "models", "list"])),
+            Invocation::Launcher(_)
+        ));
         assert!(matches!(parse(os(&["codex-oss"])), Invocation::Codex(ref a) if a.is_empty()));
     }
 }

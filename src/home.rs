@@ -23,7 +23,11 @@ impl Home {
                 .context("cannot find your home directory: set CODEX_OSS_HOME to where codex-oss may keep its files")?
                 .join(".codex-oss"),
         };
-        let root = if root.is_relative() { std::env::current_dir()?.join(root) } else { root };
+        let root = if root.is_relative() {
+            std::env::current_dir()?.join(root)
+        } else {
+            root
+        };
         Ok(Home { root })
     }
 

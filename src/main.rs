@@ -7,9 +7,17 @@
 
 mod cli;
 mod commands;
+mod connection;
 mod home;
+mod launch;
+mod model;
 mod payload;
+mod registry;
+mod server;
+mod settings;
+mod tools;
 mod ui;
+mod watchdog;
 
 use std::process::ExitCode;
 

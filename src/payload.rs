@@ -20,7 +20,7 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::home::{create_private_dir, Home};
+use crate::home::Home;
 
 /// One payload embedded by build.rs.
 #[derive(Debug)]
@@ -61,9 +61,17 @@ pub enum UnpackError {
         "cannot write to {} to unpack {what} ({source}): make it writable or set CODEX_OSS_HOME to a writable directory",
         dir.display()
     )]
-    NotWritable { what: String, dir: PathBuf, source: io::Error },
+    NotWritable {
+        what: String,
+        dir: PathBuf,
+        source: io::Error,
+    },
     #[error("could not unpack {what} into {}: {source}", dir.display())]
-    Io { what: String, dir: PathBuf, source: io::Error },
+    Io {
+        what: String,
+        dir: PathBuf,
+        source: io::Error,
+    },
     #[error("the embedded {what} is damaged ({detail}): reinstall codex-oss")]
     Corrupt { what: String, detail: String },
 }
@@ -71,7 +79,6 @@ pub enum UnpackError {
 /// An unpacked payload, kept from removal for as long as this value lives.
 #[derive(Debug)]
 pub struct Unpacked {
-    pub dir: PathBuf,
     pub executable: PathBuf,
     _lease: File,
 }
@@ -117,24 +124,38 @@ impl Payload {
         };
         make_dir(&parent).map_err(io_err(&parent))?;
         make_dir(&home.run()).map_err(io_err(&home.run()))?;
-        let _lock = lock_file(&home.run().join(format!("unpack-{}.lock", self.name)), Lock::Exclusive)
-            .map_err(io_err(&home.run()))?;
+        let _lock = lock_file(
+            &home.run().join(format!("unpack-{}.lock", self.name)),
+            Lock::Exclusive,
+        )
+        .map_err(io_err(&home.run()))?;
 
         let dest = parent.join(self.dir_name());
         if !self.is_intact(&dest) {
             tracing::info!("unpacking {} into {}", self.label(), dest.display());
             self.unpack(&parent, &dest)?;
         }
-        let lease = lock_file(&lease_path(&parent, &self.dir_name()), Lock::Shared).map_err(io_err(&parent))?;
-        remove_unused(&parent, &self.dir_name());
-        Ok(Unpacked { executable: dest.join(self.entrypoint), dir: dest, _lease: lease })
+        let lease = lock_file(&lease_path(&parent, &self.dir_name()), Lock::Shared)
+            .map_err(io_err(&parent))?;
+        remove_unused(&parent, Some(&self.dir_name()));
+        Ok(Unpacked {
+            executable: dest.join(self.entrypoint),
+            _lease: lease,
+        })
     }
 
     fn classify(&self, dir: PathBuf, source: io::Error) -> UnpackError {
         let what = self.label();
         if source.kind() == io::ErrorKind::StorageFull || source.raw_os_error() == Some(28) {
-            UnpackError::NoSpace { what, mb: self.raw_bytes.div_ceil(1_000_000), dir }
-        } else if matches!(source.kind(), io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem) {
+            UnpackError::NoSpace {
+                what,
+                mb: self.raw_bytes.div_ceil(1_000_000),
+                dir,
+            }
+        } else if matches!(
+            source.kind(),
+            io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem
+        ) {
             UnpackError::NotWritable { what, dir, source }
         } else {
             UnpackError::Io { what, dir, source }
@@ -158,7 +179,10 @@ impl Payload {
     /// Unpacks into a temporary directory beside `dest`, then renames it into place.
     fn unpack(&self, parent: &Path, dest: &Path) -> Result<(), UnpackError> {
         let err = |source| self.classify(parent.to_path_buf(), source);
-        let temp = tempfile::Builder::new().prefix(".tmp-").tempdir_in(parent).map_err(err)?;
+        let temp = tempfile::Builder::new()
+            .prefix(".tmp-")
+            .tempdir_in(parent)
+            .map_err(err)?;
         let files = self.extract(temp.path())?;
         let manifest = Manifest {
             name: self.name.to_owned(),
@@ -171,7 +195,10 @@ impl Payload {
 
         if dest.exists() {
             // A damaged copy: move it aside (a running instance keeps its open files).
-            let trash = tempfile::Builder::new().prefix(".trash-").tempdir_in(parent).map_err(err)?;
+            let trash = tempfile::Builder::new()
+                .prefix(".trash-")
+                .tempdir_in(parent)
+                .map_err(err)?;
             let aside = trash.path().join("old");
             std::fs::rename(dest, &aside).map_err(err)?;
             std::fs::rename(temp.keep(), dest).map_err(err)?;
@@ -183,14 +210,21 @@ impl Payload {
     }
 
     fn extract(&self, into: &Path) -> Result<Vec<FileRecord>, UnpackError> {
-        let corrupt = |detail: String| UnpackError::Corrupt { what: self.label(), detail };
+        let corrupt = |detail: String| UnpackError::Corrupt {
+            what: self.label(),
+            detail,
+        };
         let err = |source| self.classify(into.to_path_buf(), source);
         let decoder = zstd::Decoder::with_buffer(self.data).map_err(|e| corrupt(e.to_string()))?;
         let mut archive = tar::Archive::new(decoder);
         let mut records = Vec::new();
         for entry in archive.entries().map_err(|e| corrupt(e.to_string()))? {
             let mut entry = entry.map_err(|e| corrupt(e.to_string()))?;
-            let rel = entry.path().map_err(|e| corrupt(e.to_string()))?.to_string_lossy().into_owned();
+            let rel = entry
+                .path()
+                .map_err(|e| corrupt(e.to_string()))?
+                .to_string_lossy()
+                .into_owned();
             if rel.split('/').any(|part| part == ".." || part.is_empty()) {
                 return Err(corrupt(format!("unsafe path {rel}")));
             }
@@ -200,7 +234,11 @@ impl Payload {
             }
             let kind = entry.header().entry_type();
             if kind.is_symlink() {
-                let target = entry.link_name().ok().flatten().ok_or_else(|| corrupt(format!("{rel}: bad link")))?;
+                let target = entry
+                    .link_name()
+                    .ok()
+                    .flatten()
+                    .ok_or_else(|| corrupt(format!("{rel}: bad link")))?;
                 make_symlink(&target, &path).map_err(err)?;
                 continue;
             }
@@ -211,7 +249,13 @@ impl Payload {
             })?;
             set_mode(&path, mode).map_err(err)?;
             let mtime_ns = mtime_ns(&path).map_err(err)?;
-            records.push(FileRecord { path: rel, size, mode: mode & 0o777, sha256, mtime_ns });
+            records.push(FileRecord {
+                path: rel,
+                size,
+                mode: mode & 0o777,
+                sha256,
+                mtime_ns,
+            });
         }
         if records.is_empty() {
             return Err(corrupt("no files".into()));
@@ -352,13 +396,34 @@ pub fn lock_file(path: &Path, lock: Lock) -> io::Result<File> {
     Ok(file)
 }
 
+/// Removes every unpacked version of `name` that no running instance leases.
+pub fn remove_unleased(home: &Home, name: &str) -> Result<(), UnpackError> {
+    let parent = home.payload_dir(name);
+    if !parent.exists() {
+        return Ok(());
+    }
+    let io = |source| UnpackError::Io {
+        what: name.to_owned(),
+        dir: home.run(),
+        source,
+    };
+    make_dir(&home.run()).map_err(io)?;
+    let _lock = lock_file(
+        &home.run().join(format!("unpack-{name}.lock")),
+        Lock::Exclusive,
+    )
+    .map_err(io)?;
+    remove_unused(&parent, None);
+    Ok(())
+}
+
 fn lease_path(parent: &Path, dir_name: &str) -> PathBuf {
     parent.join(format!(".{dir_name}.lease"))
 }
 
 /// Removes other versions nobody leases, and leftovers of interrupted unpacks.
 /// Runs under the unpack lock, so no instance is between unpacking and leasing.
-fn remove_unused(parent: &Path, keep: &str) {
+fn remove_unused(parent: &Path, keep: Option<&str>) {
     let Ok(entries) = std::fs::read_dir(parent) else {
         return;
     };
@@ -368,11 +433,16 @@ fn remove_unused(parent: &Path, keep: &str) {
             let _ = std::fs::remove_dir_all(entry.path());
             continue;
         }
-        if name == keep || name.starts_with('.') || !entry.path().is_dir() {
+        if Some(name.as_str()) == keep || name.starts_with('.') || !entry.path().is_dir() {
             continue;
         }
         let lease = lease_path(parent, &name);
-        let Ok(file) = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lease) else {
+        let Ok(file) = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lease)
+        else {
             continue;
         };
         if file.try_lock().is_ok() {

@@ -1,17 +1,23 @@
 //! One module per launcher command; `dispatch` routes a parsed command line.
 
+mod clean;
 mod doctor;
+mod models;
+mod run;
+mod serve;
+mod update;
 mod version;
 
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use crate::cli::{Cli, Command, Invocation};
 
 pub fn dispatch(invocation: Invocation) -> Result<ExitCode> {
     let cli = match invocation {
-        Invocation::Codex(_args) => anyhow::bail!("running Codex is not built yet"),
+        Invocation::Watchdog(pgid) => return Ok(crate::watchdog::run(&pgid)),
+        Invocation::Codex(args) => return block_on(run::run(args)),
         Invocation::Launcher(cli) => cli,
     };
     if cli.version {
@@ -24,11 +30,24 @@ pub fn dispatch(invocation: Invocation) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Doctor) => doctor::run(),
+        Some(Command::Serve) => block_on(serve::run()),
+        Some(Command::Models(command)) => block_on(models::run(command)),
+        Some(Command::Clean(args)) => clean::run(args),
+        Some(Command::Update(args)) => update::run(args),
         Some(Command::Completions { shell }) => {
             let mut command = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut command, "codex-oss", &mut std::io::stdout());
             Ok(ExitCode::SUCCESS)
         }
-        Some(other) => anyhow::bail!("{other:?} is not built yet"),
     }
+}
+
+/// A current-thread runtime: child processes are started from the main thread, which
+/// matters for Linux's parent-death signal (see `server`).
+fn block_on<F: std::future::Future<Output = Result<ExitCode>>>(future: F) -> Result<ExitCode> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("could not start the async runtime")?
+        .block_on(future)
 }

@@ -4,8 +4,14 @@ use crate::payload::{self, Payload};
 
 pub fn print() {
     println!("codex-oss {}", env!("CARGO_PKG_VERSION"));
-    println!("ollama {}", describe(payload::ollama(), "CODEX_OSS_OLLAMA or `ollama` on PATH"));
-    println!("codex {}", describe(payload::codex(), "CODEX_OSS_CODEX or `codex` on PATH"));
+    println!(
+        "ollama {}",
+        describe(payload::ollama(), "CODEX_OSS_OLLAMA or `ollama` on PATH")
+    );
+    println!(
+        "codex {}",
+        describe(payload::codex(), "CODEX_OSS_CODEX or `codex` on PATH")
+    );
 }
 
 fn describe(payload: Option<&Payload>, fallback: &str) -> String {

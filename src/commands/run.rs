@@ -1,0 +1,97 @@
+//! `codex-oss [codex args...]`: the main job. Start Ollama, make sure the model is
+//! there, run Codex against it, stop Ollama however Codex ends, exit with Codex's status.
+
+use std::ffi::OsString;
+use std::process::ExitCode;
+
+use anyhow::{bail, Result};
+
+use crate::connection::{interrupted, Connection};
+use crate::home::Home;
+use crate::launch::{self, Target};
+use crate::settings::{self, ConfigFile};
+use crate::{tools, ui};
+
+pub async fn run(user_args: Vec<OsString>) -> Result<ExitCode> {
+    let home = Home::from_env()?;
+    home.ensure()?;
+    let config = ConfigFile::load(&home.config_file())?;
+    let model = launch::user_model(&user_args).unwrap_or_else(|| settings::model(&config));
+    let context_length = settings::context_length(&config)?;
+    let codex = tools::codex(&home)?;
+
+    let mut connection = tokio::select! {
+        connection = Connection::open(&home, context_length) => connection?,
+        signal = interrupted() => return Ok(ExitCode::from(128 + signal as u8)),
+    };
+    let result = session(
+        &mut connection,
+        &home,
+        &codex.path,
+        &user_args,
+        &model,
+        context_length,
+    )
+    .await;
+    connection.close().await;
+    result
+}
+
+/// Everything between "server up" and "server down".
+async fn session(
+    connection: &mut Connection,
+    home: &Home,
+    codex: &std::path::Path,
+    user_args: &[OsString],
+    model: &str,
+    context_length: u32,
+) -> Result<ExitCode> {
+    let client = connection.client()?;
+    let models_dir = home.models();
+    tokio::select! {
+        pulled = client.ensure(model, &models_dir) => pulled?,
+        signal = interrupted() => {
+            ui::info("stopped; the download resumes where it left off on the next run");
+            return Ok(ExitCode::from(128 + signal as u8));
+        }
+        status = server_exit(connection) => bail!("{}", died(connection, status)),
+    }
+
+    let v1 = connection.v1_url();
+    let target = Target {
+        base_url: &v1,
+        port: connection.port(),
+        model,
+        context_length,
+    };
+    let codex_run = launch::run_codex(codex, user_args, &target);
+    tokio::pin!(codex_run);
+    let (status, server_died) = tokio::select! {
+        status = &mut codex_run => (status?, None),
+        status = server_exit(connection) => {
+            let message = died(connection, status);
+            (codex_run.await?, Some(message))
+        }
+    };
+    if let Some(message) = server_died {
+        ui::error(&anyhow::anyhow!(message));
+        let code = launch::exit_code(status);
+        return Ok(ExitCode::from(if code == 0 { 1 } else { code }));
+    }
+    Ok(ExitCode::from(launch::exit_code(status)))
+}
+
+/// Resolves if the embedded server exits; never for a user's own server.
+async fn server_exit(connection: &mut Connection) -> Option<std::process::ExitStatus> {
+    match connection.server.as_mut() {
+        Some(server) => server.wait_exit().await,
+        None => std::future::pending().await,
+    }
+}
+
+fn died(connection: &Connection, status: Option<std::process::ExitStatus>) -> String {
+    connection.server.as_ref().map_or_else(
+        || "Ollama stopped unexpectedly".to_owned(),
+        |s| s.died_message(status),
+    )
+}

@@ -1,0 +1,240 @@
+//! Runs Codex against the local model: the arguments, the environment, the signals,
+//! and the exit status.
+//!
+//! The user's arguments go to Codex unchanged; ahead of them the launcher puts
+//! `--oss --local-provider ollama -m MODEL` and the context window Ollama serves
+//! (`-c model_context_window=N -c model_auto_compact_token_limit=M`, so Codex compacts
+//! before Ollama truncates). With the pinned Codex, root flags apply to whichever
+//! subcommand follows. Whatever the user set themselves (`-m`, `--local-provider`,
+//! the same `-c` keys) wins: the launcher then leaves its own out.
+//!
+//! Codex stays in the launcher's process group so it owns the terminal; Ctrl-C
+//! reaches it directly. SIGTERM and SIGHUP sent to the launcher are passed on.
+
+use std::ffi::{OsStr, OsString};
+use std::path::Path;
+use std::process::ExitStatus;
+
+use anyhow::{Context, Result};
+
+/// The local provider's address and the model settings Codex gets.
+pub struct Target<'a> {
+    /// `http://HOST:PORT/v1`
+    pub base_url: &'a str,
+    pub port: Option<u16>,
+    pub model: &'a str,
+    pub context_length: u32,
+}
+
+/// Codex's arguments: ours first (unless the user gave the same), then the user's.
+pub fn codex_args(user: &[OsString], model: &str, context_length: u32) -> Vec<OsString> {
+    let mut args: Vec<OsString> = Vec::new();
+    if !has_flag(user, &["--oss"]) {
+        args.push("--oss".into());
+    }
+    if !has_flag(user, &["--local-provider"]) && !has_config(user, "model_provider") {
+        args.extend(["--local-provider".into(), "ollama".into()]);
+    }
+    if user_model(user).is_none() {
+        args.extend(["-m".into(), model.into()]);
+    }
+    let compact = context_length - context_length / 10;
+    for (key, value) in [
+        ("model_context_window", context_length),
+        ("model_auto_compact_token_limit", compact),
+    ] {
+        if !has_config(user, key) {
+            args.extend(["-c".into(), format!("{key}={value}").into()]);
+        }
+    }
+    args.extend(user.iter().cloned());
+    args
+}
+
+/// The arguments before a lone `--` (after it everything is a prompt).
+fn options(user: &[OsString]) -> impl Iterator<Item = (usize, &str)> {
+    user.iter()
+        .take_while(|a| a.as_os_str() != OsStr::new("--"))
+        .enumerate()
+        .filter_map(|(i, a)| a.to_str().map(|s| (i, s)))
+}
+
+fn has_flag(user: &[OsString], names: &[&str]) -> bool {
+    options(user).any(|(_, a)| {
+        names
+            .iter()
+            .any(|n| a == *n || a.starts_with(&format!("{n}=")))
+    })
+}
+
+/// `-c key=...`, `--config key=...`, `-ckey=...` or `--config=key=...`.
+fn has_config(user: &[OsString], key: &str) -> bool {
+    config_value(user, key).is_some()
+}
+
+fn config_value(user: &[OsString], key: &str) -> Option<String> {
+    let args: Vec<(usize, &str)> = options(user).collect();
+    let mut found = None;
+    for (pos, (_, arg)) in args.iter().enumerate() {
+        let setting = match *arg {
+            "-c" | "--config" => args.get(pos + 1).map(|(_, v)| *v),
+            other => other
+                .strip_prefix("--config=")
+                .or_else(|| other.strip_prefix("-c"))
+                .filter(|s| !s.is_empty()),
+        };
+        if let Some((k, v)) = setting.and_then(|s| s.split_once('=')) {
+            if k.trim() == key {
+                found = Some(v.trim().trim_matches('"').to_owned());
+            }
+        }
+    }
+    found
+}
+
+/// The model the user chose on Codex's command line, if any.
+pub fn user_model(user: &[OsString]) -> Option<String> {
+    let args: Vec<(usize, &str)> = options(user).collect();
+    let mut found = None;
+    for (pos, (_, arg)) in args.iter().enumerate() {
+        match *arg {
+            "-m" | "--model" => found = args.get(pos + 1).map(|(_, v)| (*v).to_owned()),
+            other => {
+                if let Some(v) = other.strip_prefix("--model=") {
+                    found = Some(v.to_owned());
+                }
+            }
+        }
+    }
+    found.or_else(|| config_value(user, "model"))
+}
+
+/// Runs Codex to the end and returns its exit status. `server_died` resolves if the
+/// server stops first; Codex is left to notice and end on its own.
+pub async fn run_codex(codex: &Path, user: &[OsString], target: &Target<'_>) -> Result<ExitStatus> {
+    let args = codex_args(user, target.model, target.context_length);
+    tracing::debug!("running {} {:?}", codex.display(), args);
+    let mut command = tokio::process::Command::new(codex);
+    command
+        .args(&args)
+        .env("CODEX_OSS_BASE_URL", target.base_url);
+    if let Some(port) = target.port {
+        command.env("CODEX_OSS_PORT", port.to_string());
+    }
+    let mut child = command
+        .spawn()
+        .with_context(|| format!("could not start Codex ({})", codex.display()))?;
+    wait_forwarding_signals(&mut child).await
+}
+
+#[cfg(unix)]
+async fn wait_forwarding_signals(child: &mut tokio::process::Child) -> Result<ExitStatus> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    // Ctrl-C reaches Codex through the terminal; the launcher only has to survive it.
+    let mut int = signal(SignalKind::interrupt())?;
+    let pid = child.id().map(|p| nix::unistd::Pid::from_raw(p as i32));
+    loop {
+        let forward = tokio::select! {
+            status = child.wait() => return Ok(status?),
+            _ = term.recv() => nix::sys::signal::Signal::SIGTERM,
+            _ = hup.recv() => nix::sys::signal::Signal::SIGHUP,
+            _ = int.recv() => continue,
+        };
+        if let Some(pid) = pid {
+            let _ = nix::sys::signal::kill(pid, forward);
+        }
+    }
+}
+
+#[cfg(windows)]
+async fn wait_forwarding_signals(child: &mut tokio::process::Child) -> Result<ExitStatus> {
+    loop {
+        tokio::select! {
+            status = child.wait() => return Ok(status?),
+            // Console Ctrl-C goes to every process on the console, Codex included.
+            _ = tokio::signal::ctrl_c() => continue,
+        }
+    }
+}
+
+/// The launcher's exit code for Codex's status: its code, or 128+signal.
+pub fn exit_code(status: ExitStatus) -> u8 {
+    if let Some(code) = status.code() {
+        return code.clamp(0, 255) as u8;
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        if let Some(signal) = status.signal() {
+            return (128 + signal).clamp(0, 255) as u8;
+        }
+    }
+    1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn os(args: &[&str]) -> Vec<OsString> {
+        args.iter().map(OsString::from).collect()
+    }
+
+    fn strings(args: Vec<OsString>) -> Vec<String> {
+        args.into_iter().map(|a| a.into_string().unwrap()).collect()
+    }
+
+    #[test]
+    fn our_flags_go_first_and_user_args_follow_unchanged() {
+        let args = strings(codex_args(&os(&["exec", "say hi"]), "gpt-oss:20b", 32768));
+        assert_eq!(
+            args,
+            [
+                "--oss",
+                "--local-provider",
+                "ollama",
+                "-m",
+                "gpt-oss:20b",
+                "-c",
+                "model_context_window=32768",
+                "-c",
+                "model_auto_compact_token_limit=29492",
+                "exec",
+                "say hi"
+            ]
+        );
+    }
+
+    #[test]
+    fn user_settings_win() {
+        let user = os(&[
+            "-m",
+            "mine",
+            "--local-provider=lmstudio",
+            "-c",
+            "model_context_window=8192",
+            "exec",
+        ]);
+        let args = strings(codex_args(&user, "gpt-oss:20b", 32768));
+        assert!(!args.contains(&"gpt-oss:20b".to_owned()));
+        assert!(!args.contains(&"ollama".to_owned()));
+        assert!(!args.contains(&"model_context_window=32768".to_owned()));
+        assert!(args.contains(&"model_auto_compact_token_limit=29492".to_owned()));
+        assert_eq!(user_model(&user).as_deref(), Some("mine"));
+    }
+
+    #[test]
+    fn model_forms() {
+        assert_eq!(
+            user_model(&os(&["exec", "--model=a:1"])).as_deref(),
+            Some("a:1")
+        );
+        assert_eq!(
+            user_model(&os(&["-c", "model=\"b:2\""])).as_deref(),
+            Some("b:2")
+        );
+        assert_eq!(user_model(&os(&["exec", "--", "-m", "not a flag"])), None);
+    }
+}

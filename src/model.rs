@@ -1,0 +1,406 @@
+//! The model: is it in Ollama's store, and if not, pull it with a progress bar.
+//!
+//! Talks to Ollama's native API: `GET /api/tags` lists installed models, `POST
+//! /api/pull` streams NDJSON progress lines (`{status, digest, total, completed}`)
+//! ending in `{"status":"success"}`. A failure arrives either as HTTP 4xx/5xx before
+//! the stream or as an `{"error": ...}` line inside it; both become one clear
+//! message. Ollama keeps partial downloads (the launcher starts it with
+//! OLLAMA_NOPRUNE=1), so an interrupted pull resumes on the next run.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+use futures_util::StreamExt;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::Deserialize;
+
+/// What a known model needs, to say plainly what is short before a long download.
+struct Needs {
+    disk: u64,
+    memory: u64,
+}
+
+const GB: u64 = 1_000_000_000;
+
+fn needs(model: &str) -> Option<Needs> {
+    match canonical(model).as_str() {
+        "gpt-oss:20b" | "gpt-oss:latest" => Some(Needs {
+            disk: 14 * GB,
+            memory: 16 * GB,
+        }),
+        "gpt-oss:120b" => Some(Needs {
+            disk: 65 * GB,
+            memory: 80 * GB,
+        }),
+        _ => None,
+    }
+}
+
+/// `name` -> `name:latest`, as Ollama names models.
+pub fn canonical(model: &str) -> String {
+    let last = model.rsplit('/').next().unwrap_or(model);
+    if last.contains(':') {
+        model.to_owned()
+    } else {
+        format!("{model}:latest")
+    }
+}
+
+/// A client for one Ollama server.
+pub struct Ollama {
+    base: String,
+    client: reqwest::Client,
+}
+
+#[derive(Deserialize)]
+struct Tags {
+    #[serde(default)]
+    models: Vec<TagModel>,
+}
+
+#[derive(Deserialize)]
+pub struct TagModel {
+    pub name: String,
+    #[serde(default)]
+    pub size: u64,
+}
+
+#[derive(Deserialize, Default)]
+struct PullLine {
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    digest: Option<String>,
+    #[serde(default)]
+    total: Option<u64>,
+    #[serde(default)]
+    completed: Option<u64>,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+/// A short reason for a failed request, without reqwest's URL noise.
+pub fn describe_reqwest(err: &reqwest::Error) -> String {
+    if err.is_timeout() {
+        "timed out".to_owned()
+    } else if err.is_connect() {
+        "connection refused".to_owned()
+    } else if err.is_decode() {
+        "malformed reply".to_owned()
+    } else {
+        let mut text = err.to_string();
+        if let Some(url) = err.url() {
+            text = text
+                .replace(&format!(" ({url})"), "")
+                .replace(&format!(" for url ({url})"), "");
+        }
+        text
+    }
+}
+
+impl Ollama {
+    /// `base`: `http://HOST:PORT` (no `/v1`).
+    pub fn new(base: &str) -> Result<Ollama> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .build()?;
+        Ok(Ollama {
+            base: base
+                .trim_end_matches('/')
+                .trim_end_matches("/v1")
+                .to_owned(),
+            client,
+        })
+    }
+
+    pub async fn list(&self) -> Result<Vec<TagModel>> {
+        let resp = self
+            .client
+            .get(format!("{}/api/tags", self.base))
+            .timeout(Duration::from_secs(30))
+            .send()
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "could not list models at {}: {}",
+                    self.base,
+                    describe_reqwest(&e)
+                )
+            })?;
+        let resp = check_status(resp, "list models").await?;
+        let tags: Tags = resp.json().await.map_err(|e| {
+            anyhow::anyhow!(
+                "Ollama sent a malformed model list ({})",
+                describe_reqwest(&e)
+            )
+        })?;
+        Ok(tags.models)
+    }
+
+    pub async fn has(&self, model: &str) -> Result<bool> {
+        let want = canonical(model);
+        Ok(self
+            .list()
+            .await?
+            .iter()
+            .any(|m| canonical(&m.name) == want))
+    }
+
+    /// Pulls `model` unless Ollama has it; `models_dir` is checked for free space first.
+    pub async fn ensure(&self, model: &str, models_dir: &Path) -> Result<()> {
+        if self.has(model).await? {
+            return Ok(());
+        }
+        preflight(model, models_dir)?;
+        self.pull(model, models_dir).await
+    }
+
+    pub async fn delete(&self, model: &str) -> Result<()> {
+        let resp = self
+            .client
+            .delete(format!("{}/api/delete", self.base))
+            .json(&serde_json::json!({ "model": model }))
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!("could not reach Ollama: {}", describe_reqwest(&e)))?;
+        check_status(resp, &format!("remove {model}")).await?;
+        Ok(())
+    }
+
+    /// Streams `/api/pull`, drawing progress, until success or a clear error.
+    pub async fn pull(&self, model: &str, models_dir: &Path) -> Result<()> {
+        let resp = self
+            .client
+            .post(format!("{}/api/pull", self.base))
+            .json(&serde_json::json!({ "model": model, "stream": true }))
+            .send()
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!("could not start pulling {model}: {}", describe_reqwest(&e))
+            })?;
+        let resp = check_status(resp, &format!("pull {model}")).await?;
+        let mut progress = Progress::new(model);
+        let mut stream = resp.bytes_stream();
+        let mut buffer = Vec::new();
+        let mut space_checked = false;
+        loop {
+            let chunk = match stream.next().await {
+                None => break,
+                Some(Ok(chunk)) => chunk,
+                Some(Err(e)) => {
+                    progress.abandon();
+                    bail!(
+                        "lost the connection to Ollama while pulling {model} ({}); run codex-oss again to resume the download",
+                        describe_reqwest(&e)
+                    );
+                }
+            };
+            buffer.extend_from_slice(&chunk);
+            while let Some(end) = buffer.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = buffer.drain(..=end).collect();
+                let line = String::from_utf8_lossy(&line).trim().to_owned();
+                if line.is_empty() {
+                    continue;
+                }
+                let parsed: PullLine = serde_json::from_str(&line).map_err(|_| {
+                    progress.abandon();
+                    anyhow::anyhow!(
+                        "Ollama sent a malformed progress line while pulling {model}: {}",
+                        truncate(&line, 120)
+                    )
+                })?;
+                if let Some(error) = parsed.error {
+                    progress.abandon();
+                    bail!("Ollama could not pull {model}: {error}");
+                }
+                if !space_checked {
+                    if let Some(total) = parsed.total {
+                        space_checked = true;
+                        check_space_for(
+                            model,
+                            total.saturating_sub(parsed.completed.unwrap_or(0)),
+                            models_dir,
+                        )
+                        .inspect_err(|_| progress.abandon())?;
+                    }
+                }
+                if parsed.status == "success" {
+                    progress.finish();
+                    return Ok(());
+                }
+                progress.update(&parsed);
+            }
+        }
+        progress.abandon();
+        bail!("Ollama ended the download of {model} before it finished; run codex-oss again to resume it")
+    }
+}
+
+/// Turns an HTTP error status into a message, with Ollama's `{"error": ...}` text.
+async fn check_status(resp: reqwest::Response, what: &str) -> Result<reqwest::Response> {
+    let status = resp.status();
+    if status.is_success() {
+        return Ok(resp);
+    }
+    let body = resp.text().await.unwrap_or_default();
+    let detail = serde_json::from_str::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v.get("error").and_then(|e| e.as_str().map(str::to_owned)))
+        .unwrap_or_else(|| truncate(body.trim(), 120));
+    if status == reqwest::StatusCode::NOT_FOUND {
+        bail!(
+            "Ollama could not {what}: {detail} (HTTP 404): check the model name, e.g. gpt-oss:20b"
+        );
+    }
+    bail!(
+        "Ollama could not {what}: {detail} (HTTP {})",
+        status.as_u16()
+    )
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((i, _)) => format!("{}...", &text[..i]),
+        None => text.to_owned(),
+    }
+}
+
+/// Before pulling a known model: enough disk for it, and a warning if memory is short.
+fn preflight(model: &str, models_dir: &Path) -> Result<()> {
+    let Some(needs) = needs(model) else {
+        return Ok(());
+    };
+    check_space_for(model, needs.disk, models_dir)?;
+    let memory = crate::settings::total_memory();
+    if memory > 0 && memory < needs.memory {
+        crate::ui::warn(format!(
+            "{model} needs about {} GB of memory and this machine has {} GB: expect it to be very slow or to fail (CODEX_OSS_MODEL picks a smaller model)",
+            needs.memory / GB,
+            memory / GB
+        ));
+    }
+    Ok(())
+}
+
+fn check_space_for(model: &str, bytes: u64, models_dir: &Path) -> Result<()> {
+    let Some(free) = free_space(models_dir) else {
+        return Ok(());
+    };
+    if free < bytes {
+        bail!(
+            "not enough disk space to pull {model}: it needs {} and {} has {} free; free some space or set OLLAMA_MODELS to a larger disk",
+            human(bytes),
+            models_dir.display(),
+            human(free)
+        );
+    }
+    Ok(())
+}
+
+/// Free space on the filesystem holding `dir` (the longest matching mount point).
+fn free_space(dir: &Path) -> Option<u64> {
+    let dir = std::fs::canonicalize(dir).ok()?;
+    let disks = sysinfo::Disks::new_with_refreshed_list();
+    disks
+        .list()
+        .iter()
+        .filter(|d| dir.starts_with(d.mount_point()))
+        .max_by_key(|d| d.mount_point().as_os_str().len())
+        .map(|d| d.available_space())
+}
+
+fn human(bytes: u64) -> String {
+    if bytes >= GB {
+        format!("{:.1} GB", bytes as f64 / GB as f64)
+    } else {
+        format!("{:.1} MB", bytes as f64 / 1e6)
+    }
+}
+
+/// A progress bar on a terminal, plain lines otherwise.
+struct Progress {
+    model: String,
+    bar: Option<ProgressBar>,
+    last_status: String,
+    last_percent: HashMap<String, u64>,
+}
+
+impl Progress {
+    fn new(model: &str) -> Progress {
+        let bar = crate::ui::stderr_is_terminal().then(|| {
+            let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{msg} {wide_bar} {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}",
+                )
+                .expect("valid template"),
+            );
+            bar
+        });
+        crate::ui::info(format!(
+            "pulling {model} (first run only; the download resumes if interrupted)"
+        ));
+        Progress {
+            model: model.to_owned(),
+            bar,
+            last_status: String::new(),
+            last_percent: HashMap::new(),
+        }
+    }
+
+    fn update(&mut self, line: &PullLine) {
+        match (&self.bar, line.total) {
+            (Some(bar), Some(total)) if line.digest.is_some() => {
+                bar.set_length(total);
+                bar.set_position(line.completed.unwrap_or(0));
+                bar.set_message(format!("pulling {}", self.model));
+            }
+            (Some(bar), _) => bar.set_message(line.status.clone()),
+            (None, Some(total)) if total > 0 => {
+                let percent = line.completed.unwrap_or(0) * 100 / total;
+                let key = line.digest.clone().unwrap_or_default();
+                let last = self.last_percent.entry(key).or_insert(u64::MAX);
+                if *last == u64::MAX || percent / 10 > *last / 10 {
+                    *last = percent;
+                    crate::ui::info(format!("{}: {percent}% of {}", line.status, human(total)));
+                }
+            }
+            (None, _) => {
+                if line.status != self.last_status {
+                    crate::ui::info(&line.status);
+                }
+            }
+        }
+        self.last_status = line.status.clone();
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+        crate::ui::info(format!("pulled {}", self.model));
+    }
+
+    fn abandon(&self) {
+        if let Some(bar) = &self.bar {
+            bar.abandon();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_get_the_latest_tag() {
+        assert_eq!(canonical("gpt-oss"), "gpt-oss:latest");
+        assert_eq!(canonical("gpt-oss:20b"), "gpt-oss:20b");
+        assert_eq!(
+            canonical("registry.local:5000/ns/m"),
+            "registry.local:5000/ns/m:latest"
+        );
+    }
+}

@@ -1,0 +1,435 @@
+//! The embedded Ollama server: start it on a loopback port, wait until it answers,
+//! and stop it, with its runner processes, whatever happens to the launcher.
+//!
+//! Theory of operation. `ollama serve` runs in a process group of its own (a Job
+//! Object on Windows), so that stopping it reaches the runners it starts and so that
+//! the terminal's Ctrl-C goes to Codex, not to Ollama. Shutdown is SIGTERM to the
+//! group, a grace period, then SIGKILL. If the launcher itself dies without a chance
+//! to clean up (SIGKILL), three things stop the server: on Linux the kernel sends it
+//! SIGTERM (parent-death signal); on Unix a watchdog process holding a pipe from the
+//! launcher sees the pipe close and stops the group; on Windows the job object kills
+//! it when its last handle closes. Should all of that fail, every server is recorded
+//! under `<home>/run/servers/` with a lock its launcher holds: the next run stops any
+//! server whose launcher is gone.
+//!
+//! The port: with no `CODEX_OSS_PORT`, Ollama binds port 0 and the launcher reads the
+//! real address from its `Listening on ADDR (version X)` log line, so there is no
+//! window between choosing a port and binding it.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitStatus;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use process_wrap::tokio::{ChildWrapper, CommandWrap};
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::sync::watch;
+
+use crate::home::Home;
+use crate::registry::Registration;
+
+/// How long Ollama gets to answer `/api/version` after starting.
+const READY_DEADLINE: Duration = Duration::from_secs(60);
+/// How long Ollama gets to stop after SIGTERM before it is killed.
+pub const STOP_GRACE: Duration = Duration::from_secs(5);
+/// Log files kept in `<home>/logs`.
+const LOGS_KEPT: usize = 20;
+
+/// Where the embedded Ollama should listen.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Bind {
+    /// `127.0.0.1:0`: Ollama picks a free port.
+    Auto,
+    /// `CODEX_OSS_PORT`: this loopback port.
+    Port(u16),
+    /// `OLLAMA_HOST` as the user set it.
+    Host(String),
+}
+
+impl Bind {
+    /// From `OLLAMA_HOST` and `CODEX_OSS_PORT` (the user's values win over ours).
+    pub fn from_env() -> Result<Bind> {
+        if let Some(host) = crate::settings::env_nonempty("OLLAMA_HOST") {
+            return Ok(Bind::Host(host));
+        }
+        match crate::settings::env_nonempty("CODEX_OSS_PORT") {
+            None => Ok(Bind::Auto),
+            Some(port) => port
+                .parse::<u16>()
+                .ok()
+                .filter(|p| *p != 0)
+                .map(Bind::Port)
+                .with_context(|| {
+                    format!("CODEX_OSS_PORT={port} is not a port number: use 1-65535, or unset it")
+                }),
+        }
+    }
+
+    fn ollama_host(&self) -> String {
+        match self {
+            Bind::Auto => "127.0.0.1:0".to_owned(),
+            Bind::Port(port) => format!("127.0.0.1:{port}"),
+            Bind::Host(host) => host.clone(),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Bind::Auto => "a free loopback port".to_owned(),
+            Bind::Port(port) => format!("port {port} (CODEX_OSS_PORT)"),
+            Bind::Host(host) => format!("{host} (OLLAMA_HOST)"),
+        }
+    }
+}
+
+/// What the server needs to start.
+pub struct Config<'a> {
+    pub executable: &'a Path,
+    pub home: &'a Home,
+    pub bind: Bind,
+    pub context_length: u32,
+}
+
+/// A running `ollama serve`.
+pub struct Server {
+    child: Box<dyn ChildWrapper>,
+    addr: SocketAddr,
+    log: PathBuf,
+    exited: Option<ExitStatus>,
+    registration: Option<Registration>,
+    watchdog: Option<crate::watchdog::Watchdog>,
+}
+
+impl Server {
+    /// Starts Ollama and waits until it answers `GET /api/version`.
+    pub async fn start(config: Config<'_>) -> Result<Server> {
+        crate::registry::stop_stale(config.home);
+        let log = new_log_path(config.home)?;
+        let log_file = std::fs::File::create(&log)
+            .with_context(|| format!("could not create log file {}", log.display()))?;
+        let mut child = spawn(&config)
+            .with_context(|| format!("could not start Ollama ({})", config.executable.display()))?;
+        let pid = child.id().unwrap_or(0);
+        let registration = Registration::new(config.home, pid, config.executable, &log);
+        let watchdog = crate::watchdog::Watchdog::spawn(pid);
+        let listening = pump_output(&mut *child, log_file);
+        let mut server = Server {
+            child,
+            addr: ([127, 0, 0, 1], 0).into(),
+            log,
+            exited: None,
+            registration,
+            watchdog,
+        };
+        if let Err(err) = server.wait_ready(&config.bind, listening).await {
+            server.stop().await;
+            return Err(err);
+        }
+        tracing::info!("Ollama ready at {}", server.addr);
+        Ok(server)
+    }
+
+    /// `http://127.0.0.1:PORT`
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+
+    async fn wait_ready(
+        &mut self,
+        bind: &Bind,
+        mut listening: watch::Receiver<Option<SocketAddr>>,
+    ) -> Result<()> {
+        let deadline = Instant::now() + READY_DEADLINE;
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_millis(800))
+            .build()?;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                self.exited = Some(status);
+                return Err(
+                    self.start_failure(bind, &format!("Ollama exited during start-up ({status})"))
+                );
+            }
+            let addr = *listening.borrow_and_update();
+            if let Some(addr) = addr {
+                self.addr = addr;
+                let url = format!("{}/api/version", self.base_url());
+                if let Ok(resp) = client.get(&url).send().await {
+                    if resp.status().is_success() {
+                        return Ok(());
+                    }
+                }
+            }
+            if Instant::now() > deadline {
+                return Err(self.start_failure(
+                    bind,
+                    &format!(
+                        "Ollama did not answer within {} s",
+                        READY_DEADLINE.as_secs()
+                    ),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn start_failure(&self, bind: &Bind, what: &str) -> anyhow::Error {
+        let tail = log_tail(&self.log, 15);
+        if tail.contains("address already in use")
+            || tail.contains("Only one usage of each socket address")
+        {
+            let fix = match bind {
+                Bind::Port(_) => "choose another CODEX_OSS_PORT or unset it",
+                Bind::Host(_) => "choose another OLLAMA_HOST or unset it",
+                Bind::Auto => "try again",
+            };
+            return anyhow::anyhow!(
+                "{} is already in use: {fix} (log: {})",
+                bind.describe(),
+                self.log.display()
+            );
+        }
+        anyhow::anyhow!(
+            "{what}; last lines of its log {}:\n{tail}",
+            self.log.display()
+        )
+    }
+
+    /// Resolves when the server exits; `None` if waiting failed.
+    pub async fn wait_exit(&mut self) -> Option<ExitStatus> {
+        if let Some(status) = self.exited {
+            return Some(status);
+        }
+        let status = self.child.wait().await.ok();
+        self.exited = status;
+        status
+    }
+
+    /// A one-line account of an unexpected exit, with the log to read.
+    pub fn died_message(&self, status: Option<ExitStatus>) -> String {
+        let status = status.map_or_else(|| "unknown status".to_owned(), |s| s.to_string());
+        format!(
+            "Ollama stopped unexpectedly ({status}); its log is {}",
+            self.log.display()
+        )
+    }
+
+    /// SIGTERM to the group, then SIGKILL after the grace period; always disarms the watchdog.
+    pub async fn stop(mut self) {
+        if self.exited.is_none() {
+            terminate(&mut *self.child);
+            let waited = tokio::time::timeout(STOP_GRACE, self.child.wait()).await;
+            if waited.is_err() {
+                tracing::warn!(
+                    "Ollama did not stop within {} s; killing it",
+                    STOP_GRACE.as_secs()
+                );
+                let _ = self.child.start_kill();
+                let _ = self.child.wait().await;
+            }
+        }
+        if let Some(watchdog) = self.watchdog.take() {
+            watchdog.disarm();
+        }
+        drop(self.registration.take());
+    }
+}
+
+#[cfg(unix)]
+fn terminate(child: &mut dyn ChildWrapper) {
+    // process-wrap's ProcessGroupChild signals the whole group.
+    let _ = child.signal(nix::sys::signal::Signal::SIGTERM as i32);
+}
+
+#[cfg(windows)]
+fn terminate(child: &mut dyn ChildWrapper) {
+    // Windows has no SIGTERM for console-less children: end the job (Ollama and its runners).
+    let _ = child.start_kill();
+}
+
+fn spawn(config: &Config<'_>) -> std::io::Result<Box<dyn ChildWrapper>> {
+    let ollama_home = config.home.ollama_home();
+    crate::home::create_private_dir(&ollama_home, "Ollama home").map_err(std::io::Error::other)?;
+    let models = config.home.models();
+    std::fs::create_dir_all(&models)?;
+
+    let mut command = tokio::process::Command::new(config.executable);
+    command
+        .arg("serve")
+        .env("OLLAMA_HOST", config.bind.ollama_host())
+        .env("OLLAMA_MODELS", &models)
+        .env("OLLAMA_CONTEXT_LENGTH", config.context_length.to_string())
+        // Ollama writes its key pair under $HOME/.ollama: keep it inside the codex-oss home.
+        .env("HOME", &ollama_home)
+        .env("USERPROFILE", &ollama_home)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    if std::env::var_os("OLLAMA_NOPRUNE").is_none() {
+        // Keeps the partial download of an interrupted pull, so the next run resumes it.
+        command.env("OLLAMA_NOPRUNE", "1");
+    }
+    #[cfg(target_os = "linux")]
+    set_parent_death_signal(&mut command);
+
+    let mut wrapped = CommandWrap::from(command);
+    #[cfg(unix)]
+    wrapped.wrap(process_wrap::tokio::ProcessGroup::leader());
+    #[cfg(windows)]
+    wrapped.wrap(process_wrap::tokio::JobObject);
+    wrapped.spawn()
+}
+
+/// The kernel sends Ollama SIGTERM when the launcher's thread that started it dies.
+/// The launcher runs a current-thread runtime, so that thread is the main thread.
+#[cfg(target_os = "linux")]
+fn set_parent_death_signal(command: &mut tokio::process::Command) {
+    let parent = std::process::id() as i32;
+    // SAFETY: prctl, getppid and kill are async-signal-safe system calls.
+    unsafe {
+        command.pre_exec(move || {
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM)?;
+            if nix::unistd::getppid().as_raw() != parent {
+                // The launcher died before the signal was armed.
+                std::process::exit(1);
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Copies Ollama's stdout and stderr into its log file, and reports the address from
+/// its `Listening on` line. Drained to the end so a full pipe can never block Ollama.
+fn pump_output(
+    child: &mut dyn ChildWrapper,
+    log: std::fs::File,
+) -> watch::Receiver<Option<SocketAddr>> {
+    let (tx, rx) = watch::channel(None);
+    let tx = Arc::new(tx);
+    let log = Arc::new(Mutex::new(log));
+    if let Some(out) = child.stdout().take() {
+        tokio::spawn(copy_lines(out, log.clone(), tx.clone()));
+    }
+    if let Some(err) = child.stderr().take() {
+        tokio::spawn(copy_lines(err, log, tx));
+    }
+    rx
+}
+
+async fn copy_lines(
+    reader: impl AsyncRead + Unpin,
+    log: Arc<Mutex<std::fs::File>>,
+    listening: Arc<watch::Sender<Option<SocketAddr>>>,
+) {
+    let mut lines = BufReader::new(reader).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        if let Some(addr) = parse_listening(&line) {
+            listening.send_replace(Some(addr));
+        }
+        if let Ok(mut file) = log.lock() {
+            let _ = writeln!(file, "{line}");
+        }
+    }
+}
+
+/// `... msg="Listening on 127.0.0.1:43121 (version 0.32.15)"` -> 127.0.0.1:43121.
+/// An unspecified bind address (0.0.0.0, [::]) is reached through loopback.
+pub fn parse_listening(line: &str) -> Option<SocketAddr> {
+    let rest = &line[line.find("Listening on ")? + "Listening on ".len()..];
+    let token = rest.split([' ', '"']).next()?;
+    let mut addr: SocketAddr = token.parse().ok()?;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(if addr.is_ipv4() {
+            [127, 0, 0, 1].into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        });
+    }
+    Some(addr)
+}
+
+/// `<home>/logs/ollama-<unix time>-<pid>.log`, pruning all but the newest logs.
+fn new_log_path(home: &Home) -> Result<PathBuf> {
+    let dir = home.logs();
+    crate::home::create_private_dir(&dir, "logs")?;
+    let mut old: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "log"))
+                .collect()
+        })
+        .unwrap_or_default();
+    if old.len() >= LOGS_KEPT {
+        old.sort_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
+        for path in &old[..=old.len() - LOGS_KEPT] {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    Ok(dir.join(format!("ollama-{secs}-{}.log", std::process::id())))
+}
+
+/// The last `n` lines of a log, indented for an error message.
+pub fn log_tail(path: &Path, n: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..]
+        .iter()
+        .map(|l| format!("    {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Checks a server the user runs (CODEX_OSS_BASE_URL) answers before Codex starts.
+pub async fn check_external(base_url: &str) -> Result<()> {
+    let root = base_url.trim_end_matches('/').trim_end_matches("/v1");
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()?;
+    match client.get(format!("{root}/api/version")).send().await {
+        Ok(resp) if resp.status().is_success() => Ok(()),
+        Ok(resp) => bail!("the Ollama server at CODEX_OSS_BASE_URL={base_url} answered {}: check the address", resp.status()),
+        Err(err) => bail!(
+            "cannot reach the Ollama server at CODEX_OSS_BASE_URL={base_url} ({}): start it, or unset CODEX_OSS_BASE_URL to use the embedded one",
+            crate::model::describe_reqwest(&err)
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listening_line_gives_the_address() {
+        let line = r#"time=2026 level=INFO source=routes.go:1 msg="Listening on 127.0.0.1:43121 (version 0.32.15)""#;
+        assert_eq!(
+            parse_listening(line),
+            Some("127.0.0.1:43121".parse().unwrap())
+        );
+        assert_eq!(
+            parse_listening("Listening on 0.0.0.0:80 (version 1)"),
+            Some("127.0.0.1:80".parse().unwrap())
+        );
+        assert_eq!(
+            parse_listening("Listening on [::]:80 (version 1)"),
+            Some("[::1]:80".parse().unwrap())
+        );
+        assert_eq!(parse_listening("starting runner"), None);
+    }
+}
