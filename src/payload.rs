@@ -214,7 +214,8 @@ impl Payload {
             what: self.label(),
             detail,
         };
-        let err = |source| self.classify(into.to_path_buf(), source);
+        // Name the payload's directory, not the temporary one (removed when this fails).
+        let err = |source| self.classify(into.parent().unwrap_or(into).to_path_buf(), source);
         let decoder = zstd::Decoder::with_buffer(self.data).map_err(|e| corrupt(e.to_string()))?;
         let mut archive = tar::Archive::new(decoder);
         let mut records = Vec::new();

@@ -1,0 +1,679 @@
+//! Issue 2, as a user sees it: the embedded payloads (the real Codex CLI 0.149.0 from
+//! npm and the stand-in Ollama), unpacked by `codex-oss doctor` into CODEX_OSS_HOME.
+//!
+//! Covers `--version`, a first unpack and what it leaves on disk, 8 simultaneous first
+//! runs, repair of damaged files, removal of unused versions (and keeping a leased
+//! one), and the errors on a full or read-only home. The last two need a small or
+//! read-only filesystem: they mount a tmpfs inside `unshare` (a user + mount
+//! namespace, so they also run unprivileged).
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Read;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+
+use crate::support::{output_text, version_dirs, Scratch};
+
+const CODEX_VERSION: &str = "0.149.0";
+const OLLAMA_VERSION: &str = "0.32.15";
+const MANIFEST: &str = ".codex-oss-manifest.json";
+
+fn doctor(scratch: &Scratch) -> Output {
+    scratch
+        .codex_oss()
+        .arg("doctor")
+        .output()
+        .expect("run codex-oss doctor")
+}
+
+fn assert_success(output: &Output, what: &str) {
+    assert!(
+        output.status.success(),
+        "{what} failed:\n{}",
+        output_text(output)
+    );
+}
+
+/// Every regular file and symlink under `dir` (dot entries included), relative, with
+/// mode, content hash and mtime: what "byte-for-byte untouched" compares.
+fn snapshot(dir: &Path) -> BTreeMap<String, (u32, String, i64, i64)> {
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, (u32, String, i64, i64)>) {
+        for entry in fs::read_dir(dir).unwrap_or_else(|e| panic!("read {}: {e}", dir.display())) {
+            let path = entry.unwrap().path();
+            let meta = fs::symlink_metadata(&path).unwrap();
+            let rel = path
+                .strip_prefix(root)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            if meta.is_dir() {
+                out.insert(
+                    format!("{rel}/"),
+                    (meta.mode() & 0o7777, String::new(), 0, 0),
+                );
+                walk(root, &path, out);
+            } else if meta.file_type().is_symlink() {
+                let target = fs::read_link(&path).unwrap().to_string_lossy().into_owned();
+                out.insert(rel, (0, target, 0, 0));
+            } else {
+                out.insert(
+                    rel,
+                    (
+                        meta.mode() & 0o7777,
+                        sha256(&path),
+                        meta.mtime(),
+                        meta.mtime_nsec(),
+                    ),
+                );
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
+fn sha256(path: &Path) -> String {
+    let mut file = fs::File::open(path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    hex::encode(hasher.finalize())
+}
+
+/// Names in a payload's parent directory left by an interrupted or failed unpack.
+fn leftovers(home: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    for name in ["ollama", "codex"] {
+        let Ok(entries) = fs::read_dir(home.join(name)) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let file = entry.file_name().to_string_lossy().into_owned();
+            if file.starts_with(".tmp-") || file.starts_with(".trash-") {
+                found.push(format!("{name}/{file}"));
+            }
+        }
+    }
+    found
+}
+
+/// The npm package the build embedded (scripts/fixtures.sh exports its path).
+fn codex_vendor() -> Option<PathBuf> {
+    std::env::var_os("CODEX_OSS_TEST_CODEX_VENDOR")
+        .map(PathBuf::from)
+        .filter(|p| p.is_dir())
+}
+
+fn run_version(executable: &Path) -> Output {
+    Command::new(executable)
+        .arg("--version")
+        // The stand-in Ollama asks a server for its version; make sure none answers.
+        .env("OLLAMA_HOST", "127.0.0.1:1")
+        .output()
+        .unwrap_or_else(|e| panic!("run {} --version: {e}", executable.display()))
+}
+
+fn assert_codex_runs(codex_dir: &Path) {
+    let output = run_version(&codex_dir.join("bin/codex"));
+    assert_success(&output, "unpacked bin/codex --version");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains(&format!("codex-cli {CODEX_VERSION}")),
+        "{}",
+        output_text(&output)
+    );
+}
+
+#[test]
+fn version_names_the_launcher_and_both_embedded_versions() {
+    let scratch = Scratch::new();
+    let output = scratch.codex_oss().arg("--version").output().unwrap();
+    assert_success(&output, "codex-oss --version");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(
+        lines.contains(&format!("codex-oss {}", env!("CARGO_PKG_VERSION")).as_str()),
+        "{}",
+        output_text(&output)
+    );
+    assert!(
+        lines.contains(&format!("ollama {OLLAMA_VERSION} (embedded)").as_str()),
+        "{}",
+        output_text(&output)
+    );
+    assert!(
+        lines.contains(&format!("codex {CODEX_VERSION} (embedded)").as_str()),
+        "{}",
+        output_text(&output)
+    );
+    // Printing versions must not cost a 300 MB unpack.
+    assert!(
+        !scratch.oss_home().join("codex").exists(),
+        "--version unpacked Codex"
+    );
+}
+
+#[test]
+fn doctor_unpacks_runnable_codex_and_trimmed_ollama_into_a_private_home() {
+    let scratch = Scratch::new();
+    let output = doctor(&scratch);
+    assert_success(&output, "codex-oss doctor");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+
+    let home = scratch.oss_home();
+    let mode = fs::metadata(&home).unwrap().mode() & 0o777;
+    assert_eq!(mode, 0o700, "CODEX_OSS_HOME is mode {mode:o}, not 0700");
+
+    // Codex: its whole package layout, and the binary runs from there.
+    let codex = scratch.unpacked("codex");
+    assert!(
+        codex
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with(&format!("{CODEX_VERSION}-")),
+        "codex dir {} is not named after the version",
+        codex.display()
+    );
+    let codex_exe = codex.join("bin/codex");
+    assert!(
+        stdout.contains(&codex_exe.display().to_string()),
+        "doctor does not name {}:\n{stdout}",
+        codex_exe.display()
+    );
+    assert_codex_runs(&codex);
+    for (file, executable) in [
+        ("codex-package.json", false),
+        ("codex-path/rg", true),
+        ("codex-resources/bwrap", true),
+        ("codex-resources/zsh/bin/zsh", true),
+    ] {
+        let meta = fs::metadata(codex.join(file))
+            .unwrap_or_else(|e| panic!("unpacked codex lacks {file}: {e}"));
+        assert_eq!(
+            meta.mode() & 0o111 != 0,
+            executable,
+            "{file} has mode {:o}",
+            meta.mode()
+        );
+    }
+    if let Some(vendor) = codex_vendor() {
+        let ours = snapshot(&codex);
+        for (rel, (mode, hash, ..)) in snapshot(&vendor) {
+            if rel.ends_with('/') {
+                continue;
+            }
+            let (our_mode, our_hash, ..) = ours
+                .get(&rel)
+                .unwrap_or_else(|| panic!("{rel} of the npm package is missing"));
+            assert_eq!(
+                (our_mode, our_hash),
+                (&mode, &hash),
+                "{rel} differs from the npm package"
+            );
+        }
+    }
+
+    // Ollama: the executable, CPU backends and runner; no GPU libraries.
+    let ollama = scratch.unpacked("ollama");
+    let ollama_exe = ollama.join("bin/ollama");
+    assert!(
+        stdout.contains(&ollama_exe.display().to_string()),
+        "doctor does not name {}:\n{stdout}",
+        ollama_exe.display()
+    );
+    let output = run_version(&ollama_exe);
+    assert_success(&output, "unpacked bin/ollama --version");
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains(OLLAMA_VERSION)
+            || String::from_utf8_lossy(&output.stdout).contains(OLLAMA_VERSION),
+        "{}",
+        output_text(&output)
+    );
+    assert!(ollama.join("lib/ollama/libggml-base.so").is_file());
+    assert!(ollama.join("lib/ollama/libggml-cpu-x64.so").is_file());
+    let runner =
+        fs::metadata(ollama.join("lib/ollama/llama-server")).expect("llama-server runner unpacked");
+    assert!(runner.mode() & 0o111 != 0, "llama-server is not executable");
+    assert!(
+        !ollama.join("lib/ollama/cuda_v12").exists(),
+        "GPU libraries were embedded"
+    );
+    assert_eq!(leftovers(&home), Vec::<String>::new());
+}
+
+#[test]
+fn eight_simultaneous_first_runs_leave_one_intact_copy() {
+    let scratch = Scratch::new();
+    let children: Vec<_> = (0..8)
+        .map(|_| {
+            scratch
+                .codex_oss()
+                .arg("doctor")
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn doctor")
+        })
+        .collect();
+    for child in children {
+        let output = child.wait_with_output().unwrap();
+        assert_success(&output, "one of 8 simultaneous doctors");
+    }
+    let home = scratch.oss_home();
+    for name in ["ollama", "codex"] {
+        let dirs = version_dirs(&home.join(name));
+        assert_eq!(dirs.len(), 1, "{name}: {dirs:?}");
+    }
+    assert_eq!(leftovers(&home), Vec::<String>::new());
+    let codex = scratch.unpacked("codex");
+    assert_codex_runs(&codex);
+    if let Some(vendor) = codex_vendor() {
+        assert_eq!(
+            sha256(&codex.join("bin/codex")),
+            sha256(&vendor.join("bin/codex"))
+        );
+    }
+
+    // The stamp matches: the next run unpacks nothing.
+    let manifest = codex.join(MANIFEST);
+    let before = fs::metadata(&manifest).unwrap();
+    let exe_before = fs::metadata(codex.join("bin/codex")).unwrap();
+    assert_success(&doctor(&scratch), "doctor on a warm home");
+    let after = fs::metadata(&manifest).unwrap();
+    let exe_after = fs::metadata(codex.join("bin/codex")).unwrap();
+    assert_eq!(
+        (before.ino(), before.mtime(), before.mtime_nsec()),
+        (after.ino(), after.mtime(), after.mtime_nsec()),
+        "manifest rewritten"
+    );
+    assert_eq!(
+        exe_before.ino(),
+        exe_after.ino(),
+        "bin/codex unpacked again"
+    );
+}
+
+#[test]
+fn damaged_or_missing_files_are_repaired_by_the_next_run() {
+    let scratch = Scratch::new();
+    assert_success(&doctor(&scratch), "first doctor");
+    let codex = scratch.unpacked("codex");
+    let good = snapshot(&codex);
+    let files = |snap: &BTreeMap<String, (u32, String, i64, i64)>| {
+        snap.iter()
+            .filter(|(rel, _)| !rel.ends_with('/') && rel.as_str() != MANIFEST)
+            .map(|(rel, (mode, hash, ..))| (rel.clone(), (*mode, hash.clone())))
+            .collect::<BTreeMap<_, _>>()
+    };
+
+    type Damage = fn(&Path);
+    let damages: [(&str, Damage); 3] = [
+        ("truncated bin/codex", |dir| {
+            let file = fs::OpenOptions::new()
+                .write(true)
+                .open(dir.join("bin/codex"))
+                .unwrap();
+            file.set_len(1000).unwrap();
+        }),
+        ("deleted codex-path/rg", |dir| {
+            fs::remove_file(dir.join("codex-path/rg")).unwrap()
+        }),
+        ("same-size different codex-package.json", |dir| {
+            let path = dir.join("codex-package.json");
+            let len = fs::metadata(&path).unwrap().len() as usize;
+            // Give the mtime a chance to move even on coarse-clock filesystems.
+            std::thread::sleep(Duration::from_millis(20));
+            fs::write(&path, vec![b'x'; len]).unwrap();
+        }),
+    ];
+    for (what, damage) in damages {
+        damage(&codex);
+        assert_ne!(
+            files(&snapshot(&codex)),
+            files(&good),
+            "{what}: the damage did not change anything"
+        );
+        let output = doctor(&scratch);
+        assert_success(&output, &format!("doctor after {what}"));
+        assert_eq!(
+            scratch.unpacked("codex"),
+            codex,
+            "{what}: repaired into another directory"
+        );
+        assert_eq!(
+            files(&snapshot(&codex)),
+            files(&good),
+            "{what}: not repaired"
+        );
+        assert_eq!(
+            leftovers(&scratch.oss_home()),
+            Vec::<String>::new(),
+            "{what}"
+        );
+        assert_codex_runs(&codex);
+    }
+}
+
+/// Copies a directory tree with hard links (cheap even for the 300 MB Codex).
+fn link_tree(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for entry in fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let dest = to.join(entry.file_name());
+        let kind = entry.file_type().unwrap();
+        if kind.is_dir() {
+            link_tree(&entry.path(), &dest);
+        } else if kind.is_symlink() {
+            std::os::unix::fs::symlink(fs::read_link(entry.path()).unwrap(), dest).unwrap();
+        } else {
+            fs::hard_link(entry.path(), dest).unwrap();
+        }
+    }
+}
+
+/// `flock -s <lease> ...` in its own process group: another instance using a version.
+struct LeaseHolder(std::process::Child);
+
+impl LeaseHolder {
+    fn hold(lease: &Path, ready: &Path) -> LeaseHolder {
+        let child = Command::new("flock")
+            .arg("-s")
+            .arg(lease)
+            .args(["sh", "-c", "touch \"$0\" && exec sleep 30"])
+            .arg(ready)
+            .process_group(0)
+            .spawn()
+            .expect("run flock (util-linux)");
+        let holder = LeaseHolder(child);
+        let start = Instant::now();
+        while !ready.exists() {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "flock never took the lease"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        holder
+    }
+}
+
+impl Drop for LeaseHolder {
+    fn drop(&mut self) {
+        // The whole group: flock and the sleep that inherited the locked descriptor.
+        let pgid = nix::unistd::Pid::from_raw(self.0.id() as i32);
+        let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn an_unused_old_version_is_removed_but_not_while_leased() {
+    let scratch = Scratch::new();
+    assert_success(&doctor(&scratch), "first doctor");
+    let parent = scratch.oss_home().join("codex");
+    let current = scratch.unpacked("codex");
+    let old = parent.join("0.148.0-aaaaaaaaaaaa");
+    link_tree(&current, &old);
+    let old_snapshot = snapshot(&old);
+
+    // Another instance still runs the old version: it stays.
+    let lease = parent.join(".0.148.0-aaaaaaaaaaaa.lease");
+    let holder = LeaseHolder::hold(&lease, &scratch.home().join("lease-held"));
+    let output = doctor(&scratch);
+    assert_success(&output, "doctor while the old version is leased");
+    assert!(old.is_dir(), "a leased version was removed");
+    assert_eq!(snapshot(&old), old_snapshot, "a leased version was changed");
+    drop(holder);
+
+    // Nobody uses it any more: the next run removes it, and its lease file.
+    let output = doctor(&scratch);
+    assert_success(&output, "doctor after the old version's user ended");
+    assert!(!old.exists(), "an unused old version was kept");
+    assert!(!lease.exists(), "the old version's lease file was kept");
+    assert_eq!(version_dirs(&parent), vec![current.clone()]);
+    assert_codex_runs(&current);
+}
+
+// ---------------------------------------------------------------- full and read-only home
+
+/// `unshare` flags that give a private mount namespace where tmpfs can be mounted:
+/// a user namespace too when possible (unprivileged), else a plain one (root).
+fn unshare_flags() -> &'static [&'static str] {
+    for flags in [&["-r", "-m"][..], &["-m"][..]] {
+        let works = Command::new("unshare")
+            .args(flags)
+            .args(["sh", "-c", "d=$(mktemp -d) && mount -t tmpfs none \"$d\" && umount \"$d\"; s=$?; rmdir \"$d\"; exit $s"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if works {
+            return flags;
+        }
+    }
+    panic!(
+        "these tests mount a tmpfs in a private mount namespace: `unshare -rm` (user namespaces) \
+         or `unshare -m` as root must work here"
+    );
+}
+
+/// Runs `script` with sh in a private user + mount namespace, with the environment of
+/// `codex-oss` for this scratch home plus BIN (codex-oss), H (CODEX_OSS_HOME) and
+/// OUT (a directory outside the namespace's mounts for results).
+fn in_mount_namespace(
+    scratch: &Scratch,
+    script: &str,
+    extra: &[(&str, &Path)],
+) -> (Output, PathBuf) {
+    let template = scratch.codex_oss();
+    let out = scratch.home().join("out");
+    fs::create_dir_all(&out).unwrap();
+    let mut cmd = Command::new("unshare");
+    cmd.args(unshare_flags()).args(["sh", "-c", script]);
+    for (key, value) in template.get_envs() {
+        match value {
+            Some(value) => cmd.env(key, value),
+            None => cmd.env_remove(key),
+        };
+    }
+    cmd.env("BIN", template.get_program())
+        .env("H", scratch.oss_home())
+        .env("OUT", &out);
+    for (key, value) in extra {
+        cmd.env(key, value);
+    }
+    fs::create_dir_all(scratch.oss_home()).unwrap();
+    let output = cmd.output().expect("run unshare (util-linux)");
+    assert_success(&output, "the namespace script");
+    (output, out)
+}
+
+/// A previous good copy of an older Codex, with files of known content.
+fn old_codex_copy(dir: &Path) -> PathBuf {
+    let old = dir.join("old-codex");
+    fs::create_dir_all(old.join("bin")).unwrap();
+    fs::create_dir_all(old.join("codex-path")).unwrap();
+    fs::write(
+        old.join("codex-package.json"),
+        b"{\"version\": \"0.148.0\", \"entrypoint\": \"bin/codex\"}\n",
+    )
+    .unwrap();
+    fs::write(
+        old.join("bin/codex"),
+        b"#!/bin/sh\necho codex-cli 0.148.0\n",
+    )
+    .unwrap();
+    fs::set_permissions(old.join("bin/codex"), fs::Permissions::from_mode(0o755)).unwrap();
+    let bytes: Vec<u8> = (0..4_000_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    fs::write(old.join("codex-path/rg"), bytes).unwrap();
+    fs::set_permissions(old.join("codex-path/rg"), fs::Permissions::from_mode(0o755)).unwrap();
+    old
+}
+
+fn read(path: &Path) -> String {
+    fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+}
+
+/// The line of doctor's output that reports the Codex failure.
+fn error_line(stdout: &str, stderr: &str, needle: &str) -> String {
+    stdout
+        .lines()
+        .chain(stderr.lines())
+        .find(|line| line.contains(needle))
+        .unwrap_or_else(|| panic!("no line with {needle:?}:\nstdout:\n{stdout}\nstderr:\n{stderr}"))
+        .to_owned()
+}
+
+const OLD: &str = "0.148.0-aaaaaaaaaaaa";
+
+#[test]
+fn a_full_home_fails_clearly_and_keeps_the_previous_copy() {
+    let scratch = Scratch::new();
+    let old = old_codex_copy(scratch.home());
+    // The raw Codex is over 300 MB: a 150 MB home runs out of space half way.
+    let script = r#"
+        set -eu
+        mount -t tmpfs -o size=150m,mode=0700 codex-oss-test "$H"
+        mkdir -m 0700 "$H/codex"
+        cp -a "$OLD_SRC" "$H/codex/$OLD_NAME"
+        set +e
+        "$BIN" doctor >"$OUT/stdout" 2>"$OUT/stderr"
+        echo $? >"$OUT/status"
+        set -e
+        (cd "$H" && find . -name '.tmp-*' -o -name '.trash-*') >"$OUT/leftovers"
+        cp -a "$H/codex/$OLD_NAME" "$OUT/old-after"
+        df -k "$H" | tail -n 1 >"$OUT/df"
+    "#;
+    let (_, out) = in_mount_namespace(
+        &scratch,
+        script,
+        &[("OLD_SRC", &old), ("OLD_NAME", Path::new(OLD))],
+    );
+    let (stdout, stderr) = (read(&out.join("stdout")), read(&out.join("stderr")));
+    assert_ne!(
+        read(&out.join("status")).trim(),
+        "0",
+        "doctor succeeded on a full home:\n{stdout}{stderr}"
+    );
+    let line = error_line(&stdout, &stderr, "not enough disk space");
+    assert!(
+        line.contains("CODEX_OSS_HOME"),
+        "the error does not say what to do: {line}"
+    );
+    assert!(
+        line.contains(&format!("Codex {CODEX_VERSION}")),
+        "the error does not say what was unpacked: {line}"
+    );
+    assert!(
+        !line.contains(".tmp-"),
+        "the error names a temporary directory that no longer exists: {line}"
+    );
+    assert_eq!(
+        read(&out.join("leftovers")),
+        "",
+        "a failed unpack left files behind; df: {}",
+        read(&out.join("df"))
+    );
+    assert_eq!(
+        snapshot(&out.join("old-after")),
+        snapshot(&old),
+        "the previous copy was touched"
+    );
+}
+
+#[test]
+fn a_read_only_home_without_the_current_copy_fails_clearly_and_keeps_the_previous_copy() {
+    let scratch = Scratch::new();
+    let old = old_codex_copy(scratch.home());
+    // A home used by an earlier codex-oss (run/, logs/, an older Codex), now read-only.
+    let script = r#"
+        set -eu
+        mount -t tmpfs -o size=1g,mode=0700 codex-oss-test "$H"
+        "$BIN" doctor >"$OUT/setup" 2>&1
+        rm -rf "$H"/codex/*
+        cp -a "$OLD_SRC" "$H/codex/$OLD_NAME"
+        mount -o remount,ro "$H"
+        set +e
+        "$BIN" doctor >"$OUT/stdout" 2>"$OUT/stderr"
+        echo $? >"$OUT/status"
+        set -e
+        cp -a "$H/codex/$OLD_NAME" "$OUT/old-after"
+    "#;
+    let (_, out) = in_mount_namespace(
+        &scratch,
+        script,
+        &[("OLD_SRC", &old), ("OLD_NAME", Path::new(OLD))],
+    );
+    let (stdout, stderr) = (read(&out.join("stdout")), read(&out.join("stderr")));
+    assert_ne!(
+        read(&out.join("status")).trim(),
+        "0",
+        "doctor succeeded on a read-only home:\n{stdout}{stderr}"
+    );
+    let line = error_line(&stdout, &stderr, "cannot write");
+    assert!(
+        line.contains("CODEX_OSS_HOME"),
+        "the error does not say what to do: {line}"
+    );
+    assert!(line.contains(&format!("Codex {CODEX_VERSION}")), "{line}");
+    assert_eq!(
+        snapshot(&out.join("old-after")),
+        snapshot(&old),
+        "the previous copy was touched"
+    );
+}
+
+#[test]
+fn a_read_only_home_with_an_intact_copy_still_works() {
+    let scratch = Scratch::new();
+    let script = r#"
+        set -eu
+        mount -t tmpfs -o size=1g,mode=0700 codex-oss-test "$H"
+        "$BIN" doctor >"$OUT/setup" 2>&1
+        mount -o remount,ro "$H"
+        set +e
+        "$BIN" doctor >"$OUT/stdout" 2>"$OUT/stderr"
+        echo $? >"$OUT/status"
+        codex=$(ls -d "$H"/codex/*/)
+        "${codex}bin/codex" --version >"$OUT/codex-version" 2>&1
+        echo $? >"$OUT/codex-status"
+    "#;
+    let (_, out) = in_mount_namespace(&scratch, script, &[]);
+    let (stdout, stderr) = (read(&out.join("stdout")), read(&out.join("stderr")));
+    assert_eq!(
+        read(&out.join("status")).trim(),
+        "0",
+        "doctor failed on a read-only home with an intact copy:\n{stdout}{stderr}"
+    );
+    assert!(
+        stdout.contains(&format!("Codex {CODEX_VERSION}: ok")),
+        "{stdout}{stderr}"
+    );
+    assert!(
+        stdout.contains(&format!("Ollama {OLLAMA_VERSION}: ok")),
+        "{stdout}{stderr}"
+    );
+    assert_eq!(
+        read(&out.join("codex-status")).trim(),
+        "0",
+        "{}",
+        read(&out.join("codex-version"))
+    );
+    assert!(read(&out.join("codex-version")).contains(&format!("codex-cli {CODEX_VERSION}")));
+}
