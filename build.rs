@@ -66,7 +66,10 @@ fn run() -> Result<(), String> {
             }
         };
         let line = match source {
-            None => format!("pub static {}: Option<Payload> = None;\n", component.const_name()),
+            None => format!(
+                "pub static {}: Option<Payload> = None;\n",
+                component.const_name()
+            ),
             Some((path, version)) => {
                 let tree = archive::read_trimmed(&path, component, &target)?;
                 let packed = pack::write(&tree, &out_dir.join(component.payload_file()), level)?;
@@ -82,6 +85,10 @@ fn run() -> Result<(), String> {
         };
         generated.push_str(&line);
     }
-    std::fs::write(out_dir.join("payloads.rs"), generated)
-        .map_err(|e| format!("could not write payloads.rs into {}: {e}", out_dir.display()))
+    std::fs::write(out_dir.join("payloads.rs"), generated).map_err(|e| {
+        format!(
+            "could not write payloads.rs into {}: {e}",
+            out_dir.display()
+        )
+    })
 }

@@ -41,8 +41,11 @@ enum Format {
 
 fn sniff(path: &Path) -> Result<Format, String> {
     let mut magic = [0u8; 4];
-    let mut file = File::open(path).map_err(|e| format!("could not open {}: {e}", path.display()))?;
-    let n = file.read(&mut magic).map_err(|e| format!("could not read {}: {e}", path.display()))?;
+    let mut file =
+        File::open(path).map_err(|e| format!("could not open {}: {e}", path.display()))?;
+    let n = file
+        .read(&mut magic)
+        .map_err(|e| format!("could not read {}: {e}", path.display()))?;
     Ok(match &magic[..n] {
         [0x1f, 0x8b, ..] => Format::Gzip,
         [0x28, 0xb5, 0x2f, 0xfd] => Format::Zstd,
@@ -57,7 +60,9 @@ pub fn read_trimmed(path: &Path, component: Component, target: &str) -> Result<T
     let keep = |p: &str| component != Component::Ollama || keep_gpu || !is_gpu_library(p);
     let context = |e: String| format!("{} archive {}: {e}", component.display(), path.display());
     let mut entries = match sniff(path)? {
-        Format::Gzip => read_tar(flate2::read::GzDecoder::new(open(path)?), &keep).map_err(context)?,
+        Format::Gzip => {
+            read_tar(flate2::read::GzDecoder::new(open(path)?), &keep).map_err(context)?
+        }
         Format::Zstd => {
             let decoder = zstd::Decoder::new(open(path)?).map_err(|e| context(e.to_string()))?;
             read_tar(decoder, &keep).map_err(context)?
@@ -77,12 +82,16 @@ pub fn read_trimmed(path: &Path, component: Component, target: &str) -> Result<T
     for entry in entries.iter_mut().filter(|e| e.path == entrypoint) {
         entry.mode |= 0o755;
     }
-    Ok(Tree { entries, entrypoint })
+    Ok(Tree {
+        entries,
+        entrypoint,
+    })
 }
 
 /// GPU backends live in subfolders of `lib/ollama/` (cuda_v12, cuda_v13, rocm, vulkan...).
 pub fn is_gpu_library(path: &str) -> bool {
-    path.strip_prefix("lib/ollama/").is_some_and(|rest| rest.contains('/'))
+    path.strip_prefix("lib/ollama/")
+        .is_some_and(|rest| rest.contains('/'))
 }
 
 fn open(path: &Path) -> Result<BufReader<File>, String> {
@@ -93,7 +102,10 @@ fn open(path: &Path) -> Result<BufReader<File>, String> {
 
 /// `./bin/x` -> `bin/x`; refuses absolute paths and `..`.
 fn normalize(raw: &str) -> Result<Option<String>, String> {
-    let parts: Vec<&str> = raw.split(['/', '\\']).filter(|p| !p.is_empty() && *p != ".").collect();
+    let parts: Vec<&str> = raw
+        .split(['/', '\\'])
+        .filter(|p| !p.is_empty() && *p != ".")
+        .collect();
     if parts.iter().any(|p| *p == "..") || raw.starts_with('/') {
         return Err(format!("unsafe path in archive: {raw}"));
     }
@@ -105,19 +117,30 @@ fn read_tar(reader: impl Read, keep: &dyn Fn(&str) -> bool) -> Result<Vec<Entry>
     let mut entries = Vec::new();
     for entry in archive.entries().map_err(|e| e.to_string())? {
         let mut entry = entry.map_err(|e| e.to_string())?;
-        let raw = entry.path().map_err(|e| e.to_string())?.to_string_lossy().into_owned();
-        let Some(path) = normalize(&raw)? else { continue };
+        let raw = entry
+            .path()
+            .map_err(|e| e.to_string())?
+            .to_string_lossy()
+            .into_owned();
+        let Some(path) = normalize(&raw)? else {
+            continue;
+        };
         if !keep(&path) {
             continue;
         }
         let mode = entry.header().mode().unwrap_or(0o644) & 0o777;
         let kind = entry.header().entry_type();
         let data = if kind.is_symlink() {
-            let link = entry.link_name().map_err(|e| e.to_string())?.unwrap_or_default();
+            let link = entry
+                .link_name()
+                .map_err(|e| e.to_string())?
+                .unwrap_or_default();
             EntryData::Symlink(link.to_string_lossy().into_owned())
         } else if kind.is_file() {
             let mut bytes = Vec::with_capacity(entry.size() as usize);
-            entry.read_to_end(&mut bytes).map_err(|e| format!("{path}: {e}"))?;
+            entry
+                .read_to_end(&mut bytes)
+                .map_err(|e| format!("{path}: {e}"))?;
             EntryData::File(bytes)
         } else {
             continue;
@@ -135,14 +158,21 @@ fn read_zip(path: &Path, keep: &dyn Fn(&str) -> bool) -> Result<Vec<Entry>, Stri
         if file.is_dir() {
             continue;
         }
-        let Some(path) = normalize(file.name())? else { continue };
+        let Some(path) = normalize(file.name())? else {
+            continue;
+        };
         if !keep(&path) {
             continue;
         }
         let mode = file.unix_mode().unwrap_or(0o644) & 0o777;
         let mut bytes = Vec::with_capacity(file.size() as usize);
-        file.read_to_end(&mut bytes).map_err(|e| format!("{path}: {e}"))?;
-        entries.push(Entry { path, mode, data: EntryData::File(bytes) });
+        file.read_to_end(&mut bytes)
+            .map_err(|e| format!("{path}: {e}"))?;
+        entries.push(Entry {
+            path,
+            mode,
+            data: EntryData::File(bytes),
+        });
     }
     Ok(entries)
 }
@@ -152,7 +182,11 @@ fn strip_wrapper_dir(entries: &mut [Entry], component: Component) {
     if find_entrypoint(entries, component).is_some() {
         return;
     }
-    let Some(first) = entries.first().and_then(|e| e.path.split_once('/')).map(|(dir, _)| dir.to_owned()) else {
+    let Some(first) = entries
+        .first()
+        .and_then(|e| e.path.split_once('/'))
+        .map(|(dir, _)| dir.to_owned())
+    else {
         return;
     };
     let prefix = format!("{first}/");
@@ -166,7 +200,14 @@ fn strip_wrapper_dir(entries: &mut [Entry], component: Component) {
 fn entrypoint_candidates(component: Component) -> &'static [&'static str] {
     match component {
         Component::Ollama => &["bin/ollama", "ollama", "ollama.exe", "bin/ollama.exe"],
-        Component::Codex => &["codex-package.json", "bin/codex", "bin/codex.exe", "codex", "codex.exe", "codex-<target>"],
+        Component::Codex => &[
+            "codex-package.json",
+            "bin/codex",
+            "bin/codex.exe",
+            "codex",
+            "codex.exe",
+            "codex-<target>",
+        ],
     }
 }
 
@@ -182,7 +223,9 @@ fn find_entrypoint(entries: &[Entry], component: Component) -> Option<String> {
             }
         }
         // Older releases ship a lone `codex-<target>` executable.
-        if let Some(e) = entries.iter().find(|e| !e.path.contains('/') && e.path.starts_with("codex-") && !e.path.ends_with(".json")) {
+        if let Some(e) = entries.iter().find(|e| {
+            !e.path.contains('/') && e.path.starts_with("codex-") && !e.path.ends_with(".json")
+        }) {
             return Some(e.path.clone());
         }
     }
@@ -201,9 +244,21 @@ fn package_entrypoint(bytes: &[u8]) -> Option<String> {
 }
 
 fn bare_executable(path: &Path, component: Component, target: &str) -> Result<Tree, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("could not read {}: {e}", path.display()))?;
-    let exe = if target.contains("windows") { ".exe" } else { "" };
+    let bytes =
+        std::fs::read(path).map_err(|e| format!("could not read {}: {e}", path.display()))?;
+    let exe = if target.contains("windows") {
+        ".exe"
+    } else {
+        ""
+    };
     let entrypoint = format!("bin/{}{exe}", component.lower());
-    let entry = Entry { path: entrypoint.clone(), mode: 0o755, data: EntryData::File(bytes) };
-    Ok(Tree { entries: vec![entry], entrypoint })
+    let entry = Entry {
+        path: entrypoint.clone(),
+        mode: 0o755,
+        data: EntryData::File(bytes),
+    };
+    Ok(Tree {
+        entries: vec![entry],
+        entrypoint,
+    })
 }

@@ -29,7 +29,8 @@ pub fn cache_dir(out_dir: &Path) -> PathBuf {
 
 /// SHA-256 of a file, as lowercase hex.
 pub fn sha256_file(path: &Path) -> Result<String, String> {
-    let mut file = fs::File::open(path).map_err(|e| format!("could not open {}: {e}", path.display()))?;
+    let mut file =
+        fs::File::open(path).map_err(|e| format!("could not open {}: {e}", path.display()))?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
@@ -91,7 +92,8 @@ pub fn download_verified(
             component.switches_hint()
         ));
     }
-    fs::rename(&partial, &cached).map_err(|e| format!("could not move {} into the cache: {e}", cached.display()))?;
+    fs::rename(&partial, &cached)
+        .map_err(|e| format!("could not move {} into the cache: {e}", cached.display()))?;
     Ok(cached)
 }
 
@@ -108,11 +110,14 @@ fn download(url: &str, dest: &Path) -> Result<String, String> {
             },
         })?;
     let mut reader = response.into_reader();
-    let mut file = fs::File::create(dest).map_err(|e| format!("could not create {}: {e}", dest.display()))?;
+    let mut file =
+        fs::File::create(dest).map_err(|e| format!("could not create {}: {e}", dest.display()))?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = reader.read(&mut buf).map_err(|e| format!("download interrupted: {e}"))?;
+        let n = reader
+            .read(&mut buf)
+            .map_err(|e| format!("download interrupted: {e}"))?;
         if n == 0 {
             break;
         }

@@ -20,7 +20,10 @@ pub struct Packed {
 
 /// `CODEX_OSS_ZSTD_LEVEL`, else 19 for release builds and 3 for the rest.
 pub fn zstd_level(release: bool) -> Result<i32, String> {
-    match std::env::var("CODEX_OSS_ZSTD_LEVEL").ok().filter(|v| !v.is_empty()) {
+    match std::env::var("CODEX_OSS_ZSTD_LEVEL")
+        .ok()
+        .filter(|v| !v.is_empty())
+    {
         None => Ok(if release { 19 } else { 3 }),
         Some(v) => v
             .parse::<i32>()
@@ -53,7 +56,11 @@ impl<W: Write> Write for Hashing<W> {
 pub fn write(tree: &Tree, dest: &Path, level: i32) -> Result<Packed, String> {
     let err = |e: std::io::Error| format!("could not write {}: {e}", dest.display());
     let file = File::create(dest).map_err(err)?;
-    let sink = Hashing { inner: BufWriter::new(file), hasher: Sha256::new(), bytes: 0 };
+    let sink = Hashing {
+        inner: BufWriter::new(file),
+        hasher: Sha256::new(),
+        bytes: 0,
+    };
     let mut encoder = zstd::Encoder::new(sink, level).map_err(err)?;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
     encoder.multithread(threads).map_err(err)?;
@@ -69,12 +76,16 @@ pub fn write(tree: &Tree, dest: &Path, level: i32) -> Result<Packed, String> {
                 raw_bytes += bytes.len() as u64;
                 header.set_entry_type(tar::EntryType::Regular);
                 header.set_size(bytes.len() as u64);
-                builder.append_data(&mut header, &entry.path, bytes.as_slice()).map_err(err)?;
+                builder
+                    .append_data(&mut header, &entry.path, bytes.as_slice())
+                    .map_err(err)?;
             }
             EntryData::Symlink(target) => {
                 header.set_entry_type(tar::EntryType::Symlink);
                 header.set_size(0);
-                builder.append_link(&mut header, &entry.path, target).map_err(err)?;
+                builder
+                    .append_link(&mut header, &entry.path, target)
+                    .map_err(err)?;
             }
         }
     }
@@ -85,12 +96,21 @@ pub fn write(tree: &Tree, dest: &Path, level: i32) -> Result<Packed, String> {
         raw_bytes,
         compressed_bytes: sink.bytes,
         sha256: hex::encode(sink.hasher.finalize()),
-        file_name: dest.file_name().unwrap_or_default().to_string_lossy().into_owned(),
+        file_name: dest
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned(),
     })
 }
 
 /// The line of `payloads.rs` that embeds one payload (`Payload` is defined in src/payload.rs).
-pub fn payload_static(component: Component, version: &str, entrypoint: &str, packed: &Packed) -> String {
+pub fn payload_static(
+    component: Component,
+    version: &str,
+    entrypoint: &str,
+    packed: &Packed,
+) -> String {
     format!(
         "pub static {name}: Option<Payload> = Some(Payload {{ name: {lower:?}, version: {version:?}, \
          sha256: {sha:?}, entrypoint: {entrypoint:?}, raw_bytes: {raw}, \

@@ -150,7 +150,8 @@ impl Bundle {
         let bundle: Bundle = toml::from_str(text).map_err(|e| e.to_string())?;
         for release in [&bundle.ollama, &bundle.codex] {
             for (target, pin) in &release.targets {
-                let valid = pin.sha256.len() == 64 && pin.sha256.bytes().all(|b| b.is_ascii_hexdigit());
+                let valid =
+                    pin.sha256.len() == 64 && pin.sha256.bytes().all(|b| b.is_ascii_hexdigit());
                 if !valid {
                     return Err(format!(
                         "the sha256 pinned for {target} ({}) is not 64 hex digits",
@@ -177,7 +178,12 @@ impl Bundle {
                 "bundle.toml pins no {} {} for target {target} (pinned: {}); {}",
                 component.display(),
                 release.version,
-                release.targets.keys().cloned().collect::<Vec<_>>().join(", "),
+                release
+                    .targets
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 component.switches_hint()
             )
         })
@@ -212,7 +218,8 @@ pub fn choose_source(
         return Ok(SourceChoice::Skip);
     }
     let release = bundle.release(component);
-    let version = env_var(&component.archive_version_var()).unwrap_or_else(|| release.version.clone());
+    let version =
+        env_var(&component.archive_version_var()).unwrap_or_else(|| release.version.clone());
     if let Some(file) = env_var(&component.archive_var()) {
         let path = PathBuf::from(&file);
         if !path.is_file() {
