@@ -8,6 +8,7 @@
 use std::fs;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use sha2::{Digest, Sha256};
 
@@ -72,7 +73,14 @@ pub fn download_verified(
         return Ok(cached);
     }
     fs::create_dir_all(cache).map_err(|e| format!("could not create {}: {e}", cache.display()))?;
-    let partial = cached.with_extension("part");
+    // One partial file per download: two builds sharing the cache (`cargo build` and
+    // `cargo test` at once) must not write into, or rename away, each other's file.
+    static DOWNLOADS: AtomicUsize = AtomicUsize::new(0);
+    let partial = cached.with_extension(format!(
+        "{}-{}.part",
+        std::process::id(),
+        DOWNLOADS.fetch_add(1, Ordering::Relaxed)
+    ));
     let actual = download(url, &partial).map_err(|e| {
         let _ = fs::remove_file(&partial);
         format!(
