@@ -186,8 +186,10 @@ impl Server {
 
     fn start_failure(&self, bind: &Bind, what: &str) -> anyhow::Error {
         let tail = log_tail(&self.log, 15);
-        if tail.contains("address already in use")
-            || tail.contains("Only one usage of each socket address")
+        // Go writes "bind: address already in use"; other runtimes capitalise it.
+        let lower = tail.to_lowercase();
+        if lower.contains("address already in use")
+            || lower.contains("only one usage of each socket address")
         {
             let fix = match bind {
                 Bind::Port(_) => "choose another CODEX_OSS_PORT or unset it",

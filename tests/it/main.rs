@@ -3,4 +3,6 @@
 //! Ollama from tests/support), each test in its own scratch HOME and CODEX_OSS_HOME.
 
 mod bundle;
+mod faults;
 mod support;
+mod tui;
