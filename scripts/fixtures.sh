@@ -25,15 +25,20 @@ if ! [ -s "$codex_archive" ]; then
   tar -C "$vendor" -czf "$codex_archive.tmp" . && mv "$codex_archive.tmp" "$codex_archive"
 fi
 
-# The stand-in Ollama archive is rebuilt whenever its sources change.
+# The stand-in Ollama archive is rebuilt whenever its sources or this script change.
 stand_in="$repo/tests/support/stand-in-ollama"
-stand_in_hash="$(cd "$stand_in" && find . -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-12)"
+stand_in_hash="$( (cd "$stand_in" && find . -type f -print0 | sort -z | xargs -0 sha256sum; sha256sum < "$repo/scripts/fixtures.sh") | sha256sum | cut -c1-12)"
 ollama_archive="$archives/stand-in-ollama-linux-amd64-$stand_in_hash.tar.zst"
 if ! [ -s "$ollama_archive" ]; then
   stage="$(mktemp -d)"
   mkdir -p "$stage/bin" "$stage/lib/ollama"
   cp -a "$stand_in/ollama" "$stage/bin/ollama"
   cp -a "$stand_in/lib/." "$stage/lib/ollama/"
+  # Versioned library names and links, as in the real release (libggml-base.so ->
+  # libggml-base.so.0 -> libggml-base.so.0.0.0).
+  mv "$stage/lib/ollama/libggml-base.so" "$stage/lib/ollama/libggml-base.so.0.0.0"
+  ln -s libggml-base.so.0.0.0 "$stage/lib/ollama/libggml-base.so.0"
+  ln -s libggml-base.so.0 "$stage/lib/ollama/libggml-base.so"
   chmod +x "$stage/bin/ollama"
   tar -C "$stage" -cf - bin lib | zstd -q -3 -o "$ollama_archive.tmp" && mv "$ollama_archive.tmp" "$ollama_archive"
   rm -rf "$stage"

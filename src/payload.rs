@@ -98,6 +98,9 @@ struct FileRecord {
     mode: u32,
     sha256: String,
     mtime_ns: u128,
+    /// For a symbolic link (Ollama's `libggml-base.so -> libggml-base.so.0`...): its target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    link: Option<String>,
 }
 
 impl Payload {
@@ -241,6 +244,14 @@ impl Payload {
                     .flatten()
                     .ok_or_else(|| corrupt(format!("{rel}: bad link")))?;
                 make_symlink(&target, &path).map_err(err)?;
+                records.push(FileRecord {
+                    path: rel,
+                    size: 0,
+                    mode: 0,
+                    sha256: String::new(),
+                    mtime_ns: 0,
+                    link: Some(target.to_string_lossy().into_owned()),
+                });
                 continue;
             }
             let mode = entry.header().mode().unwrap_or(0o644);
@@ -256,6 +267,7 @@ impl Payload {
                 mode: mode & 0o777,
                 sha256,
                 mtime_ns,
+                link: None,
             });
         }
         if records.is_empty() {
@@ -268,6 +280,14 @@ impl Payload {
 impl FileRecord {
     fn is_intact(&self, dest: &Path) -> bool {
         let path = dest.join(&self.path);
+        if let Some(target) = &self.link {
+            // Windows has no links in its archives; `make_symlink` copies there.
+            return if cfg!(unix) {
+                std::fs::read_link(&path).is_ok_and(|t| t == Path::new(target))
+            } else {
+                path.exists()
+            };
+        }
         let Ok(meta) = std::fs::metadata(&path) else {
             return false;
         };

@@ -243,6 +243,16 @@ fn doctor_unpacks_runnable_codex_and_trimmed_ollama_into_a_private_home() {
         "{}",
         output_text(&output)
     );
+    // The release's library links, kept as links.
+    let link = |name: &str| fs::read_link(ollama.join("lib/ollama").join(name)).ok();
+    assert_eq!(
+        link("libggml-base.so"),
+        Some(PathBuf::from("libggml-base.so.0"))
+    );
+    assert_eq!(
+        link("libggml-base.so.0"),
+        Some(PathBuf::from("libggml-base.so.0.0.0"))
+    );
     assert!(ollama.join("lib/ollama/libggml-base.so").is_file());
     assert!(ollama.join("lib/ollama/libggml-cpu-x64.so").is_file());
     let runner =
@@ -366,6 +376,19 @@ fn damaged_or_missing_files_are_repaired_by_the_next_run() {
         );
         assert_codex_runs(&codex);
     }
+
+    // Ollama finds its CPU backend through the release's library links.
+    let ollama = scratch.unpacked("ollama");
+    let link = ollama.join("lib/ollama/libggml-base.so.0");
+    let target = fs::read_link(&link).expect("libggml-base.so.0 is a link");
+    fs::remove_file(&link).unwrap();
+    assert_success(&doctor(&scratch), "doctor after a deleted library link");
+    assert_eq!(
+        fs::read_link(&link).ok(),
+        Some(target),
+        "deleted library link not repaired"
+    );
+    assert!(ollama.join("lib/ollama/libggml-base.so").is_file());
 }
 
 /// Copies a directory tree with hard links (cheap even for the 300 MB Codex).
