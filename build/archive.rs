@@ -106,7 +106,7 @@ fn normalize(raw: &str) -> Result<Option<String>, String> {
         .split(['/', '\\'])
         .filter(|p| !p.is_empty() && *p != ".")
         .collect();
-    if parts.iter().any(|p| *p == "..") || raw.starts_with('/') {
+    if parts.contains(&"..") || raw.starts_with('/') {
         return Err(format!("unsafe path in archive: {raw}"));
     }
     Ok((!parts.is_empty()).then(|| parts.join("/")))

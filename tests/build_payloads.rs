@@ -589,7 +589,7 @@ fn an_archive_escaping_its_folder_is_refused() {
         header.as_old_mut().name[..name.len()].copy_from_slice(name);
         header.set_cksum();
         raw.extend_from_slice(header.as_bytes());
-        raw.extend_from_slice(&[b'x']);
+        raw.extend_from_slice(b"x");
         raw.resize(1024, 0);
         raw.extend_from_slice(&[0; 1024]);
     }
