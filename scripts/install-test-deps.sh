@@ -23,5 +23,14 @@ if ! dist --version 2>/dev/null | grep -q " $DIST_VERSION\$"; then
   cargo install cargo-dist --version "$DIST_VERSION" --locked --quiet
 fi
 
+# The GitHub Actions validator tests/dist.rs runs on .github/workflows, from npm.
+ACTION_VALIDATOR_VERSION=0.6.0
+validator_dir="${CODEX_OSS_TEST_CACHE:-$HOME/.cache/codex-oss-test}/npm-action-validator-$ACTION_VALIDATOR_VERSION"
+if ! [ -x "$validator_dir/node_modules/.bin/action-validator" ]; then
+  echo "installing @action-validator/cli@$ACTION_VALIDATOR_VERSION from npm"
+  mkdir -p "$validator_dir"
+  (cd "$validator_dir" && npm install --no-audit --no-fund --silent "@action-validator/cli@$ACTION_VALIDATOR_VERSION")
+fi
+
 # The pinned Codex CLI from npm and the release-shaped test archives.
 bash scripts/fixtures.sh >/dev/null
