@@ -4,5 +4,6 @@
 
 mod bundle;
 mod faults;
+mod run;
 mod support;
 mod tui;

@@ -12,7 +12,9 @@ pub struct Scratch {
 
 impl Scratch {
     pub fn new() -> Scratch {
-        Scratch { dir: tempfile::tempdir().expect("create scratch dir") }
+        Scratch {
+            dir: tempfile::tempdir().expect("create scratch dir"),
+        }
     }
 
     /// The user's HOME for the test.
@@ -30,7 +32,10 @@ impl Scratch {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_codex-oss"));
         for (key, _) in std::env::vars_os() {
             let key = key.to_string_lossy().into_owned();
-            if key.starts_with("CODEX_") || key.starts_with("OLLAMA_") || key.starts_with("STAND_IN_") {
+            if key.starts_with("CODEX_")
+                || key.starts_with("OLLAMA_")
+                || key.starts_with("STAND_IN_")
+            {
                 cmd.env_remove(&key);
             }
         }
@@ -43,7 +48,11 @@ impl Scratch {
     /// The single unpacked version directory of a payload (`ollama` or `codex`).
     pub fn unpacked(&self, name: &str) -> PathBuf {
         let dirs = version_dirs(&self.oss_home().join(name));
-        assert_eq!(dirs.len(), 1, "expected one unpacked {name}, found {dirs:?}");
+        assert_eq!(
+            dirs.len(),
+            1,
+            "expected one unpacked {name}, found {dirs:?}"
+        );
         dirs.into_iter().next().unwrap()
     }
 }
@@ -71,4 +80,50 @@ pub fn output_text(output: &std::process::Output) -> String {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     )
+}
+
+/// Live processes whose command line mentions `needle` (a scratch home: the unpacked
+/// Ollama and its runner live under it), as "pid cmdline" lines. Zombies are skipped.
+pub fn processes_mentioning(needle: &Path) -> Vec<String> {
+    let needle = needle.to_string_lossy().into_owned();
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.bytes().all(|b| b.is_ascii_digit()) || name == std::process::id().to_string() {
+            continue;
+        }
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        let state = stat
+            .rsplit(')')
+            .next()
+            .and_then(|rest| rest.split_whitespace().next());
+        if state == Some("Z") {
+            continue;
+        }
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if cmdline.contains(&needle) {
+            found.push(format!("{name} {cmdline}"));
+        }
+    }
+    found
+}
+
+/// Waits up to `timeout` for every process mentioning `needle` to be gone.
+pub fn assert_no_processes_within(needle: &Path, timeout: std::time::Duration) {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let left = processes_mentioning(needle);
+        if left.is_empty() {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "processes left behind after {timeout:?}: {left:#?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }

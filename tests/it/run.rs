@@ -1,0 +1,326 @@
+//! Running Codex through codex-oss: the real Codex CLI 0.149.0 against the embedded
+//! stand-in Ollama, and a recording stand-in Codex where the exact arguments and
+//! environment Codex receives are the point.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use crate::support::{assert_no_processes_within, output_text, Scratch};
+
+const REPLY: &str = "Hello from the stand-in model.";
+
+fn exec(scratch: &Scratch, args: &[&str]) -> (Output, String) {
+    let mut cmd = scratch.codex_oss();
+    cmd.arg("exec")
+        .arg("--skip-git-repo-check")
+        .args(args)
+        .stdin(Stdio::null());
+    run(scratch, cmd)
+}
+
+fn run(scratch: &Scratch, mut cmd: Command) -> (Output, String) {
+    let log = scratch.home().join("requests.log");
+    let output = cmd
+        .env("STAND_IN_OLLAMA_REQUEST_LOG", &log)
+        .output()
+        .expect("run codex-oss");
+    let requests = std::fs::read_to_string(&log).unwrap_or_default();
+    (output, requests)
+}
+
+fn count(requests: &str, line_start: &str) -> usize {
+    requests
+        .lines()
+        .filter(|l| l.starts_with(line_start))
+        .count()
+}
+
+#[test]
+fn exec_with_real_codex_answers_and_pulls_the_model_once() {
+    let scratch = Scratch::new();
+    let (first, requests) = exec(&scratch, &["say hi"]);
+    assert!(first.status.success(), "{}", output_text(&first));
+    assert!(
+        String::from_utf8_lossy(&first.stdout).contains(REPLY),
+        "{}",
+        output_text(&first)
+    );
+    assert!(
+        String::from_utf8_lossy(&first.stderr).contains("pulling gpt-oss:20b"),
+        "{}",
+        output_text(&first)
+    );
+    assert_eq!(
+        count(&requests, "POST /api/pull gpt-oss:20b"),
+        1,
+        "{requests}"
+    );
+    assert_no_processes_within(scratch.home(), Duration::from_secs(5));
+
+    let (second, requests) = exec(&scratch, &["say hi again"]);
+    assert!(second.status.success(), "{}", output_text(&second));
+    assert!(
+        String::from_utf8_lossy(&second.stdout).contains(REPLY),
+        "{}",
+        output_text(&second)
+    );
+    assert!(
+        !String::from_utf8_lossy(&second.stderr).contains("pulling"),
+        "{}",
+        output_text(&second)
+    );
+    assert_eq!(
+        count(&requests, "POST /api/pull"),
+        1,
+        "pulled again on the second run:\n{requests}"
+    );
+    assert_eq!(
+        count(&requests, "POST /v1/responses gpt-oss:20b"),
+        2,
+        "{requests}"
+    );
+    assert_no_processes_within(scratch.home(), Duration::from_secs(5));
+
+    // Everything Ollama writes stays inside CODEX_OSS_HOME.
+    let oss = scratch.oss_home();
+    assert!(oss
+        .join("models/manifests/registry.ollama.ai/library/gpt-oss/20b")
+        .is_file());
+    assert!(oss.join("ollama-home/.ollama/id_ed25519").is_file());
+    assert!(
+        !scratch.home().join(".ollama").exists(),
+        "Ollama wrote into the user's ~/.ollama"
+    );
+    let logs: Vec<_> = std::fs::read_dir(oss.join("logs"))
+        .unwrap()
+        .flatten()
+        .collect();
+    assert_eq!(logs.len(), 2, "one Ollama log per run");
+}
+
+#[test]
+fn root_flags_reach_the_subcommand_in_the_pinned_codex() {
+    // The launcher puts `-m MODEL` before `exec`: the model Codex asks for proves it applied.
+    let scratch = Scratch::new();
+    let mut cmd = scratch.codex_oss();
+    cmd.env("CODEX_OSS_MODEL", "gpt-oss:120b")
+        .args(["exec", "--skip-git-repo-check", "say hi"])
+        .stdin(Stdio::null());
+    let (output, requests) = run(&scratch, cmd);
+    assert!(output.status.success(), "{}", output_text(&output));
+    assert_eq!(
+        count(&requests, "POST /api/pull gpt-oss:120b"),
+        1,
+        "{requests}"
+    );
+    assert_eq!(
+        count(&requests, "POST /v1/responses gpt-oss:120b"),
+        1,
+        "{requests}"
+    );
+    assert_eq!(
+        count(&requests, "POST /api/pull gpt-oss:20b"),
+        0,
+        "{requests}"
+    );
+}
+
+#[test]
+fn the_users_model_flag_wins_and_strict_config_accepts_our_settings() {
+    let scratch = Scratch::new();
+    let mut cmd = scratch.codex_oss();
+    cmd.args([
+        "--strict-config",
+        "exec",
+        "--skip-git-repo-check",
+        "-m",
+        "gpt-oss:120b",
+        "say hi",
+    ])
+    .stdin(Stdio::null());
+    let (output, requests) = run(&scratch, cmd);
+    assert!(output.status.success(), "{}", output_text(&output));
+    assert!(String::from_utf8_lossy(&output.stdout).contains(REPLY));
+    assert_eq!(
+        count(&requests, "POST /v1/responses gpt-oss:120b"),
+        1,
+        "{requests}"
+    );
+    assert_eq!(
+        count(&requests, "POST /api/pull gpt-oss:20b"),
+        0,
+        "{requests}"
+    );
+}
+
+/// A stand-in Codex that records its arguments and environment, then exits with $EXIT_WITH.
+fn recording_codex(dir: &Path) -> PathBuf {
+    let script = dir.join("recording-codex");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\nprintf '%s\\n' \"$@\" > \"$RECORD_DIR/args\"\n\
+         env | grep -E '^(CODEX_OSS|OLLAMA)_' | sort > \"$RECORD_DIR/env\"\nexit \"${EXIT_WITH:-0}\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    script
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn codex_gets_the_local_provider_the_context_window_and_the_server_address() {
+    let scratch = Scratch::new();
+    let record = scratch.home().join("record");
+    std::fs::create_dir_all(&record).unwrap();
+    let port = free_port();
+    let output = scratch
+        .codex_oss()
+        .env("CODEX_OSS_CODEX", recording_codex(scratch.home()))
+        .env("RECORD_DIR", &record)
+        .env("EXIT_WITH", "7")
+        .env("CODEX_OSS_PORT", port.to_string())
+        .env("OLLAMA_CONTEXT_LENGTH", "40000")
+        .args(["review", "--uncommitted", "--", "-m is not a flag here"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(7),
+        "Codex's exit status is ours:\n{}",
+        output_text(&output)
+    );
+    let args = std::fs::read_to_string(record.join("args")).unwrap();
+    assert_eq!(
+        args.lines().collect::<Vec<_>>(),
+        [
+            "--oss",
+            "--local-provider",
+            "ollama",
+            "-m",
+            "gpt-oss:20b",
+            "-c",
+            "model_context_window=40000",
+            "-c",
+            "model_auto_compact_token_limit=36000",
+            "review",
+            "--uncommitted",
+            "--",
+            "-m is not a flag here"
+        ]
+    );
+    let env = std::fs::read_to_string(record.join("env")).unwrap();
+    assert!(
+        env.contains(&format!("CODEX_OSS_BASE_URL=http://127.0.0.1:{port}/v1\n")),
+        "{env}"
+    );
+    assert!(env.contains(&format!("CODEX_OSS_PORT={port}\n")), "{env}");
+    assert_no_processes_within(&scratch.oss_home().join("ollama"), Duration::from_secs(5));
+
+    // Ollama was started with the same context, a resumable model store, in our home.
+    let log = std::fs::read_dir(scratch.oss_home().join("logs"))
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap()
+        .path();
+    let log = std::fs::read_to_string(log).unwrap();
+    assert!(
+        log.contains(&format!("Listening on 127.0.0.1:{port}")),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_users_own_server_is_used_and_none_is_started() {
+    let scratch = Scratch::new();
+    let doctor = scratch.codex_oss().arg("doctor").output().unwrap();
+    assert!(doctor.status.success(), "{}", output_text(&doctor));
+    let ollama = scratch.unpacked("ollama").join("bin/ollama");
+    let port = free_port();
+    let mut server = Command::new(&ollama)
+        .arg("serve")
+        .env("OLLAMA_HOST", format!("127.0.0.1:{port}"))
+        .env("OLLAMA_MODELS", scratch.home().join("own-models"))
+        .env("HOME", scratch.home())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}/v1");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "own server did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut cmd = scratch.codex_oss();
+    cmd.env("CODEX_OSS_BASE_URL", &base)
+        .args(["exec", "--skip-git-repo-check", "say hi"])
+        .stdin(Stdio::null());
+    let (output, _) = run(&scratch, cmd);
+    // SIGTERM, as a user stops it: Ollama then stops its runner too.
+    let _ = Command::new("kill").arg(server.id().to_string()).status();
+    let _ = server.wait();
+    assert_no_processes_within(scratch.home(), Duration::from_secs(10));
+    assert!(output.status.success(), "{}", output_text(&output));
+    assert!(String::from_utf8_lossy(&output.stdout).contains(REPLY));
+    let logs = std::fs::read_dir(scratch.oss_home().join("logs"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(
+        logs, 0,
+        "an embedded server was started although CODEX_OSS_BASE_URL was set"
+    );
+    assert!(
+        scratch.home().join("own-models/manifests").exists(),
+        "the model went to the user's server"
+    );
+
+    // An unreachable server is a clear error, not a hang.
+    let output = scratch
+        .codex_oss()
+        .env(
+            "CODEX_OSS_BASE_URL",
+            format!("http://127.0.0.1:{}/v1", free_port()),
+        )
+        .args(["exec", "hi"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("cannot reach the Ollama server at CODEX_OSS_BASE_URL"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn models_pull_list_and_remove() {
+    let scratch = Scratch::new();
+    let models = |args: &[&str]| {
+        let output = scratch
+            .codex_oss()
+            .arg("models")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", output_text(&output));
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    assert!(models(&["list"]).contains("no models yet"));
+    models(&["pull"]);
+    assert!(models(&["list"]).contains("gpt-oss:20b"));
+    assert!(models(&["rm", "gpt-oss:20b"]).contains("removed gpt-oss:20b"));
+    assert!(!models(&["list"]).contains("gpt-oss:20b\t"));
+    assert_no_processes_within(&scratch.oss_home().join("ollama"), Duration::from_secs(5));
+}
