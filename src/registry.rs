@@ -103,6 +103,7 @@ pub fn stop_stale(home: &Home) {
 }
 
 /// True when `pid` runs `executable` (a pid reused by another program is left alone).
+/// The executable is the process image or, for a script, one of its first arguments.
 fn is_running(pid: u32, executable: &Path) -> bool {
     let pid = sysinfo::Pid::from_u32(pid);
     let mut system = sysinfo::System::new();
@@ -110,16 +111,12 @@ fn is_running(pid: u32, executable: &Path) -> bool {
     let Some(process) = system.process(pid) else {
         return false;
     };
-    let want = executable.file_name();
-    process
-        .exe()
-        .map(|exe| exe.file_name() == want)
-        .unwrap_or(false)
+    process.exe() == Some(executable)
         || process
             .cmd()
-            .first()
-            .map(|arg0| Path::new(arg0).file_name() == want)
-            .unwrap_or(false)
+            .iter()
+            .take(2)
+            .any(|arg| Path::new(arg) == executable)
 }
 
 #[cfg(unix)]
