@@ -379,14 +379,38 @@ fn dist_build_makes_the_archive_its_checksum_the_installers_and_the_formula() {
 }
 
 #[test]
-fn powershell_installer_names_the_windows_archive_with_its_checksum() {
+fn installers_name_every_archive_and_the_shell_installer_its_sha256() {
     let release = release();
+    // The shell installer the release publishes (it also serves Git Bash on Windows)
+    // checks whichever archive it picks against the sha256 its build reported.
+    let sh = fs::read_to_string(release.published.join(format!("{APP}-installer.sh"))).unwrap();
+    for (archive, hash) in &release.sha256 {
+        let entry = format!("\"{archive}\")");
+        let at = sh
+            .find(&entry)
+            .unwrap_or_else(|| panic!("installer.sh has no case for {archive}"));
+        let case = &sh[at..at + sh[at..].find(";;").unwrap()];
+        assert!(
+            case.contains(&format!("_checksum_value=\"{hash}\"")),
+            "installer.sh lacks the sha256 of {archive}:\n{case}"
+        );
+    }
+    assert!(
+        !sh.contains("universal"),
+        "installer.sh offers the universal archive"
+    );
+
+    // The PowerShell installer downloads the Windows zip; cargo-dist 0.34's PowerShell
+    // template verifies no checksum (only HTTPS from GitHub), so none is asserted.
     let ps1 = fs::read_to_string(release.published.join(format!("{APP}-installer.ps1"))).unwrap();
     let zip = archive_name("x86_64-pc-windows-msvc");
-    assert!(ps1.contains(&zip), "installer.ps1 does not name {zip}");
     assert!(
-        ps1.contains(&release.sha256[&zip]),
-        "installer.ps1 lacks the sha256 of {zip}"
+        ps1.contains(&format!("\"artifact_name\" = \"{zip}\"")),
+        "installer.ps1 does not name {zip}"
+    );
+    assert!(
+        ps1.contains(&format!("{RELEASE_URL}/v{VERSION}")),
+        "installer.ps1 downloads elsewhere"
     );
     assert!(ps1.contains("CODEX_OSS_INSTALL_DIR"));
 }
