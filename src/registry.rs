@@ -107,7 +107,14 @@ pub fn stop_stale(home: &Home) {
 fn is_running(pid: u32, executable: &Path) -> bool {
     let pid = sysinfo::Pid::from_u32(pid);
     let mut system = sysinfo::System::new();
-    system.refresh_processes(sysinfo::ProcessesToUpdate::Some(&[pid]), true);
+    // refresh_processes() does not read command lines: ask for them, and for the image.
+    system.refresh_processes_specifics(
+        sysinfo::ProcessesToUpdate::Some(&[pid]),
+        true,
+        sysinfo::ProcessRefreshKind::nothing()
+            .with_exe(sysinfo::UpdateKind::Always)
+            .with_cmd(sysinfo::UpdateKind::Always),
+    );
     let Some(process) = system.process(pid) else {
         return false;
     };
