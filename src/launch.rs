@@ -121,6 +121,9 @@ pub async fn run_codex(codex: &Path, user: &[OsString], target: &Target<'_>) -> 
     if let Some(port) = target.port {
         command.env("CODEX_OSS_PORT", port.to_string());
     }
+    // Codex without its server is of no use: it ends with the launcher, however that ends.
+    #[cfg(target_os = "linux")]
+    crate::watchdog::die_with_launcher(&mut command);
     let mut child = command
         .spawn()
         .with_context(|| format!("could not start Codex ({})", codex.display()))?;

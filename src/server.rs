@@ -283,7 +283,7 @@ fn spawn(config: &Config<'_>) -> std::io::Result<Box<dyn ChildWrapper>> {
         command.env("OLLAMA_NOPRUNE", "1");
     }
     #[cfg(target_os = "linux")]
-    set_parent_death_signal(&mut command);
+    crate::watchdog::die_with_launcher(&mut command);
 
     let mut wrapped = CommandWrap::from(command);
     #[cfg(unix)]
@@ -291,24 +291,6 @@ fn spawn(config: &Config<'_>) -> std::io::Result<Box<dyn ChildWrapper>> {
     #[cfg(windows)]
     wrapped.wrap(process_wrap::tokio::JobObject);
     wrapped.spawn()
-}
-
-/// The kernel sends Ollama SIGTERM when the launcher's thread that started it dies.
-/// The launcher runs a current-thread runtime, so that thread is the main thread.
-#[cfg(target_os = "linux")]
-fn set_parent_death_signal(command: &mut tokio::process::Command) {
-    let parent = std::process::id() as i32;
-    // SAFETY: prctl, getppid and kill are async-signal-safe system calls.
-    unsafe {
-        command.pre_exec(move || {
-            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM)?;
-            if nix::unistd::getppid().as_raw() != parent {
-                // The launcher died before the signal was armed.
-                std::process::exit(1);
-            }
-            Ok(())
-        });
-    }
 }
 
 /// Copies Ollama's stdout and stderr into its log file, and reports the address from

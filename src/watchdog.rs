@@ -1,4 +1,5 @@
-//! A watchdog that stops the server's process group if the launcher dies abruptly.
+//! What stops the children when the launcher dies abruptly: a watchdog process for
+//! the server's group, and (Linux) the parent-death signal for Ollama and Codex.
 //!
 //! The launcher starts `codex-oss __watchdog <pgid>` in its own process group with a
 //! pipe on its stdin and keeps the write end. A clean shutdown writes `done` before
@@ -71,6 +72,25 @@ mod unix {
         }
         let _ = killpg(group, Signal::SIGKILL);
         ExitCode::SUCCESS
+    }
+}
+
+/// Asks the kernel to send the child SIGTERM when the launcher dies (Linux's
+/// parent-death signal). Strictly it fires when the launcher's thread that started the
+/// child ends: the launcher runs a current-thread runtime, so that is the main thread.
+#[cfg(target_os = "linux")]
+pub fn die_with_launcher(command: &mut tokio::process::Command) {
+    let parent = std::process::id() as i32;
+    // SAFETY: prctl and getppid are async-signal-safe system calls.
+    unsafe {
+        command.pre_exec(move || {
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM)?;
+            if nix::unistd::getppid().as_raw() != parent {
+                // The launcher died before the signal was armed.
+                std::process::exit(1);
+            }
+            Ok(())
+        });
     }
 }
 

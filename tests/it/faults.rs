@@ -233,11 +233,6 @@ fn pull_model(scratch: &Scratch) {
     );
 }
 
-/// Where the unpacked Ollama and its runner live: only they match this path.
-fn ollama_dir(scratch: &Scratch) -> PathBuf {
-    scratch.oss_home().join("ollama")
-}
-
 #[test]
 fn a_taken_port_is_a_clear_error() {
     let scratch = Scratch::new();
@@ -357,10 +352,8 @@ fn ollama_dying_mid_session_is_a_clear_error() {
 }
 
 /// The launcher is SIGKILLed: no chance to clean up. Ollama and its runner must
-/// still go (parent-death signal, watchdog). The stand-in Codex survives: it is in
-/// the launcher's process group and nothing signals it (a terminal would hang it up),
-/// so only processes under `<CODEX_OSS_HOME>/ollama` are checked, and the test ends
-/// the stand-in Codex itself.
+/// still go (parent-death signal, watchdog), and so must Codex (parent-death signal):
+/// nothing started from the scratch home may survive.
 #[test]
 fn sigkilled_launcher_leaves_no_server_20_times() {
     let scratch = Scratch::new();
@@ -402,19 +395,15 @@ fn sigkilled_launcher_leaves_no_server_20_times() {
         let _ = launcher.child.wait();
         let deadline = Instant::now() + GONE;
         loop {
-            let left = processes_mentioning(&ollama_dir(&scratch));
+            let left = processes_mentioning(scratch.home());
             if left.is_empty() {
                 break;
             }
             assert!(
                 Instant::now() < deadline,
-                "round {round}: Ollama left behind {GONE:?} after SIGKILL of the launcher: {left:#?}"
+                "round {round}: left behind {GONE:?} after SIGKILL of the launcher: {left:#?}"
             );
             std::thread::sleep(Duration::from_millis(50));
-        }
-        for process in processes_mentioning(&codex) {
-            let pid: i32 = process.split_whitespace().next().unwrap().parse().unwrap();
-            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
         }
     }
     // The next run finds the records of the killed launchers and runs normally.
