@@ -8,4 +8,7 @@ cd "$(dirname "$0")/.."
 eval "$(bash scripts/fixtures.sh)"
 export CODEX_OSS_ZSTD_LEVEL="${CODEX_OSS_ZSTD_LEVEL:-1}"
 
+# The stand-in Ollama checks itself first: the end-to-end tests are only as good as it is.
+bash tests/support/stand-in-ollama/selftest.sh
+
 cargo test --locked --all-targets "$@"
