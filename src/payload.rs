@@ -185,7 +185,7 @@ impl Payload {
         let temp = tempfile::Builder::new()
             .prefix(".tmp-")
             .tempdir_in(parent)
-            .map_err(err)?;
+            .map_err(|e| err(without_temp_path(e)))?;
         let files = self.extract(temp.path())?;
         let manifest = Manifest {
             name: self.name.to_owned(),
@@ -201,7 +201,7 @@ impl Payload {
             let trash = tempfile::Builder::new()
                 .prefix(".trash-")
                 .tempdir_in(parent)
-                .map_err(err)?;
+                .map_err(|e| err(without_temp_path(e)))?;
             let aside = trash.path().join("old");
             std::fs::rename(dest, &aside).map_err(err)?;
             std::fs::rename(temp.keep(), dest).map_err(err)?;
@@ -334,6 +334,15 @@ fn sha256_file(path: &Path) -> io::Result<String> {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// tempfile's errors end "at path <the temporary directory>", a name that means nothing
+/// to the user and no longer exists: keep the cause (and its kind) only.
+fn without_temp_path(e: io::Error) -> io::Error {
+    match e.to_string().split_once(" at path ") {
+        Some((cause, _)) => io::Error::new(e.kind(), cause.to_owned()),
+        None => e,
+    }
 }
 
 fn write_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {

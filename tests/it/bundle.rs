@@ -655,6 +655,10 @@ fn a_read_only_home_without_the_current_copy_fails_clearly_and_keeps_the_previou
         "the error does not say what to do: {line}"
     );
     assert!(line.contains(&format!("Codex {CODEX_VERSION}")), "{line}");
+    assert!(
+        !line.contains(".tmp-"),
+        "the error names a temporary directory that does not exist: {line}"
+    );
     assert_eq!(
         snapshot(&out.join("old-after")),
         snapshot(&old),
