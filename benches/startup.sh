@@ -40,7 +40,7 @@ by_hand() {
   OLLAMA_HOST=127.0.0.1:0 OLLAMA_MODELS="$CODEX_OSS_HOME/models" HOME="$CODEX_OSS_HOME/ollama-home" \
     "$ollama" serve >"$log" 2>&1 &
   local pid=$! port=""
-  until [ -n "$port" ]; do port="$(grep -o 'Listening on 127.0.0.1:[0-9]*' "$log" | head -1 | cut -d: -f2)"; sleep 0.01; done
+  until [ -n "$port" ]; do port="$(grep -o "Listening on 127.0.0.1:[0-9]*" "$log" | head -1 | cut -d: -f2 || true)"; sleep 0.01; done
   until curl -sf "http://127.0.0.1:$port/api/version" >/dev/null; do sleep 0.01; done
   CODEX_OSS_BASE_URL="http://127.0.0.1:$port/v1" "$codex" --oss --local-provider ollama -m gpt-oss:20b \
     exec --skip-git-repo-check "say hi" </dev/null >/dev/null 2>&1
