@@ -289,6 +289,8 @@ fn build_release() -> Result<Release, String> {
             .current_dir(repo())
             .env("CARGO_TARGET_DIR", &work),
     )?;
+    // target/distrib now holds what the release uploads (the host archive is still
+    // there), plus the per-target manifests, which it does not.
     let published = work.join("published");
     copy_files(&distrib, &published)?;
     for file in fs::read_dir(&published).map_err(|e| e.to_string())? {
@@ -296,9 +298,6 @@ fn build_release() -> Result<Release, String> {
         if path.to_string_lossy().ends_with("-dist-manifest.json") {
             fs::remove_file(path).map_err(|e| e.to_string())?;
         }
-    }
-    for name in [host_archive.clone(), format!("{host_archive}.sha256")] {
-        fs::copy(local.join(&name), published.join(&name)).map_err(|e| e.to_string())?;
     }
     Ok(Release {
         local,
