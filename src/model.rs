@@ -299,16 +299,9 @@ fn check_space_for(model: &str, bytes: u64, models_dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Free space on the filesystem holding `dir` (the longest matching mount point).
+/// Free space on the filesystem holding `dir` (statvfs; GetDiskFreeSpaceEx on Windows).
 fn free_space(dir: &Path) -> Option<u64> {
-    let dir = std::fs::canonicalize(dir).ok()?;
-    let disks = sysinfo::Disks::new_with_refreshed_list();
-    disks
-        .list()
-        .iter()
-        .filter(|d| dir.starts_with(d.mount_point()))
-        .max_by_key(|d| d.mount_point().as_os_str().len())
-        .map(|d| d.available_space())
+    fs4::available_space(dir).ok()
 }
 
 fn human(bytes: u64) -> String {

@@ -497,7 +497,7 @@ fn unshare_flags() -> &'static [&'static str] {
 /// Runs `script` with sh in a private user + mount namespace, with the environment of
 /// `codex-oss` for this scratch home plus BIN (codex-oss), H (CODEX_OSS_HOME) and
 /// OUT (a directory outside the namespace's mounts for results).
-fn in_mount_namespace(
+pub(crate) fn in_mount_namespace(
     scratch: &Scratch,
     script: &str,
     extra: &[(&str, &Path)],

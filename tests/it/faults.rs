@@ -612,3 +612,61 @@ fn a_stale_server_from_a_crashed_launcher_is_stopped() {
     );
     assert_no_processes_within(scratch.home(), GONE);
 }
+
+/// A model store too small for the model: a plain message before any download, both
+/// for a model whose size codex-oss knows (gpt-oss:20b, about 14 GB) and for one whose
+/// size only the pull's first progress line tells.
+#[test]
+fn a_full_model_disk_is_named_before_the_download() {
+    let scratch = Scratch::new();
+    let requests = scratch.home().join("requests.log");
+    let script = r#"
+        mkdir -p "$H/models" && mount -t tmpfs -o size=16m none "$H/models" || exit 99
+        for model in gpt-oss:20b tiny:1b; do
+            CODEX_OSS_MODEL=$model "$BIN" exec --skip-git-repo-check "say hi" </dev/null \
+                >"$OUT/$model.stdout" 2>"$OUT/$model.stderr"
+            echo $? >"$OUT/$model.status"
+        done
+        exit 0
+    "#;
+    let (_, out) = crate::bundle::in_mount_namespace(
+        &scratch,
+        script,
+        &[
+            ("STAND_IN_OLLAMA_REQUEST_LOG", &requests),
+            ("STAND_IN_OLLAMA_KNOWN", Path::new("tiny:1b")),
+            ("STAND_IN_OLLAMA_MODEL_BYTES", Path::new("33554432")),
+        ],
+    );
+    // tiny:1b is pullable with a 32 MiB blob: more than the 16 MiB store holds.
+    for (model, needs) in [
+        ("gpt-oss:20b", "it needs 14.0 GB"),
+        ("tiny:1b", "it needs 33.6 MB"),
+    ] {
+        let status = fs_read(&out.join(format!("{model}.status")));
+        let stderr = fs_read(&out.join(format!("{model}.stderr")));
+        assert_ne!(status.trim(), "0", "{model}: {stderr}");
+        assert!(
+            stderr.contains(&format!("not enough disk space to pull {model}: {needs}")),
+            "{model}: {stderr}"
+        );
+        assert!(
+            stderr.contains("set OLLAMA_MODELS to a larger disk"),
+            "{model}: {stderr}"
+        );
+    }
+    let requests = fs_read(&requests);
+    assert!(
+        !requests.contains("POST /api/pull gpt-oss:20b"),
+        "pulled although the disk is short:\n{requests}"
+    );
+    assert!(
+        !requests.contains("/v1/responses"),
+        "Codex ran:\n{requests}"
+    );
+    assert_no_processes_within(scratch.home(), GONE);
+}
+
+fn fs_read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+}
