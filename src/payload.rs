@@ -149,7 +149,11 @@ impl Payload {
 
     fn classify(&self, dir: PathBuf, source: io::Error) -> UnpackError {
         let what = self.label();
-        if source.kind() == io::ErrorKind::StorageFull || source.raw_os_error() == Some(28) {
+        if matches!(
+            source.kind(),
+            io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+        ) || source.raw_os_error() == Some(28)
+        {
             UnpackError::NoSpace {
                 what,
                 mb: self.raw_bytes.div_ceil(1_000_000),
