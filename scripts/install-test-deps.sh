@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DIST_VERSION=0.34.0
-DEBS=(tmux ruby wixl msitools zstd xz-utils python3)
+DEBS=(tmux ruby wixl msitools zstd xz-utils python3 curl util-linux)
 
 missing=()
 for pkg in "${DEBS[@]}"; do
