@@ -102,20 +102,18 @@ fn exec_with_real_codex_answers_and_pulls_the_model_once() {
 #[test]
 fn root_flags_reach_the_subcommand_in_the_pinned_codex() {
     // The launcher puts `-m MODEL` before `exec`: the model Codex asks for proves it applied.
+    // A small model the stand-in knows: gpt-oss:120b would need 65 GB of free disk.
     let scratch = Scratch::new();
     let mut cmd = scratch.codex_oss();
-    cmd.env("CODEX_OSS_MODEL", "gpt-oss:120b")
+    cmd.env("STAND_IN_OLLAMA_KNOWN", "tiny:1b")
+        .env("CODEX_OSS_MODEL", "tiny:1b")
         .args(["exec", "--skip-git-repo-check", "say hi"])
         .stdin(Stdio::null());
     let (output, requests) = run(&scratch, cmd);
     assert!(output.status.success(), "{}", output_text(&output));
+    assert_eq!(count(&requests, "POST /api/pull tiny:1b"), 1, "{requests}");
     assert_eq!(
-        count(&requests, "POST /api/pull gpt-oss:120b"),
-        1,
-        "{requests}"
-    );
-    assert_eq!(
-        count(&requests, "POST /v1/responses gpt-oss:120b"),
+        count(&requests, "POST /v1/responses tiny:1b"),
         1,
         "{requests}"
     );
@@ -130,20 +128,21 @@ fn root_flags_reach_the_subcommand_in_the_pinned_codex() {
 fn the_users_model_flag_wins_and_strict_config_accepts_our_settings() {
     let scratch = Scratch::new();
     let mut cmd = scratch.codex_oss();
-    cmd.args([
-        "--strict-config",
-        "exec",
-        "--skip-git-repo-check",
-        "-m",
-        "gpt-oss:120b",
-        "say hi",
-    ])
-    .stdin(Stdio::null());
+    cmd.env("STAND_IN_OLLAMA_KNOWN", "tiny:1b")
+        .args([
+            "--strict-config",
+            "exec",
+            "--skip-git-repo-check",
+            "-m",
+            "tiny:1b",
+            "say hi",
+        ])
+        .stdin(Stdio::null());
     let (output, requests) = run(&scratch, cmd);
     assert!(output.status.success(), "{}", output_text(&output));
     assert!(String::from_utf8_lossy(&output.stdout).contains(REPLY));
     assert_eq!(
-        count(&requests, "POST /v1/responses gpt-oss:120b"),
+        count(&requests, "POST /v1/responses tiny:1b"),
         1,
         "{requests}"
     );
