@@ -79,14 +79,19 @@ impl Home {
 
 /// Creates `dir` (and parents) with mode 0700 on Unix; the error names the path and what to do.
 pub fn create_private_dir(dir: &Path, label: &str) -> Result<()> {
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder.create(dir).with_context(|| {
+    make_private_dir(dir).with_context(|| {
         format!(
             "could not create the {label} directory {}: make it writable or set CODEX_OSS_HOME to a writable directory",
             dir.display()
         )
     })
+}
+
+/// Creates `dir` (and parents) with mode 0700 on Unix, leaving the message to the caller.
+pub fn make_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
 }

@@ -20,7 +20,7 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::home::Home;
+use crate::home::{make_private_dir, Home};
 
 /// One payload embedded by build.rs.
 #[derive(Debug)]
@@ -125,8 +125,8 @@ impl Payload {
             let dir = dir.to_path_buf();
             move |source: io::Error| self.classify(dir, source)
         };
-        make_dir(&parent).map_err(io_err(&parent))?;
-        make_dir(&home.run()).map_err(io_err(&home.run()))?;
+        make_private_dir(&parent).map_err(io_err(&parent))?;
+        make_private_dir(&home.run()).map_err(io_err(&home.run()))?;
         let _lock = lock_file(
             &home.run().join(format!("unpack-{}.lock", self.name)),
             Lock::Exclusive,
@@ -355,14 +355,6 @@ fn write_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
     file.sync_all()
 }
 
-fn make_dir(dir: &Path) -> io::Result<()> {
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder.create(dir)
-}
-
 fn mtime_of(meta: &std::fs::Metadata) -> u128 {
     meta.modified()
         .ok()
@@ -441,7 +433,7 @@ pub fn remove_unleased(home: &Home, name: &str) -> Result<(), UnpackError> {
         dir: home.run(),
         source,
     };
-    make_dir(&home.run()).map_err(io)?;
+    make_private_dir(&home.run()).map_err(io)?;
     let _lock = lock_file(
         &home.run().join(format!("unpack-{name}.lock")),
         Lock::Exclusive,

@@ -262,7 +262,7 @@ fn terminate(child: &mut dyn ChildWrapper) {
 
 fn spawn(config: &Config<'_>) -> std::io::Result<Box<dyn ChildWrapper>> {
     let ollama_home = config.home.ollama_home();
-    crate::home::create_private_dir(&ollama_home, "Ollama home").map_err(std::io::Error::other)?;
+    crate::home::make_private_dir(&ollama_home)?;
     let models = config.home.models();
     std::fs::create_dir_all(&models)?;
 
