@@ -32,5 +32,10 @@ if ! [ -x "$validator_dir/node_modules/.bin/action-validator" ]; then
   (cd "$validator_dir" && npm install --no-audit --no-fund --silent "@action-validator/cli@$ACTION_VALIDATOR_VERSION")
 fi
 
+# Every crate of Cargo.lock, for every target: `dist generate --check` runs `cargo metadata`
+# offline in the tests, and that needs the crates only Windows or macOS builds use
+# (anstyle-wincon, windows-sys...), which a Linux build never downloads.
+cargo fetch --locked --quiet
+
 # The pinned Codex CLI from npm and the release-shaped test archives.
 bash scripts/fixtures.sh >/dev/null

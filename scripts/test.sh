@@ -11,4 +11,5 @@ export CODEX_OSS_ZSTD_LEVEL="${CODEX_OSS_ZSTD_LEVEL:-1}"
 # The stand-in Ollama checks itself first: the end-to-end tests are only as good as it is.
 bash tests/support/stand-in-ollama/selftest.sh
 
-cargo test --locked --all-targets "$@"
+# --no-fail-fast: one red test binary must not hide the results of the others.
+cargo test --locked --all-targets --no-fail-fast "$@"
