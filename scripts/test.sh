@@ -11,5 +11,9 @@ export CODEX_OSS_ZSTD_LEVEL="${CODEX_OSS_ZSTD_LEVEL:-1}"
 # The stand-in Ollama checks itself first: the end-to-end tests are only as good as it is.
 bash tests/support/stand-in-ollama/selftest.sh
 
+# The Windows build type-checks too (Debian's toolchain, -Z build-std, no payloads):
+# the cfg(windows) code compiles nowhere else before a release.
+bash scripts/check-windows.sh
+
 # --no-fail-fast: one red test binary must not hide the results of the others.
 cargo test --locked --all-targets --no-fail-fast "$@"

@@ -28,7 +28,7 @@ impl Connection {
             });
         }
         let bind = Bind::from_env()?;
-        let tool = tools::ollama(home)?;
+        let tool = tools::resolve(tools::ollama, home).await?;
         let server = Server::start(server::Config {
             executable: &tool.path,
             home,
@@ -61,30 +61,5 @@ impl Connection {
         if let Some(server) = self.server.take() {
             server.stop().await;
         }
-    }
-}
-
-/// Resolves with the number of the first SIGINT, SIGTERM or SIGHUP (Ctrl-C on Windows).
-pub async fn interrupted() -> i32 {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::terminate()),
-            signal(SignalKind::hangup()),
-        ) else {
-            return std::future::pending().await;
-        };
-        tokio::select! {
-            _ = int.recv() => 2,
-            _ = term.recv() => 15,
-            _ = hup.recv() => 1,
-        }
-    }
-    #[cfg(windows)]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-        2
     }
 }

@@ -6,7 +6,9 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
+
+use crate::platform::{self, Exposure};
 
 /// Paths under the codex-oss home.
 #[derive(Clone, Debug)]
@@ -45,7 +47,12 @@ impl Home {
         std::env::var_os("OLLAMA_MODELS")
             .filter(|v| !v.is_empty())
             .map(PathBuf::from)
-            .unwrap_or_else(|| self.root.join("models"))
+            .unwrap_or_else(|| self.own_models())
+    }
+
+    /// codex-oss's own model store, `<home>/models`: the only one it ever deletes.
+    pub fn own_models(&self) -> PathBuf {
+        self.root.join("models")
     }
 
     pub fn logs(&self) -> PathBuf {
@@ -67,13 +74,88 @@ impl Home {
         self.root.join("config.toml")
     }
 
-    /// Creates the home (0700) and the sub-directories every run needs.
+    /// Creates the home (0700) and the sub-directories every run needs, once it is
+    /// sure that nobody else controls it (see `secure`).
     pub fn ensure(&self) -> Result<()> {
         create_private_dir(&self.root, "codex-oss home")?;
+        self.secure()?;
         for (dir, label) in [(self.run(), "run"), (self.logs(), "logs")] {
             create_private_dir(&dir, label)?;
         }
         Ok(())
+    }
+
+    /// The directories codex-oss runs programs from or takes records from.
+    fn trusted_dirs(&self) -> [PathBuf; 4] {
+        [
+            self.root.clone(),
+            self.payload_dir("ollama"),
+            self.payload_dir("codex"),
+            self.run(),
+        ]
+    }
+
+    /// Refuses a home that another user owns (codex-oss runs programs from it). Where
+    /// group or others may write, takes that away and unpacks the payloads again, since
+    /// what is there may have been changed by someone else. A filesystem that ignores
+    /// permissions (vfat, some network shares) gets a warning and is used as it is.
+    pub fn secure(&self) -> Result<()> {
+        let mut tightened = false;
+        for dir in self.trusted_dirs() {
+            let Ok(meta) = std::fs::metadata(&dir) else {
+                continue;
+            };
+            match platform::exposure(&meta) {
+                None => {}
+                Some(Exposure::OtherOwner(uid)) => bail!(
+                    "{} belongs to {}, not to you, and codex-oss runs programs from it: set CODEX_OSS_HOME to a directory of your own, or make it yours (chown -R)",
+                    dir.display(),
+                    platform::user_name(uid)
+                ),
+                Some(Exposure::Writable(mode)) => {
+                    platform::restrict_to_owner(&dir, &meta).with_context(|| {
+                        format!(
+                            "{} is writable by other users (mode {mode:o}) and could not be made private: chmod 700 it, or set CODEX_OSS_HOME elsewhere",
+                            dir.display()
+                        )
+                    })?;
+                    let still_open = std::fs::metadata(&dir)
+                        .is_ok_and(|meta| platform::exposure(&meta).is_some());
+                    if still_open {
+                        crate::ui::warn(format!(
+                            "{} is writable by other users and its filesystem ignores permissions: anyone who can write there can change the programs codex-oss runs",
+                            dir.display()
+                        ));
+                        break;
+                    }
+                    tightened = true;
+                }
+            }
+        }
+        if tightened {
+            crate::ui::warn(format!(
+                "{} was writable by other users: it is private now, and the embedded programs are unpacked again",
+                self.root.display()
+            ));
+            for name in ["ollama", "codex"] {
+                self.discard_payload(name)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves every unpacked version of a payload out of the way and deletes it.
+    fn discard_payload(&self, name: &str) -> Result<()> {
+        let dir = self.payload_dir(name);
+        if !dir.exists() {
+            return Ok(());
+        }
+        let aside = self
+            .root
+            .join(format!(".discarded-{name}-{}", std::process::id()));
+        std::fs::rename(&dir, &aside)
+            .and_then(|()| std::fs::remove_dir_all(&aside))
+            .with_context(|| format!("could not remove {}: delete it by hand", dir.display()))
     }
 }
 

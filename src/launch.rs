@@ -17,6 +17,8 @@ use std::process::ExitStatus;
 
 use anyhow::{Context, Result};
 
+use crate::platform;
+
 /// The local provider's address and the model settings Codex gets.
 pub struct Target<'a> {
     /// `http://HOST:PORT/v1`
@@ -109,8 +111,7 @@ pub fn user_model(user: &[OsString]) -> Option<String> {
     found.or_else(|| config_value(user, "model"))
 }
 
-/// Runs Codex to the end and returns its exit status. `server_died` resolves if the
-/// server stops first; Codex is left to notice and end on its own.
+/// Runs Codex to the end and returns its exit status.
 pub async fn run_codex(codex: &Path, user: &[OsString], target: &Target<'_>) -> Result<ExitStatus> {
     let args = codex_args(user, target.model, target.context_length);
     tracing::debug!("running {} {:?}", codex.display(), args);
@@ -121,60 +122,53 @@ pub async fn run_codex(codex: &Path, user: &[OsString], target: &Target<'_>) -> 
     if let Some(port) = target.port {
         command.env("CODEX_OSS_PORT", port.to_string());
     }
+    // The local server is on loopback: a proxy set for the outside world must not get it.
+    let no_proxy = no_proxy(
+        std::env::var("NO_PROXY").ok().as_deref(),
+        std::env::var("no_proxy").ok().as_deref(),
+    );
+    command
+        .env("NO_PROXY", &no_proxy)
+        .env("no_proxy", &no_proxy);
     // Codex without its server is of no use: it ends with the launcher, however that ends.
-    #[cfg(target_os = "linux")]
-    crate::watchdog::die_with_launcher(&mut command);
+    platform::die_with_launcher(&mut command);
     let mut child = command
         .spawn()
         .with_context(|| format!("could not start Codex ({})", codex.display()))?;
     wait_forwarding_signals(&mut child).await
 }
 
-#[cfg(unix)]
+/// The user's `NO_PROXY` and `no_proxy` (both kept, in that order), with the loopback
+/// names added where missing.
+pub fn no_proxy(upper: Option<&str>, lower: Option<&str>) -> String {
+    let mut entries: Vec<String> = Vec::new();
+    let theirs = [upper, lower]
+        .into_iter()
+        .flatten()
+        .flat_map(|v| v.split(','));
+    for entry in theirs.chain(["127.0.0.1", "localhost", "::1"]) {
+        let entry = entry.trim();
+        if !entry.is_empty() && !entries.iter().any(|e| e.eq_ignore_ascii_case(entry)) {
+            entries.push(entry.to_owned());
+        }
+    }
+    entries.join(",")
+}
+
+/// Waits for Codex, passing on the signals the launcher receives (Ctrl-C reaches Codex
+/// through the terminal: the launcher only has to survive it).
 async fn wait_forwarding_signals(child: &mut tokio::process::Child) -> Result<ExitStatus> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut hup = signal(SignalKind::hangup())?;
-    // Ctrl-C reaches Codex through the terminal; the launcher only has to survive it.
-    let mut int = signal(SignalKind::interrupt())?;
-    let pid = child.id().map(|p| nix::unistd::Pid::from_raw(p as i32));
+    let mut signals = platform::Signals::new()?;
+    let pid = child.id();
     loop {
-        let forward = tokio::select! {
+        let received = tokio::select! {
             status = child.wait() => return Ok(status?),
-            _ = term.recv() => nix::sys::signal::Signal::SIGTERM,
-            _ = hup.recv() => nix::sys::signal::Signal::SIGHUP,
-            _ = int.recv() => continue,
+            received = signals.recv() => received,
         };
         if let Some(pid) = pid {
-            let _ = nix::sys::signal::kill(pid, forward);
+            platform::forward(pid, received);
         }
     }
-}
-
-#[cfg(windows)]
-async fn wait_forwarding_signals(child: &mut tokio::process::Child) -> Result<ExitStatus> {
-    loop {
-        tokio::select! {
-            status = child.wait() => return Ok(status?),
-            // Console Ctrl-C goes to every process on the console, Codex included.
-            _ = tokio::signal::ctrl_c() => continue,
-        }
-    }
-}
-
-/// The launcher's exit code for Codex's status: its code, or 128+signal.
-pub fn exit_code(status: ExitStatus) -> u8 {
-    if let Some(code) = status.code() {
-        return code.clamp(0, 255) as u8;
-    }
-    #[cfg(unix)]
-    {
-        use std::os::unix::process::ExitStatusExt;
-        if let Some(signal) = status.signal() {
-            return (128 + signal).clamp(0, 255) as u8;
-        }
-    }
-    1
 }
 
 #[cfg(test)]
@@ -226,6 +220,19 @@ mod tests {
         assert!(!args.contains(&"model_context_window=32768".to_owned()));
         assert!(args.contains(&"model_auto_compact_token_limit=29492".to_owned()));
         assert_eq!(user_model(&user).as_deref(), Some("mine"));
+    }
+
+    #[test]
+    fn no_proxy_keeps_the_users_entries_and_adds_loopback() {
+        assert_eq!(no_proxy(None, None), "127.0.0.1,localhost,::1");
+        assert_eq!(
+            no_proxy(Some("corp.example,localhost"), Some(".internal")),
+            "corp.example,localhost,.internal,127.0.0.1,::1"
+        );
+        assert_eq!(
+            no_proxy(Some("a, b"), Some("a,b")),
+            "a,b,127.0.0.1,localhost,::1"
+        );
     }
 
     #[test]

@@ -11,7 +11,9 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
+
+use crate::http::{describe, text_capped, ERROR_BODY_LIMIT};
 use futures_util::StreamExt;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Deserialize;
@@ -81,29 +83,33 @@ struct PullLine {
     error: Option<String>,
 }
 
-/// A short reason for a failed request, without reqwest's URL noise.
-pub fn describe_reqwest(err: &reqwest::Error) -> String {
-    if err.is_timeout() {
-        "timed out".to_owned()
-    } else if err.is_connect() {
-        "connection refused".to_owned()
-    } else if err.is_decode() {
-        "malformed reply".to_owned()
-    } else {
-        let mut text = err.to_string();
-        if let Some(url) = err.url() {
-            text = text
-                .replace(&format!(" ({url})"), "")
-                .replace(&format!(" for url ({url})"), "");
-        }
-        text
+/// The largest model list read (each model is a few hundred bytes).
+const TAGS_LIMIT: usize = 16 * 1024 * 1024;
+/// The longest progress line accepted from Ollama (real ones are under 200 bytes).
+const PULL_LINE_LIMIT: usize = 64 * 1024;
+/// How long a pull may go without a byte from Ollama before it counts as stalled:
+/// Ollama reports progress many times a second, and verifying a 13 GB download takes
+/// well under this. `CODEX_OSS_PULL_TIMEOUT` (seconds) changes it.
+const PULL_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+
+fn pull_idle_timeout() -> Result<Duration> {
+    match crate::settings::env_nonempty("CODEX_OSS_PULL_TIMEOUT") {
+        None => Ok(PULL_IDLE_TIMEOUT),
+        Some(value) => value
+            .parse::<u64>()
+            .ok()
+            .filter(|s| *s > 0)
+            .map(Duration::from_secs)
+            .with_context(|| {
+                format!("CODEX_OSS_PULL_TIMEOUT={value}: expected a number of seconds such as 300")
+            }),
     }
 }
 
 impl Ollama {
     /// `base`: `http://HOST:PORT` (no `/v1`).
     pub fn new(base: &str) -> Result<Ollama> {
-        let client = reqwest::Client::builder()
+        let client = crate::http::client_builder(base)
             .connect_timeout(Duration::from_secs(5))
             .build()?;
         Ok(Ollama {
@@ -123,19 +129,12 @@ impl Ollama {
             .send()
             .await
             .map_err(|e| {
-                anyhow::anyhow!(
-                    "could not list models at {}: {}",
-                    self.base,
-                    describe_reqwest(&e)
-                )
+                anyhow::anyhow!("could not list models at {}: {}", self.base, describe(&e))
             })?;
         let resp = check_status(resp, "list models").await?;
-        let tags: Tags = resp.json().await.map_err(|e| {
-            anyhow::anyhow!(
-                "Ollama sent a malformed model list ({})",
-                describe_reqwest(&e)
-            )
-        })?;
+        let body = text_capped(resp, TAGS_LIMIT).await;
+        let tags: Tags = serde_json::from_str(&body)
+            .map_err(|e| anyhow::anyhow!("Ollama sent a malformed model list ({e})"))?;
         Ok(tags.models)
     }
 
@@ -164,7 +163,7 @@ impl Ollama {
             .json(&serde_json::json!({ "model": model }))
             .send()
             .await
-            .map_err(|e| anyhow::anyhow!("could not reach Ollama: {}", describe_reqwest(&e)))?;
+            .map_err(|e| anyhow::anyhow!("could not reach Ollama: {}", describe(&e)))?;
         check_status(resp, &format!("remove {model}")).await?;
         Ok(())
     }
@@ -177,27 +176,41 @@ impl Ollama {
             .json(&serde_json::json!({ "model": model, "stream": true }))
             .send()
             .await
-            .map_err(|e| {
-                anyhow::anyhow!("could not start pulling {model}: {}", describe_reqwest(&e))
-            })?;
+            .map_err(|e| anyhow::anyhow!("could not start pulling {model}: {}", describe(&e)))?;
+        let idle_timeout = pull_idle_timeout()?;
         let resp = check_status(resp, &format!("pull {model}")).await?;
         let mut progress = Progress::new(model);
         let mut stream = resp.bytes_stream();
         let mut buffer = Vec::new();
         let mut space_checked = false;
         loop {
-            let chunk = match stream.next().await {
-                None => break,
-                Some(Ok(chunk)) => chunk,
-                Some(Err(e)) => {
+            let next = tokio::time::timeout(idle_timeout, stream.next()).await;
+            let chunk = match next {
+                Err(_) => {
+                    progress.abandon();
+                    bail!(
+                        "Ollama sent nothing for {} s while pulling {model}; check the network (or raise CODEX_OSS_PULL_TIMEOUT), then run codex-oss again to resume the download",
+                        idle_timeout.as_secs()
+                    );
+                }
+                Ok(None) => break,
+                Ok(Some(Ok(chunk))) => chunk,
+                Ok(Some(Err(e))) => {
                     progress.abandon();
                     bail!(
                         "lost the connection to Ollama while pulling {model} ({}); run codex-oss again to resume the download",
-                        describe_reqwest(&e)
+                        describe(&e)
                     );
                 }
             };
             buffer.extend_from_slice(&chunk);
+            if buffer.len() > PULL_LINE_LIMIT && !buffer.contains(&b'\n') {
+                progress.abandon();
+                bail!(
+                    "Ollama sent a progress line of over {} KiB while pulling {model}: the server does not speak Ollama's API",
+                    PULL_LINE_LIMIT / 1024
+                );
+            }
             while let Some(end) = buffer.iter().position(|b| *b == b'\n') {
                 let line: Vec<u8> = buffer.drain(..=end).collect();
                 let line = String::from_utf8_lossy(&line).trim().to_owned();
@@ -244,7 +257,7 @@ async fn check_status(resp: reqwest::Response, what: &str) -> Result<reqwest::Re
     if status.is_success() {
         return Ok(resp);
     }
-    let body = resp.text().await.unwrap_or_default();
+    let body = text_capped(resp, ERROR_BODY_LIMIT).await;
     let detail = serde_json::from_str::<serde_json::Value>(&body)
         .ok()
         .and_then(|v| v.get("error").and_then(|e| e.as_str().map(str::to_owned)))
@@ -272,7 +285,9 @@ fn preflight(model: &str, models_dir: &Path) -> Result<()> {
     let Some(needs) = needs(model) else {
         return Ok(());
     };
-    check_space_for(model, needs.disk, models_dir)?;
+    // A resumed pull needs room only for what is still missing.
+    let needed = needs.disk.saturating_sub(downloaded_partially(models_dir));
+    check_space_for(model, needed, models_dir)?;
     let memory = crate::settings::total_memory();
     if memory > 0 && memory < needs.memory {
         crate::ui::warn(format!(
@@ -282,6 +297,34 @@ fn preflight(model: &str, models_dir: &Path) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// Bytes of interrupted downloads already in the store. Ollama keeps a download's
+/// progress in part files beside it, `blobs/sha256-<hex>-partial-N`, each
+/// `{"N":0,"Offset":0,"Size":S,"Completed":C}`; the data file itself is sparse.
+fn downloaded_partially(models_dir: &Path) -> u64 {
+    #[derive(Deserialize)]
+    struct Part {
+        #[serde(rename = "Completed")]
+        completed: u64,
+    }
+    let Ok(entries) = std::fs::read_dir(models_dir.join("blobs")) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .filter(|entry| {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            name.rsplit_once("-partial-")
+                .is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .filter_map(|entry| {
+            let text = std::fs::read(entry.path()).ok()?;
+            serde_json::from_slice::<Part>(&text).ok()
+        })
+        .map(|part| part.completed)
+        .sum()
 }
 
 fn check_space_for(model: &str, bytes: u64, models_dir: &Path) -> Result<()> {
@@ -386,6 +429,25 @@ impl Progress {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn partial_downloads_count_what_their_part_files_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = dir.path().join("blobs");
+        std::fs::create_dir_all(&blobs).unwrap();
+        let digest = "sha256-".to_owned() + &"ab".repeat(32);
+        std::fs::write(blobs.join(format!("{digest}-partial")), b"").unwrap();
+        for (n, done) in [(0, 700), (1, 300)] {
+            std::fs::write(
+                blobs.join(format!("{digest}-partial-{n}")),
+                format!(r#"{{"N":{n},"Offset":0,"Size":1000,"Completed":{done}}}"#),
+            )
+            .unwrap();
+        }
+        std::fs::write(blobs.join(&digest), b"finished blob").unwrap();
+        assert_eq!(downloaded_partially(dir.path()), 1000);
+        assert_eq!(downloaded_partially(&dir.path().join("none")), 0);
+    }
 
     #[test]
     fn names_get_the_latest_tag() {

@@ -15,12 +15,17 @@
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::home::{make_private_dir, Home};
+use crate::lock;
+use crate::platform;
+
+/// How long a run waits for another codex-oss that is unpacking the same payload.
+const UNPACK_PATIENCE: Duration = Duration::from_secs(10 * 60);
 
 /// One payload embedded by build.rs.
 #[derive(Debug)]
@@ -74,6 +79,8 @@ pub enum UnpackError {
     },
     #[error("the embedded {what} is damaged ({detail}): reinstall codex-oss")]
     Corrupt { what: String, detail: String },
+    #[error("could not unpack {what}: {source}")]
+    Busy { what: String, source: io::Error },
 }
 
 /// An unpacked payload, kept from removal for as long as this value lives.
@@ -127,18 +134,22 @@ impl Payload {
         };
         make_private_dir(&parent).map_err(io_err(&parent))?;
         make_private_dir(&home.run()).map_err(io_err(&home.run()))?;
-        let _lock = lock_file(
-            &home.run().join(format!("unpack-{}.lock", self.name)),
-            Lock::Exclusive,
-        )
-        .map_err(io_err(&home.run()))?;
+        let _lock = unpack_lock(home, self.name).map_err(|source| match source.kind() {
+            io::ErrorKind::TimedOut => UnpackError::Busy {
+                what: self.label(),
+                source,
+            },
+            _ => self.classify(home.run(), source),
+        })?;
 
         let dest = parent.join(self.dir_name());
         if !self.is_intact(&dest) {
             tracing::info!("unpacking {} into {}", self.label(), dest.display());
             self.unpack(&parent, &dest)?;
         }
-        let lease = lock_file(&lease_path(&parent, &self.dir_name()), Lock::Shared)
+        let lease_path = lease_path(&parent, &self.dir_name());
+        let lease = lock::open(&lease_path)
+            .and_then(|file| lock::try_take(&file, lock::Mode::Shared, &lease_path).map(|_| file))
             .map_err(io_err(&parent))?;
         remove_unused(&parent, Some(&self.dir_name()));
         Ok(Unpacked {
@@ -171,6 +182,12 @@ impl Payload {
 
     /// True when `dest` holds this payload with every file as it was unpacked.
     fn is_intact(&self, dest: &Path) -> bool {
+        // A copy that others could have changed is unpacked again, whatever it claims.
+        if std::fs::symlink_metadata(dest).map_or(true, |meta| {
+            !meta.is_dir() || platform::exposure(&meta).is_some()
+        }) {
+            return false;
+        }
         let Ok(text) = std::fs::read(dest.join(MANIFEST)) else {
             return false;
         };
@@ -221,64 +238,150 @@ impl Payload {
             what: self.label(),
             detail,
         };
-        // Name the payload's directory, not the temporary one (removed when this fails).
-        let err = |source| self.classify(into.parent().unwrap_or(into).to_path_buf(), source);
         let decoder = zstd::Decoder::with_buffer(self.data).map_err(|e| corrupt(e.to_string()))?;
-        let mut archive = tar::Archive::new(decoder);
-        let mut records = Vec::new();
-        for entry in archive.entries().map_err(|e| corrupt(e.to_string()))? {
-            let mut entry = entry.map_err(|e| corrupt(e.to_string()))?;
-            let rel = entry
-                .path()
-                .map_err(|e| corrupt(e.to_string()))?
-                .to_string_lossy()
-                .into_owned();
-            if rel.split('/').any(|part| part == ".." || part.is_empty()) {
-                return Err(corrupt(format!("unsafe path {rel}")));
+        extract_tar(decoder, into).map_err(|e| match e {
+            ExtractError::Bad(detail) => corrupt(detail),
+            // Name the payload's directory, not the temporary one (removed when this fails).
+            ExtractError::Write(source) => {
+                self.classify(into.parent().unwrap_or(into).to_path_buf(), source)
             }
-            let path = into.join(&rel);
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir).map_err(err)?;
-            }
-            let kind = entry.header().entry_type();
-            if kind.is_symlink() {
-                let target = entry
-                    .link_name()
-                    .ok()
-                    .flatten()
-                    .ok_or_else(|| corrupt(format!("{rel}: bad link")))?;
-                make_symlink(&target, &path).map_err(err)?;
-                records.push(FileRecord {
-                    path: rel,
-                    size: 0,
-                    mode: 0,
-                    sha256: String::new(),
-                    mtime_ns: 0,
-                    link: Some(target.to_string_lossy().into_owned()),
-                });
-                continue;
-            }
-            let mode = entry.header().mode().unwrap_or(0o644);
-            let (size, sha256) = copy_hashed(&mut entry, &path).map_err(|e| match e {
-                CopyError::Read(e) => corrupt(format!("{rel}: {e}")),
-                CopyError::Write(e) => err(e),
-            })?;
-            set_mode(&path, mode).map_err(err)?;
-            let mtime_ns = mtime_ns(&path).map_err(err)?;
+        })
+    }
+}
+
+/// Why a tar stream could not be unpacked.
+#[derive(Debug)]
+enum ExtractError {
+    /// The archive itself is wrong: unreadable, or an entry that must not be unpacked.
+    Bad(String),
+    /// Writing failed.
+    Write(io::Error),
+}
+
+/// Unpacks a tar stream into the empty directory `into`. Only files, directories and
+/// symbolic links are taken, each at a plain relative path (no `..`, no absolute or
+/// drive path, no backslash), none written through a link, and no link pointing
+/// outside `into`. Returns a record of every file and link, with each file's mode as
+/// the filesystem kept it.
+fn extract_tar(reader: impl Read, into: &Path) -> Result<Vec<FileRecord>, ExtractError> {
+    let bad = |e: io::Error| ExtractError::Bad(e.to_string());
+    let mut archive = tar::Archive::new(reader);
+    let mut records = Vec::new();
+    for entry in archive.entries().map_err(bad)? {
+        let mut entry = entry.map_err(bad)?;
+        let rel = String::from_utf8(entry.path_bytes().into_owned())
+            .map_err(|_| ExtractError::Bad("a file name is not UTF-8".into()))?;
+        let parts = plain_relative(&rel)?;
+        let path = parts
+            .iter()
+            .fold(into.to_path_buf(), |p, part| p.join(part));
+        let kind = entry.header().entry_type();
+        if kind.is_dir() {
+            create_dirs_within(into, &parts).map_err(ExtractError::Write)?;
+            continue;
+        }
+        create_dirs_within(into, &parts[..parts.len() - 1]).map_err(ExtractError::Write)?;
+        if kind.is_symlink() {
+            let target = entry
+                .link_name()
+                .ok()
+                .flatten()
+                .ok_or_else(|| ExtractError::Bad(format!("{rel}: a link without a target")))?;
+            let target = target.to_string_lossy().into_owned();
+            link_stays_within(&parts, &target)?;
+            platform::make_symlink(Path::new(&target), &path).map_err(ExtractError::Write)?;
             records.push(FileRecord {
                 path: rel,
-                size,
-                mode: mode & 0o777,
-                sha256,
-                mtime_ns,
-                link: None,
+                size: 0,
+                mode: 0,
+                sha256: String::new(),
+                mtime_ns: 0,
+                link: Some(target),
             });
+            continue;
         }
-        if records.is_empty() {
-            return Err(corrupt("no files".into()));
+        if !kind.is_file() {
+            return Err(ExtractError::Bad(format!(
+                "{rel}: not a file, directory or link"
+            )));
         }
-        Ok(records)
+        let mode = entry.header().mode().unwrap_or(0o644);
+        let (size, sha256) = copy_hashed(&mut entry, &path).map_err(|e| match e {
+            CopyError::Read(e) => ExtractError::Bad(format!("{rel}: {e}")),
+            CopyError::Exists => ExtractError::Bad(format!("{rel} appears twice")),
+            CopyError::Write(e) => ExtractError::Write(e),
+        })?;
+        platform::set_mode(&path, mode).map_err(ExtractError::Write)?;
+        // Record what the filesystem kept: some (vfat, CIFS, drvfs) ignore chmod.
+        let meta = std::fs::metadata(&path).map_err(ExtractError::Write)?;
+        records.push(FileRecord {
+            path: rel,
+            size,
+            mode: platform::mode_of(&meta),
+            sha256,
+            mtime_ns: mtime_of(&meta),
+            link: None,
+        });
     }
+    if records.is_empty() {
+        return Err(ExtractError::Bad("no files".into()));
+    }
+    Ok(records)
+}
+
+/// The parts of a plain relative path, or why it is not one.
+fn plain_relative(rel: &str) -> Result<Vec<&str>, ExtractError> {
+    let parts: Vec<&str> = rel.trim_end_matches('/').split('/').collect();
+    let unsafe_part = |part: &&str| {
+        part.is_empty() || *part == "." || *part == ".." || part.contains(['\\', ':'])
+    };
+    if rel.is_empty() || parts.iter().any(unsafe_part) {
+        return Err(ExtractError::Bad(format!("unsafe path {rel}")));
+    }
+    Ok(parts)
+}
+
+/// Creates the directories `parts` below `root`, one at a time, refusing to go through
+/// anything that is not a directory (a link the archive made, say).
+fn create_dirs_within(root: &Path, parts: &[&str]) -> io::Result<()> {
+    let mut dir = root.to_path_buf();
+    for part in parts {
+        dir.push(part);
+        match std::fs::symlink_metadata(&dir) {
+            Ok(meta) if meta.is_dir() => {}
+            Ok(_) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("{} is not a directory", dir.display()),
+                ))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => make_private_dir(&dir)?,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// A link's target must be relative and stay inside the unpacked directory.
+fn link_stays_within(link_parts: &[&str], target: &str) -> Result<(), ExtractError> {
+    let escape = || {
+        ExtractError::Bad(format!(
+            "link {} points outside: {target}",
+            link_parts.join("/")
+        ))
+    };
+    if target.is_empty() || target.starts_with('/') || target.contains(['\\', ':']) {
+        return Err(escape());
+    }
+    let mut depth = link_parts.len() - 1;
+    for part in target.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => depth = depth.checked_sub(1).ok_or_else(escape)?,
+            _ => depth += 1,
+        }
+    }
+    Ok(())
 }
 
 impl FileRecord {
@@ -295,7 +398,8 @@ impl FileRecord {
         let Ok(meta) = std::fs::metadata(&path) else {
             return false;
         };
-        if meta.len() != self.size || !mode_matches(&meta, self.mode) {
+        // The executable bit only: it is what every filesystem keeps (some ignore chmod).
+        if meta.len() != self.size || platform::has_exec_bit(&meta) != (self.mode & 0o100 != 0) {
             return false;
         }
         if mtime_of(&meta) == self.mtime_ns {
@@ -308,11 +412,21 @@ impl FileRecord {
 
 enum CopyError {
     Read(io::Error),
+    /// Something is already there (an earlier entry, or a link to elsewhere).
+    Exists,
     Write(io::Error),
 }
 
 fn copy_hashed(reader: &mut impl Read, dest: &Path) -> Result<(u64, String), CopyError> {
-    let mut file = File::create(dest).map_err(CopyError::Write)?;
+    // create_new: never write through a link or over an earlier entry.
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(dest)
+        .map_err(|e| match e.kind() {
+            io::ErrorKind::AlreadyExists => CopyError::Exists,
+            _ => CopyError::Write(e),
+        })?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 256 * 1024];
     let mut size = 0u64;
@@ -362,64 +476,15 @@ fn mtime_of(meta: &std::fs::Metadata) -> u128 {
         .map_or(0, |d| d.as_nanos())
 }
 
-fn mtime_ns(path: &Path) -> io::Result<u128> {
-    Ok(mtime_of(&std::fs::metadata(path)?))
-}
-
-#[cfg(unix)]
-fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & 0o777))
-}
-
-#[cfg(not(unix))]
-fn set_mode(_path: &Path, _mode: u32) -> io::Result<()> {
-    Ok(())
-}
-
-#[cfg(unix)]
-fn mode_matches(meta: &std::fs::Metadata, mode: u32) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    meta.permissions().mode() & 0o777 == mode & 0o777
-}
-
-#[cfg(not(unix))]
-fn mode_matches(_meta: &std::fs::Metadata, _mode: u32) -> bool {
-    true
-}
-
-#[cfg(unix)]
-fn make_symlink(target: &Path, link: &Path) -> io::Result<()> {
-    std::os::unix::fs::symlink(target, link)
-}
-
-#[cfg(windows)]
-fn make_symlink(target: &Path, link: &Path) -> io::Result<()> {
-    // Release archives for Windows carry no links; copy the target if one appears.
-    std::fs::copy(link.parent().unwrap_or(Path::new(".")).join(target), link).map(|_| ())
-}
-
-/// How a lock file is held.
-#[derive(Clone, Copy)]
-pub enum Lock {
-    Shared,
-    Exclusive,
-}
-
-/// Opens (creating) `path` and blocks until the lock is held; released when the file drops.
-pub fn lock_file(path: &Path, lock: Lock) -> io::Result<File> {
-    // A lock on an existing file works read-only too (a read-only home, say).
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path)
-        .or_else(|e| File::open(path).map_err(|_| e))?;
-    match lock {
-        Lock::Shared => file.lock_shared()?,
-        Lock::Exclusive => file.lock()?,
-    }
-    Ok(file)
+/// Takes the payload's unpack lock, waiting (and saying so) while another codex-oss
+/// unpacks it.
+fn unpack_lock(home: &Home, name: &str) -> io::Result<File> {
+    lock::wait(
+        &home.run().join(format!("unpack-{name}.lock")),
+        lock::Mode::Exclusive,
+        "unpacking",
+        UNPACK_PATIENCE,
+    )
 }
 
 /// Removes every unpacked version of `name` that no running instance leases.
@@ -434,11 +499,7 @@ pub fn remove_unleased(home: &Home, name: &str) -> Result<(), UnpackError> {
         source,
     };
     make_private_dir(&home.run()).map_err(io)?;
-    let _lock = lock_file(
-        &home.run().join(format!("unpack-{name}.lock")),
-        Lock::Exclusive,
-    )
-    .map_err(io)?;
+    let _lock = unpack_lock(home, name).map_err(io)?;
     remove_unused(&parent, None);
     Ok(())
 }
@@ -463,19 +524,123 @@ fn remove_unused(parent: &Path, keep: Option<&str>) {
             continue;
         }
         let lease = lease_path(parent, &name);
-        let Ok(file) = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lease)
-        else {
+        let Ok(file) = lock::open(&lease) else {
             continue;
         };
-        if file.try_lock().is_ok() {
+        // Without locks nobody can tell whether a version is in use: keep it.
+        if lock::try_take(&file, lock::Mode::Exclusive, &lease).ok() == Some(lock::Taken::Held) {
             tracing::info!("removing unused {}", entry.path().display());
             if std::fs::remove_dir_all(entry.path()).is_ok() {
                 let _ = std::fs::remove_file(&lease);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One tar entry, its name written raw (the tar crate refuses to write unsafe ones).
+    enum Entry<'a> {
+        File(&'a str, &'a [u8]),
+        Link(&'a str, &'a str),
+    }
+
+    fn tar_of(entries: &[Entry<'_>]) -> Vec<u8> {
+        let mut builder = tar::Builder::new(Vec::new());
+        for entry in entries {
+            let mut header = tar::Header::new_gnu();
+            let (name, data, link) = match entry {
+                Entry::File(name, data) => (*name, *data, None),
+                Entry::Link(name, target) => (*name, &b""[..], Some(*target)),
+            };
+            header.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+            header.set_mode(0o755);
+            header.set_size(data.len() as u64);
+            if let Some(target) = link {
+                header.set_entry_type(tar::EntryType::Symlink);
+                header.as_old_mut().linkname[..target.len()].copy_from_slice(target.as_bytes());
+            }
+            header.set_cksum();
+            builder.append(&header, data).unwrap();
+        }
+        builder.into_inner().unwrap()
+    }
+
+    fn extract(
+        entries: &[Entry<'_>],
+    ) -> (tempfile::TempDir, Result<Vec<FileRecord>, ExtractError>) {
+        let dir = tempfile::tempdir().unwrap();
+        let into = dir.path().join("into");
+        std::fs::create_dir(&into).unwrap();
+        let result = extract_tar(&tar_of(entries)[..], &into);
+        (dir, result)
+    }
+
+    fn refused(entries: &[Entry<'_>]) -> String {
+        match extract(entries).1 {
+            Err(ExtractError::Bad(detail)) => detail,
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn plain_files_and_inner_links_unpack() {
+        let (dir, result) = extract(&[
+            Entry::File("bin/ollama", b"#!/bin/sh\n"),
+            Entry::File("lib/ollama/libggml-base.so.0.0.0", b"lib"),
+            Entry::Link("lib/ollama/libggml-base.so", "libggml-base.so.0.0.0"),
+            Entry::Link("bin/lib", "../lib/ollama"),
+        ]);
+        let records = result.expect("unpacks");
+        assert_eq!(records.len(), 4);
+        let into = dir.path().join("into");
+        assert_eq!(
+            std::fs::read(into.join("lib/ollama/libggml-base.so")).unwrap(),
+            b"lib"
+        );
+        #[cfg(unix)]
+        assert!(platform::is_executable(&into.join("bin/ollama")));
+    }
+
+    #[test]
+    fn unsafe_paths_are_refused() {
+        for name in [
+            "../evil",
+            "bin/../../evil",
+            "/etc/evil",
+            "C:evil",
+            "bin\\evil",
+            "./evil",
+        ] {
+            let detail = refused(&[Entry::File(name, b"x")]);
+            assert!(detail.contains("unsafe path"), "{name}: {detail}");
+        }
+    }
+
+    #[test]
+    fn nothing_is_written_through_a_link() {
+        let outside = tempfile::tempdir().unwrap();
+        let target = outside.path().to_string_lossy().into_owned();
+        // A link pointing outside is refused as it is.
+        let detail = refused(&[Entry::Link("lib", &target)]);
+        assert!(detail.contains("points outside"), "{detail}");
+        let detail = refused(&[Entry::Link("lib", "../../..")]);
+        assert!(detail.contains("points outside"), "{detail}");
+        // A file below an inner link, or over one, is refused too.
+        let (_dir, result) = extract(&[
+            Entry::File("real/x", b"x"),
+            Entry::Link("lib", "real"),
+            Entry::File("lib/evil", b"y"),
+        ]);
+        assert!(matches!(result, Err(ExtractError::Write(_))), "{result:?}");
+        let detail = refused(&[
+            Entry::File("real", b"x"),
+            Entry::Link("alias", "real"),
+            Entry::File("alias", b"y"),
+        ]);
+        assert!(detail.contains("appears twice"), "{detail}");
+        assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
     }
 }

@@ -1,24 +1,30 @@
 //! A record of every running embedded server, so that one left behind by a crashed
 //! launcher is found and stopped by the next run.
 //!
-//! Each launcher writes `<home>/run/servers/<launcher pid>.json` and holds an exclusive
-//! lock on it while it lives. The lock dies with the process, however it dies, so a
-//! record whose lock can be taken belongs to a launcher that is gone; its server, if
-//! still running from the recorded executable, is stopped.
+//! Each launcher writes a record of its own under `<home>/run/servers/` (a unique name:
+//! launchers in different pid namespaces may share a pid and a home) and holds an
+//! exclusive lock on it while it lives. The lock dies with the process, however it
+//! dies, so a record whose lock can be taken belongs to a launcher that is gone.
+//!
+//! A record is a claim, not a proof: its server is stopped only when the process it
+//! names is still the very process that was started (same pid, start time, boot and pid
+//! namespace), leads its own process tree, and runs the Ollama executable this
+//! launcher would run. A record that fails any of these is removed and never acted on.
 
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use crate::home::Home;
+use crate::lock;
+use crate::platform::{self, ProcessIdentity};
 
 #[derive(Serialize, Deserialize, Debug)]
 struct Record {
-    launcher_pid: u32,
-    server_pid: u32,
+    launcher: ProcessIdentity,
+    server: ProcessIdentity,
     executable: PathBuf,
     log: PathBuf,
 }
@@ -48,63 +54,82 @@ impl Registration {
         executable: &Path,
         log: &Path,
     ) -> Option<Registration> {
-        let dir = servers_dir(home);
-        std::fs::create_dir_all(&dir).ok()?;
-        let launcher_pid = std::process::id();
-        let path = dir.join(format!("{launcher_pid}.json"));
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(true)
-            .write(true)
-            .open(&path)
-            .ok()?;
-        file.lock().ok()?;
         let record = Record {
-            launcher_pid,
-            server_pid,
+            launcher: ProcessIdentity::of(std::process::id())?,
+            server: ProcessIdentity::of(server_pid)?,
             executable: executable.to_owned(),
             log: log.to_owned(),
         };
+        let dir = servers_dir(home);
+        crate::home::make_private_dir(&dir).ok()?;
+        let (mut file, path) = tempfile::Builder::new()
+            .prefix(&format!("{}-", std::process::id()))
+            .suffix(".json")
+            .tempfile_in(&dir)
+            .ok()?
+            .keep()
+            .ok()?;
+        // A new file of our own: nobody else can hold its lock.
+        if lock::try_take(&file, lock::Mode::Exclusive, &path).ok()? == lock::Taken::Busy {
+            return None;
+        }
         file.write_all(&serde_json::to_vec(&record).ok()?).ok()?;
         Some(Registration { path, _lock: file })
     }
 }
 
-/// Stops servers whose launcher is gone, and removes their records.
-pub fn stop_stale(home: &Home) {
+/// Stops servers whose launcher is gone, and removes their records. `executable` is the
+/// Ollama this launcher runs: a record naming a program other than it or an Ollama
+/// unpacked in this home is not acted on.
+pub fn stop_stale(home: &Home, executable: &Path) {
     let Ok(entries) = std::fs::read_dir(servers_dir(home)) else {
         return;
     };
     for entry in entries.flatten() {
         let path = entry.path();
-        let Ok(file) = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&path)
-        else {
+        let Ok(file) = lock::open(&path) else {
             continue;
         };
-        if file.try_lock().is_err() {
-            continue; // its launcher is alive
+        if lock::try_take(&file, lock::Mode::Exclusive, &path).ok() != Some(lock::Taken::Held) {
+            continue; // its launcher is alive (or this filesystem cannot tell)
         }
-        if let Ok(record) =
-            serde_json::from_slice::<Record>(&std::fs::read(&path).unwrap_or_default())
-        {
-            if is_running(record.server_pid, &record.executable) {
+        let record = std::fs::read(&path)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<Record>(&bytes).ok());
+        // A record from another boot, another pid namespace or an older codex-oss is
+        // removed without acting on it: its pids mean nothing here.
+        if let Some(record) = record {
+            if is_our_server(&record, home, executable) {
                 crate::ui::warn(format!(
                     "stopping an Ollama server (pid {}) left by an earlier run that ended abruptly",
-                    record.server_pid
+                    record.server.pid
                 ));
-                stop_group(record.server_pid);
+                platform::stop_tree(record.server.pid, platform::STOP_GRACE);
             }
         }
         let _ = std::fs::remove_file(&path);
     }
 }
 
-/// True when `pid` runs `executable` (a pid reused by another program is left alone).
-/// The executable is the process image or, for a script, one of its first arguments.
-fn is_running(pid: u32, executable: &Path) -> bool {
+/// True when the record's server is still the process that was started, running the
+/// Ollama this launcher runs (or one unpacked in this home by another version), at the
+/// head of its own process tree.
+fn is_our_server(record: &Record, home: &Home, executable: &Path) -> bool {
+    let ours = record.executable == executable
+        || (record.executable.is_absolute()
+            && !record
+                .executable
+                .components()
+                .any(|c| c == std::path::Component::ParentDir)
+            && record.executable.starts_with(home.payload_dir("ollama")));
+    ours && record.server.is_alive()
+        && platform::leads_its_tree(record.server.pid)
+        && runs(record.server.pid, executable)
+}
+
+/// True when `pid` runs `executable`: the process image or, for a script, one of its
+/// first arguments.
+fn runs(pid: u32, executable: &Path) -> bool {
     let pid = sysinfo::Pid::from_u32(pid);
     let mut system = sysinfo::System::new();
     // refresh_processes() does not read command lines: ask for them, and for the image.
@@ -124,30 +149,4 @@ fn is_running(pid: u32, executable: &Path) -> bool {
             .iter()
             .take(2)
             .any(|arg| Path::new(arg) == executable)
-}
-
-#[cfg(unix)]
-fn stop_group(pid: u32) {
-    use nix::sys::signal::{killpg, Signal};
-    use nix::unistd::Pid;
-    let group = Pid::from_raw(pid as i32);
-    let _ = killpg(group, Signal::SIGTERM);
-    for _ in 0..50 {
-        if killpg(group, None).is_err() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let _ = killpg(group, Signal::SIGKILL);
-}
-
-#[cfg(windows)]
-fn stop_group(pid: u32) {
-    let mut system = sysinfo::System::new();
-    let pid = sysinfo::Pid::from_u32(pid);
-    system.refresh_processes(sysinfo::ProcessesToUpdate::Some(&[pid]), true);
-    if let Some(process) = system.process(pid) {
-        process.kill();
-    }
-    std::thread::sleep(Duration::from_millis(100));
 }

@@ -24,17 +24,17 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use process_wrap::tokio::{ChildWrapper, CommandWrap};
+use process_wrap::tokio::ChildWrapper;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::sync::watch;
 
 use crate::home::Home;
+use crate::http::{host_of, is_loopback_host};
+use crate::platform;
 use crate::registry::Registration;
 
 /// How long Ollama gets to answer `/api/version` after starting.
 const READY_DEADLINE: Duration = Duration::from_secs(60);
-/// How long Ollama gets to stop after SIGTERM before it is killed.
-pub const STOP_GRACE: Duration = Duration::from_secs(5);
 /// Log files kept in `<home>/logs`.
 const LOGS_KEPT: usize = 20;
 
@@ -45,15 +45,34 @@ pub enum Bind {
     Auto,
     /// `CODEX_OSS_PORT`: this loopback port.
     Port(u16),
-    /// `OLLAMA_HOST` as the user set it.
+    /// A loopback `OLLAMA_HOST` from the user's environment.
+    OllamaHost(String),
+    /// `CODEX_OSS_HOST`: where the user asked, loopback or not.
     Host(String),
 }
 
 impl Bind {
-    /// From `OLLAMA_HOST` and `CODEX_OSS_PORT` (the user's values win over ours).
+    /// From `CODEX_OSS_HOST`, else a loopback `OLLAMA_HOST`, else `CODEX_OSS_PORT`.
+    ///
+    /// `OLLAMA_HOST` in a user's shell usually points their own Ollama client at a
+    /// server (`0.0.0.0`, another machine): as a bind address it would open the embedded
+    /// server's unauthenticated API to the network, so only a loopback one is taken.
     pub fn from_env() -> Result<Bind> {
-        if let Some(host) = crate::settings::env_nonempty("OLLAMA_HOST") {
+        if let Some(host) = crate::settings::env_nonempty("CODEX_OSS_HOST") {
+            if !is_loopback_host(host_of(&host)) {
+                crate::ui::warn(format!(
+                    "CODEX_OSS_HOST={host}: the embedded Ollama can be reached from other machines, and its API has no authentication"
+                ));
+            }
             return Ok(Bind::Host(host));
+        }
+        if let Some(host) = crate::settings::env_nonempty("OLLAMA_HOST") {
+            if is_loopback_host(host_of(&host)) {
+                return Ok(Bind::OllamaHost(host));
+            }
+            crate::ui::info(format!(
+                "ignoring OLLAMA_HOST={host}: the embedded Ollama listens on this machine only (set CODEX_OSS_HOST to bind it elsewhere)"
+            ));
         }
         match crate::settings::env_nonempty("CODEX_OSS_PORT") {
             None => Ok(Bind::Auto),
@@ -72,7 +91,7 @@ impl Bind {
         match self {
             Bind::Auto => "127.0.0.1:0".to_owned(),
             Bind::Port(port) => format!("127.0.0.1:{port}"),
-            Bind::Host(host) => host.clone(),
+            Bind::OllamaHost(host) | Bind::Host(host) => host.clone(),
         }
     }
 
@@ -80,7 +99,18 @@ impl Bind {
         match self {
             Bind::Auto => "a free loopback port".to_owned(),
             Bind::Port(port) => format!("port {port} (CODEX_OSS_PORT)"),
-            Bind::Host(host) => format!("{host} (OLLAMA_HOST)"),
+            Bind::OllamaHost(host) => format!("{host} (OLLAMA_HOST)"),
+            Bind::Host(host) => format!("{host} (CODEX_OSS_HOST)"),
+        }
+    }
+
+    /// What to change when the address is taken.
+    fn fix_when_taken(&self) -> &'static str {
+        match self {
+            Bind::Port(_) => "choose another CODEX_OSS_PORT or unset it",
+            Bind::OllamaHost(_) => "choose another OLLAMA_HOST or unset it",
+            Bind::Host(_) => "choose another CODEX_OSS_HOST or unset it",
+            Bind::Auto => "try again",
         }
     }
 }
@@ -106,7 +136,7 @@ pub struct Server {
 impl Server {
     /// Starts Ollama and waits until it answers `GET /api/version`.
     pub async fn start(config: Config<'_>) -> Result<Server> {
-        crate::registry::stop_stale(config.home);
+        crate::registry::stop_stale(config.home, config.executable);
         let log = new_log_path(config.home)?;
         let log_file = std::fs::File::create(&log)
             .with_context(|| format!("could not create log file {}", log.display()))?;
@@ -152,6 +182,7 @@ impl Server {
     ) -> Result<()> {
         let deadline = Instant::now() + READY_DEADLINE;
         let client = reqwest::Client::builder()
+            .no_proxy()
             .timeout(Duration::from_millis(800))
             .build()?;
         loop {
@@ -191,14 +222,10 @@ impl Server {
         if lower.contains("address already in use")
             || lower.contains("only one usage of each socket address")
         {
-            let fix = match bind {
-                Bind::Port(_) => "choose another CODEX_OSS_PORT or unset it",
-                Bind::Host(_) => "choose another OLLAMA_HOST or unset it",
-                Bind::Auto => "try again",
-            };
             return anyhow::anyhow!(
-                "{} is already in use: {fix} (log: {})",
+                "{} is already in use: {} (log: {})",
                 bind.describe(),
+                bind.fix_when_taken(),
                 self.log.display()
             );
         }
@@ -230,12 +257,12 @@ impl Server {
     /// SIGTERM to the group, then SIGKILL after the grace period; always disarms the watchdog.
     pub async fn stop(mut self) {
         if self.exited.is_none() {
-            terminate(&mut *self.child);
-            let waited = tokio::time::timeout(STOP_GRACE, self.child.wait()).await;
+            platform::ask_to_stop(&mut *self.child);
+            let waited = tokio::time::timeout(platform::STOP_GRACE, self.child.wait()).await;
             if waited.is_err() {
                 tracing::warn!(
                     "Ollama did not stop within {} s; killing it",
-                    STOP_GRACE.as_secs()
+                    platform::STOP_GRACE.as_secs()
                 );
                 let _ = self.child.start_kill();
                 let _ = self.child.wait().await;
@@ -246,18 +273,6 @@ impl Server {
         }
         drop(self.registration.take());
     }
-}
-
-#[cfg(unix)]
-fn terminate(child: &mut dyn ChildWrapper) {
-    // process-wrap's ProcessGroupChild signals the whole group.
-    let _ = child.signal(nix::sys::signal::Signal::SIGTERM as i32);
-}
-
-#[cfg(windows)]
-fn terminate(child: &mut dyn ChildWrapper) {
-    // Windows has no SIGTERM for console-less children: end the job (Ollama and its runners).
-    let _ = child.start_kill();
 }
 
 fn spawn(config: &Config<'_>) -> std::io::Result<Box<dyn ChildWrapper>> {
@@ -275,6 +290,8 @@ fn spawn(config: &Config<'_>) -> std::io::Result<Box<dyn ChildWrapper>> {
         // Ollama writes its key pair under $HOME/.ollama: keep it inside the codex-oss home.
         .env("HOME", &ollama_home)
         .env("USERPROFILE", &ollama_home)
+        // Set for the user's own Ollama: origins allowed to call it from a browser.
+        .env_remove("OLLAMA_ORIGINS")
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
@@ -282,15 +299,8 @@ fn spawn(config: &Config<'_>) -> std::io::Result<Box<dyn ChildWrapper>> {
         // Keeps the partial download of an interrupted pull, so the next run resumes it.
         command.env("OLLAMA_NOPRUNE", "1");
     }
-    #[cfg(target_os = "linux")]
-    crate::watchdog::die_with_launcher(&mut command);
-
-    let mut wrapped = CommandWrap::from(command);
-    #[cfg(unix)]
-    wrapped.wrap(process_wrap::tokio::ProcessGroup::leader());
-    #[cfg(windows)]
-    wrapped.wrap(process_wrap::tokio::JobObject);
-    wrapped.spawn()
+    platform::die_with_launcher(&mut command);
+    platform::wrap_server(command).spawn()
 }
 
 /// Copies Ollama's stdout and stderr into its log file, and reports the address from
@@ -382,7 +392,7 @@ pub fn log_tail(path: &Path, n: usize) -> String {
 /// Checks a server the user runs (CODEX_OSS_BASE_URL) answers before Codex starts.
 pub async fn check_external(base_url: &str) -> Result<()> {
     let root = base_url.trim_end_matches('/').trim_end_matches("/v1");
-    let client = reqwest::Client::builder()
+    let client = crate::http::client_builder(root)
         .timeout(Duration::from_secs(5))
         .build()?;
     match client.get(format!("{root}/api/version")).send().await {
@@ -390,7 +400,7 @@ pub async fn check_external(base_url: &str) -> Result<()> {
         Ok(resp) => bail!("the Ollama server at CODEX_OSS_BASE_URL={base_url} answered {}: check the address", resp.status()),
         Err(err) => bail!(
             "cannot reach the Ollama server at CODEX_OSS_BASE_URL={base_url} ({}): start it, or unset CODEX_OSS_BASE_URL to use the embedded one",
-            crate::model::describe_reqwest(&err)
+            crate::http::describe(&err)
         ),
     }
 }

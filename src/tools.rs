@@ -2,7 +2,7 @@
 //! (`CODEX_OSS_OLLAMA`, `CODEX_OSS_CODEX`), else the embedded payload (unpacked on
 //! first use), else the program on PATH; a build without a payload says how to fix it.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{bail, Result};
 
@@ -14,6 +14,15 @@ use crate::payload::{self, Payload, Unpacked};
 pub struct Tool {
     pub path: PathBuf,
     _unpacked: Option<Unpacked>,
+}
+
+/// Finds a tool on a blocking thread: unpacking may wait for another codex-oss's lock,
+/// and the launcher must keep answering Ctrl-C meanwhile.
+pub async fn resolve(find: fn(&Home) -> Result<Tool>, home: &Home) -> Result<Tool> {
+    let home = home.clone();
+    tokio::task::spawn_blocking(move || find(&home))
+        .await
+        .map_err(|e| anyhow::anyhow!("unpacking failed: {e}"))?
 }
 
 pub fn ollama(home: &Home) -> Result<Tool> {
@@ -77,17 +86,5 @@ fn on_path(program: &str) -> Option<PathBuf> {
     let exe = format!("{program}{}", std::env::consts::EXE_SUFFIX);
     std::env::split_paths(&std::env::var_os("PATH")?)
         .map(|dir| dir.join(&exe))
-        .find(|p| is_executable(p))
-}
-
-#[cfg(unix)]
-fn is_executable(path: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    path.metadata()
-        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-}
-
-#[cfg(not(unix))]
-fn is_executable(path: &Path) -> bool {
-    path.is_file()
+        .find(|p| crate::platform::is_executable(p))
 }

@@ -1,5 +1,6 @@
-//! What stops the children when the launcher dies abruptly: a watchdog process for
-//! the server's group, and (Linux) the parent-death signal for Ollama and Codex.
+//! What stops the server when the launcher dies abruptly on a Unix system: a watchdog
+//! process for the server's group (Linux also has the parent-death signal, see
+//! `platform::die_with_launcher`).
 //!
 //! The launcher starts `codex-oss __watchdog <pgid>` in its own process group with a
 //! pipe on its stdin and keeps the write end. A clean shutdown writes `done` before
@@ -16,10 +17,6 @@ mod unix {
     use std::io::{Read, Write};
     use std::os::unix::process::CommandExt;
     use std::process::{Child, ExitCode, Stdio};
-    use std::time::Duration;
-
-    use nix::sys::signal::{killpg, Signal};
-    use nix::unistd::Pid;
 
     /// The launcher's end of the watchdog.
     pub struct Watchdog {
@@ -54,7 +51,7 @@ mod unix {
 
     /// The watchdog process: waits for its stdin to close, then stops the group.
     pub fn run(pgid: &str) -> ExitCode {
-        let Ok(pgid) = pgid.parse::<i32>() else {
+        let Ok(pgid) = pgid.parse::<u32>() else {
             return ExitCode::FAILURE;
         };
         let mut message = Vec::new();
@@ -62,35 +59,8 @@ mod unix {
         if message.starts_with(b"done") {
             return ExitCode::SUCCESS;
         }
-        let group = Pid::from_raw(pgid);
-        let _ = killpg(group, Signal::SIGTERM);
-        for _ in 0..50 {
-            std::thread::sleep(Duration::from_millis(100));
-            if killpg(group, None).is_err() {
-                return ExitCode::SUCCESS;
-            }
-        }
-        let _ = killpg(group, Signal::SIGKILL);
+        crate::platform::stop_tree(pgid, crate::platform::STOP_GRACE);
         ExitCode::SUCCESS
-    }
-}
-
-/// Asks the kernel to send the child SIGTERM when the launcher dies (Linux's
-/// parent-death signal). Strictly it fires when the launcher's thread that started the
-/// child ends: the launcher runs a current-thread runtime, so that is the main thread.
-#[cfg(target_os = "linux")]
-pub fn die_with_launcher(command: &mut tokio::process::Command) {
-    let parent = std::process::id() as i32;
-    // SAFETY: prctl and getppid are async-signal-safe system calls.
-    unsafe {
-        command.pre_exec(move || {
-            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM)?;
-            if nix::unistd::getppid().as_raw() != parent {
-                // The launcher died before the signal was armed.
-                std::process::exit(1);
-            }
-            Ok(())
-        });
     }
 }
 

@@ -1,9 +1,9 @@
 //! `codex-oss clean`: removes unpacked payloads nobody uses, logs, and with
-//! `--models` the model store. A running codex-oss keeps its own copy.
+//! `--models` codex-oss's own model store. A running codex-oss keeps its own copy.
 
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 
 use crate::cli::CleanArgs;
 use crate::home::Home;
@@ -15,6 +15,16 @@ pub fn run(args: CleanArgs) -> Result<ExitCode> {
         println!("nothing to clean in {}", home.root().display());
         return Ok(ExitCode::SUCCESS);
     }
+    home.secure()?;
+    let models = home.models();
+    if args.models && models != home.own_models() {
+        // A store the user pointed at: perhaps their own Ollama's, with files of theirs.
+        bail!(
+            "OLLAMA_MODELS={} is not codex-oss's own model store, so `clean --models` leaves it alone: remove models there with `codex-oss models rm NAME`, or unset OLLAMA_MODELS to clean {}",
+            models.display(),
+            home.own_models().display()
+        );
+    }
     for name in ["ollama", "codex"] {
         payload::remove_unleased(&home, name)?;
     }
@@ -23,12 +33,9 @@ pub fn run(args: CleanArgs) -> Result<ExitCode> {
         std::fs::remove_dir_all(&logs)
             .with_context(|| format!("could not remove {}", logs.display()))?;
     }
-    if args.models {
-        let models = home.models();
-        if models.exists() {
-            std::fs::remove_dir_all(&models)
-                .with_context(|| format!("could not remove {}", models.display()))?;
-        }
+    if args.models && models.exists() {
+        std::fs::remove_dir_all(&models)
+            .with_context(|| format!("could not remove {}", models.display()))?;
     }
     println!("cleaned {}", home.root().display());
     Ok(ExitCode::SUCCESS)

@@ -43,11 +43,14 @@ pub fn dispatch(invocation: Invocation) -> Result<ExitCode> {
 }
 
 /// A current-thread runtime: child processes are started from the main thread, which
-/// matters for Linux's parent-death signal (see `server`).
+/// matters for Linux's parent-death signal (see `platform::die_with_launcher`).
 fn block_on<F: std::future::Future<Output = Result<ExitCode>>>(future: F) -> Result<ExitCode> {
-    tokio::runtime::Builder::new_current_thread()
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .context("could not start the async runtime")?
-        .block_on(future)
+        .context("could not start the async runtime")?;
+    let result = runtime.block_on(future);
+    // A blocking task still waiting for another codex-oss's lock must not hold up the exit.
+    runtime.shutdown_background();
+    result
 }

@@ -6,9 +6,10 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Result};
 
-use crate::connection::{interrupted, Connection};
+use crate::connection::Connection;
 use crate::home::Home;
 use crate::launch::{self, Target};
+use crate::platform::{self, interrupted};
 use crate::settings::{self, ConfigFile};
 use crate::{tools, ui};
 
@@ -18,11 +19,9 @@ pub async fn run(user_args: Vec<OsString>) -> Result<ExitCode> {
     let config = ConfigFile::load(&home.config_file())?;
     let model = launch::user_model(&user_args).unwrap_or_else(|| settings::model(&config));
     let context_length = settings::context_length(&config)?;
-    let codex = tools::codex(&home)?;
-
-    let mut connection = tokio::select! {
-        connection = Connection::open(&home, context_length) => connection?,
-        signal = interrupted() => return Ok(ExitCode::from(128 + signal as u8)),
+    let (codex, mut connection) = tokio::select! {
+        ready = prepare(&home, context_length) => ready?,
+        signal = interrupted() => return Ok(signal.exit_code()),
     };
     let result = session(
         &mut connection,
@@ -35,6 +34,14 @@ pub async fn run(user_args: Vec<OsString>) -> Result<ExitCode> {
     .await;
     connection.close().await;
     result
+}
+
+/// Codex unpacked and the server up: the steps that may wait (for another codex-oss's
+/// unpacking, for Ollama to answer), all of them cancelled by Ctrl-C.
+async fn prepare(home: &Home, context_length: u32) -> Result<(tools::Tool, Connection)> {
+    let codex = tools::resolve(tools::codex, home).await?;
+    let connection = Connection::open(home, context_length).await?;
+    Ok((codex, connection))
 }
 
 /// Everything between "server up" and "server down".
@@ -52,7 +59,7 @@ async fn session(
         pulled = client.ensure(model, &models_dir) => pulled?,
         signal = interrupted() => {
             ui::info("stopped; the download resumes where it left off on the next run");
-            return Ok(ExitCode::from(128 + signal as u8));
+            return Ok(signal.exit_code());
         }
         status = server_exit(connection) => bail!("{}", died(connection, status)),
     }
@@ -75,10 +82,10 @@ async fn session(
     };
     if let Some(message) = server_died {
         ui::error(&anyhow::anyhow!(message));
-        let code = launch::exit_code(status);
+        let code = platform::exit_code(status);
         return Ok(ExitCode::from(if code == 0 { 1 } else { code }));
     }
-    Ok(ExitCode::from(launch::exit_code(status)))
+    Ok(ExitCode::from(platform::exit_code(status)))
 }
 
 /// Resolves if the embedded server exits; never for a user's own server.

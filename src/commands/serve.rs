@@ -4,8 +4,9 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Result};
 
-use crate::connection::{interrupted, Connection};
+use crate::connection::Connection;
 use crate::home::Home;
+use crate::platform::interrupted;
 use crate::settings::{self, ConfigFile};
 
 pub async fn run() -> Result<ExitCode> {

@@ -24,7 +24,7 @@ const CODEX_VERSION: &str = "0.149.0";
 const OLLAMA_VERSION: &str = "0.32.15";
 const MANIFEST: &str = ".codex-oss-manifest.json";
 
-fn doctor(scratch: &Scratch) -> Output {
+pub(crate) fn doctor(scratch: &Scratch) -> Output {
     scratch
         .codex_oss()
         .arg("doctor")

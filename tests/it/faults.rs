@@ -19,28 +19,28 @@ use nix::unistd::Pid;
 
 use crate::support::{assert_no_processes_within, processes_mentioning, Scratch};
 
-const REPLY: &str = "Hello from the stand-in model.";
+pub(crate) const REPLY: &str = "Hello from the stand-in model.";
 /// How long any one step may take before the test fails with what it saw.
-const STEP: Duration = Duration::from_secs(60);
+pub(crate) const STEP: Duration = Duration::from_secs(60);
 /// How long Ollama and its runner may take to go away.
-const GONE: Duration = Duration::from_secs(10);
+pub(crate) const GONE: Duration = Duration::from_secs(10);
 
 /// A `codex-oss` run whose output is collected while it runs.
-struct Running {
+pub(crate) struct Running {
     child: Child,
     stdout: Arc<Mutex<String>>,
     stderr: Arc<Mutex<String>>,
     readers: Vec<std::thread::JoinHandle<()>>,
 }
 
-struct Finished {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
+pub(crate) struct Finished {
+    pub(crate) status: ExitStatus,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
 }
 
 impl Finished {
-    fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         format!(
             "status: {}\nstdout:\n{}\nstderr:\n{}",
             self.status, self.stdout, self.stderr
@@ -48,7 +48,7 @@ impl Finished {
     }
 
     /// The launcher's `codex-oss: error: ...` line; there must be exactly one, alone.
-    fn error_line(&self) -> String {
+    pub(crate) fn error_line(&self) -> String {
         let lines: Vec<&str> = self.stderr.lines().collect();
         let errors: Vec<usize> = (0..lines.len())
             .filter(|i| lines[*i].starts_with("codex-oss: error: "))
@@ -80,7 +80,7 @@ fn collect(
 }
 
 impl Running {
-    fn start(mut cmd: Command) -> Running {
+    pub(crate) fn start(mut cmd: Command) -> Running {
         let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -101,20 +101,24 @@ impl Running {
         }
     }
 
-    fn pid(&self) -> Pid {
+    pub(crate) fn pid(&self) -> Pid {
         Pid::from_raw(self.child.id() as i32)
     }
 
-    fn stderr(&self) -> String {
+    pub(crate) fn stdout(&self) -> String {
+        self.stdout.lock().unwrap().clone()
+    }
+
+    pub(crate) fn stderr(&self) -> String {
         self.stderr.lock().unwrap().clone()
     }
 
-    fn signal(&self, signal: Signal) {
+    pub(crate) fn signal(&self, signal: Signal) {
         kill(self.pid(), signal).expect("signal codex-oss");
     }
 
     /// Waits until `ready` holds, failing with the output so far after `timeout`.
-    fn wait_until(
+    pub(crate) fn wait_until(
         &mut self,
         what: &str,
         timeout: Duration,
@@ -141,7 +145,7 @@ impl Running {
     }
 
     /// Waits for the exit (killing it after `timeout`) and returns what it printed.
-    fn finish(mut self, timeout: Duration) -> Finished {
+    pub(crate) fn finish(mut self, timeout: Duration) -> Finished {
         let deadline = Instant::now() + timeout;
         let status = loop {
             if let Some(status) = self.child.try_wait().expect("wait for codex-oss") {
@@ -178,12 +182,12 @@ impl Drop for Running {
     }
 }
 
-fn run(cmd: Command) -> Finished {
+pub(crate) fn run(cmd: Command) -> Finished {
     Running::start(cmd).finish(STEP)
 }
 
 /// `codex-oss exec --skip-git-repo-check "say hi"` with the real Codex.
-fn exec_say_hi(scratch: &Scratch) -> Command {
+pub(crate) fn exec_say_hi(scratch: &Scratch) -> Command {
     let mut cmd = scratch.codex_oss();
     cmd.args(["exec", "--skip-git-repo-check", "say hi"])
         .env("STAND_IN_OLLAMA_REQUEST_LOG", request_log(scratch));
@@ -199,7 +203,7 @@ fn requests(scratch: &Scratch) -> String {
 }
 
 /// An executable shell script in the scratch home.
-fn script(scratch: &Scratch, name: &str, body: &str) -> PathBuf {
+pub(crate) fn script(scratch: &Scratch, name: &str, body: &str) -> PathBuf {
     let path = scratch.home().join(name);
     std::fs::write(&path, format!("#!/bin/sh\n{body}")).expect("write script");
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod script");
@@ -207,7 +211,7 @@ fn script(scratch: &Scratch, name: &str, body: &str) -> PathBuf {
 }
 
 /// `codex-oss exec` running a stand-in Codex script.
-fn exec_with(scratch: &Scratch, codex: &Path) -> Command {
+pub(crate) fn exec_with(scratch: &Scratch, codex: &Path) -> Command {
     let mut cmd = scratch.codex_oss();
     cmd.args(["exec", "--skip-git-repo-check", "say hi"])
         .env("CODEX_OSS_CODEX", codex);
@@ -571,13 +575,17 @@ fn a_stale_server_from_a_crashed_launcher_is_stopped() {
     let servers = scratch.oss_home().join("run/servers");
     std::fs::create_dir_all(&servers).unwrap();
     std::fs::write(
-        servers.join(format!("{launcher_pid}.json")),
-        serde_json::json!({
-            "launcher_pid": launcher_pid,
-            "server_pid": server_pid,
-            "executable": executable,
-            "log": "x",
-        })
+        servers.join(format!("{launcher_pid}-crashed.json")),
+        {
+            let mut launcher = crate::hardening::identity(server_pid);
+            launcher["pid"] = launcher_pid.into();
+            serde_json::json!({
+                "launcher": launcher,
+                "server": crate::hardening::identity(server_pid),
+                "executable": executable,
+                "log": "x",
+            })
+        }
         .to_string(),
     )
     .unwrap();
@@ -607,7 +615,9 @@ fn a_stale_server_from_a_crashed_launcher_is_stopped() {
     }
     let _ = reaper.join();
     assert!(
-        !servers.join(format!("{launcher_pid}.json")).exists(),
+        !servers
+            .join(format!("{launcher_pid}-crashed.json"))
+            .exists(),
         "the stale record was not removed"
     );
     assert_no_processes_within(scratch.home(), GONE);
@@ -667,6 +677,6 @@ fn a_full_model_disk_is_named_before_the_download() {
     assert_no_processes_within(scratch.home(), GONE);
 }
 
-fn fs_read(path: &Path) -> String {
+pub(crate) fn fs_read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
 }

@@ -4,6 +4,7 @@
 
 mod bundle;
 mod faults;
+mod hardening;
 mod run;
 mod support;
 mod tui;

@@ -1,0 +1,149 @@
+//! Everything that works differently on Unix and on Windows, behind one interface:
+//! how the server's process tree is grouped and stopped, which signals the launcher
+//! answers, file modes and ownership, and how a process is told apart from a later
+//! one that reuses its pid.
+//!
+//! `unix.rs` and `windows.rs` hold the two implementations (the arrangement rustup
+//! uses), so that every caller reads the same on every system.
+
+use std::process::ExitStatus;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+#[cfg(unix)]
+mod unix;
+#[cfg(unix)]
+pub use unix::*;
+
+#[cfg(windows)]
+mod windows;
+#[cfg(windows)]
+pub use self::windows::*;
+
+/// How long a process tree gets to stop after the polite request before it is killed.
+pub const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// A signal (a console event on Windows) that ends the launcher's work.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Received {
+    /// SIGINT, Ctrl-C, Ctrl-Break.
+    Interrupt,
+    /// SIGTERM.
+    Terminate,
+    /// SIGHUP, or the console window closing.
+    Hangup,
+}
+
+impl Received {
+    /// The conventional signal number, for the `128 + n` exit status.
+    pub fn number(self) -> u8 {
+        match self {
+            Received::Interrupt => 2,
+            Received::Terminate => 15,
+            Received::Hangup => 1,
+        }
+    }
+
+    /// The launcher's exit status after this signal: `128 + n`.
+    pub fn exit_code(self) -> std::process::ExitCode {
+        std::process::ExitCode::from(128 + self.number())
+    }
+}
+
+/// Resolves with the first SIGINT, SIGTERM or SIGHUP (Ctrl-C, Ctrl-Break or the console
+/// closing on Windows); never, if the handlers cannot be installed.
+pub async fn interrupted() -> Received {
+    match Signals::new() {
+        Ok(mut signals) => signals.recv().await,
+        Err(_) => std::future::pending().await,
+    }
+}
+
+/// The launcher's exit code for a child's exit status: its code when that fits in
+/// 0-255, `128 + signal` for a Unix signal, and 1 (failure) for anything else, such as
+/// a Windows crash status (0xC0000005), which must never read as success.
+pub fn exit_code(status: ExitStatus) -> u8 {
+    match status.code() {
+        Some(code) => exit_code_from(code),
+        None => signal_exit_code(status).unwrap_or(1),
+    }
+}
+
+/// An exit code as the launcher can return it: 0-255 as it is, anything else failure.
+pub fn exit_code_from(code: i32) -> u8 {
+    u8::try_from(code).unwrap_or(1)
+}
+
+/// A process as the kernel knows it: its pid, when it started, and on which boot and in
+/// which pid namespace, so that a reused pid or another container's process is never
+/// taken for it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessIdentity {
+    pub pid: u32,
+    /// Start time in the system's own unit (clock ticks since boot on Linux).
+    pub start_time: u64,
+    /// The boot it runs in (Linux's boot_id, the boot time elsewhere).
+    pub boot: String,
+    /// Its pid namespace (Linux), empty elsewhere.
+    pub namespace: String,
+}
+
+impl ProcessIdentity {
+    /// The identity of a running process, if it runs and can be seen from here.
+    pub fn of(pid: u32) -> Option<ProcessIdentity> {
+        Some(ProcessIdentity {
+            pid,
+            start_time: process_start_time(pid)?,
+            boot: boot_id(),
+            namespace: pid_namespace(),
+        })
+    }
+
+    /// True when the pid means the same thing here: same boot, same pid namespace.
+    pub fn is_visible_here(&self) -> bool {
+        self.boot == boot_id() && self.namespace == pid_namespace()
+    }
+
+    /// True when this very process still runs (not merely its pid).
+    pub fn is_alive(&self) -> bool {
+        self.is_visible_here() && process_start_time(self.pid) == Some(self.start_time)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes_outside_a_byte_are_failures() {
+        assert_eq!(exit_code_from(0), 0);
+        assert_eq!(exit_code_from(3), 3);
+        assert_eq!(exit_code_from(255), 255);
+        // STATUS_ACCESS_VIOLATION, as Windows reports a crashed process.
+        assert_eq!(exit_code_from(0xC000_0005_u32 as i32), 1);
+        assert_eq!(exit_code_from(256), 1);
+        assert_eq!(exit_code_from(-1), 1);
+    }
+
+    #[test]
+    fn this_process_has_an_identity_and_a_reused_pid_does_not_match() {
+        let me = ProcessIdentity::of(std::process::id()).expect("own identity");
+        assert!(me.is_alive());
+        let later = ProcessIdentity {
+            start_time: me.start_time + 1,
+            ..me.clone()
+        };
+        assert!(!later.is_alive(), "another start time is another process");
+        let elsewhere = ProcessIdentity {
+            namespace: "pid:[1]".into(),
+            ..me.clone()
+        };
+        assert!(!elsewhere.is_alive(), "a pid from another namespace");
+        let other_boot = ProcessIdentity {
+            boot: "another boot".into(),
+            ..me
+        };
+        assert!(!other_boot.is_visible_here());
+    }
+}

@@ -1,0 +1,162 @@
+//! Windows: job objects and console events; file modes and owners are left to ACLs.
+
+use std::io;
+use std::path::Path;
+use std::process::ExitStatus;
+use std::time::Duration;
+
+use process_wrap::tokio::{ChildWrapper, CommandWrap, CreationFlags, JobObject, KillOnDrop};
+use windows::Win32::System::Threading::CREATE_NEW_PROCESS_GROUP;
+
+use super::Received;
+
+/// The launcher's console event handlers, installed once and read as they arrive.
+pub struct Signals {
+    ctrl_c: tokio::signal::windows::CtrlC,
+    ctrl_break: tokio::signal::windows::CtrlBreak,
+    close: tokio::signal::windows::CtrlClose,
+}
+
+impl Signals {
+    pub fn new() -> io::Result<Signals> {
+        Ok(Signals {
+            ctrl_c: tokio::signal::windows::ctrl_c()?,
+            ctrl_break: tokio::signal::windows::ctrl_break()?,
+            close: tokio::signal::windows::ctrl_close()?,
+        })
+    }
+
+    pub async fn recv(&mut self) -> Received {
+        tokio::select! {
+            _ = self.ctrl_c.recv() => Received::Interrupt,
+            _ = self.ctrl_break.recv() => Received::Interrupt,
+            _ = self.close.recv() => Received::Hangup,
+        }
+    }
+}
+
+/// Console events reach every process attached to the console, Codex included: there
+/// is nothing to pass on.
+pub fn forward(_pid: u32, _received: Received) {}
+
+pub(super) fn signal_exit_code(_status: ExitStatus) -> Option<u8> {
+    None
+}
+
+/// The server runs in a job object that is killed when its last handle closes (the
+/// launcher's, however the launcher ends), and in a new process group, so the
+/// console's Ctrl-C goes to Codex and not to Ollama.
+pub fn wrap_server(command: tokio::process::Command) -> CommandWrap {
+    let mut wrapped = CommandWrap::from(command);
+    // CreationFlags must come before JobObject, which adds CREATE_SUSPENDED to them.
+    wrapped.wrap(CreationFlags(CREATE_NEW_PROCESS_GROUP));
+    wrapped.wrap(JobObject);
+    // With JobObject, this sets JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE.
+    wrapped.wrap(KillOnDrop);
+    wrapped
+}
+
+/// Windows has no polite stop for a console-less child: end the job (Ollama and its
+/// runners).
+pub fn ask_to_stop(child: &mut dyn ChildWrapper) {
+    let _ = child.start_kill();
+}
+
+/// The job object does this on Windows.
+pub fn die_with_launcher(_command: &mut tokio::process::Command) {}
+
+/// Any process can be stopped with its descendants.
+pub fn leads_its_tree(_pid: u32) -> bool {
+    true
+}
+
+/// Ends `pid` and every process it started (children before parents), as the job
+/// object would have.
+pub fn stop_tree(pid: u32, _grace: Duration) {
+    let mut system = sysinfo::System::new();
+    system.refresh_processes(sysinfo::ProcessesToUpdate::All, true);
+    let root = sysinfo::Pid::from_u32(pid);
+    let mut tree = vec![root];
+    let mut next = 0;
+    while next < tree.len() {
+        let parent = tree[next];
+        tree.extend(
+            system
+                .processes()
+                .iter()
+                .filter(|(child, process)| {
+                    process.parent() == Some(parent) && !tree.contains(child)
+                })
+                .map(|(child, _)| *child),
+        );
+        next += 1;
+    }
+    for pid in tree.iter().rev() {
+        if let Some(process) = system.process(*pid) {
+            process.kill();
+        }
+    }
+}
+
+/// Seconds since the epoch, as sysinfo reports it.
+pub(super) fn process_start_time(pid: u32) -> Option<u64> {
+    let pid = sysinfo::Pid::from_u32(pid);
+    let mut system = sysinfo::System::new();
+    system.refresh_processes(sysinfo::ProcessesToUpdate::Some(&[pid]), true);
+    system.process(pid).map(sysinfo::Process::start_time)
+}
+
+pub(super) fn boot_id() -> String {
+    sysinfo::System::boot_time().to_string()
+}
+
+pub(super) fn pid_namespace() -> String {
+    String::new()
+}
+
+pub fn is_executable(path: &Path) -> bool {
+    path.is_file()
+}
+
+/// Windows keeps no executable bit: every file counts as executable.
+pub fn has_exec_bit(_meta: &std::fs::Metadata) -> bool {
+    true
+}
+
+pub fn mode_of(_meta: &std::fs::Metadata) -> u32 {
+    0o755
+}
+
+pub fn set_mode(_path: &Path, _mode: u32) -> io::Result<()> {
+    Ok(())
+}
+
+/// Release archives for Windows carry no links; copy the target if one appears.
+pub fn make_symlink(target: &Path, link: &Path) -> io::Result<()> {
+    std::fs::copy(link.parent().unwrap_or(Path::new(".")).join(target), link).map(|_| ())
+}
+
+/// Why a directory that codex-oss runs code from cannot be trusted as it is.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Exposure {
+    OtherOwner(u32),
+    Writable(u32),
+}
+
+/// A profile folder is private to its user by its ACL; codex-oss does not inspect ACLs.
+pub fn exposure(_meta: &std::fs::Metadata) -> Option<Exposure> {
+    None
+}
+
+pub fn restrict_to_owner(_path: &Path, _meta: &std::fs::Metadata) -> io::Result<()> {
+    Ok(())
+}
+
+pub fn user_name(uid: u32) -> String {
+    format!("uid {uid}")
+}
+
+/// True for the errors of a filesystem that has no file locks.
+pub fn locks_unsupported(err: &io::Error) -> bool {
+    err.kind() == io::ErrorKind::Unsupported
+}
