@@ -74,7 +74,7 @@ pub enum ModelsCommand {
 pub enum Invocation {
     Launcher(Cli),
     Codex(Vec<OsString>),
-    /// Internal: the watchdog process of a server (see `watchdog`).
+    /// Internal: the watchdog process of a server (see `platform::Watchdog`).
     Watchdog(String),
 }
 
@@ -96,7 +96,7 @@ const LAUNCHER_WORDS: &[&str] = &[
 pub fn parse(args: Vec<OsString>) -> Invocation {
     let first = args.get(1).and_then(|a| a.to_str());
     match first {
-        Some(crate::watchdog::COMMAND) => Invocation::Watchdog(
+        Some(crate::platform::WATCHDOG_COMMAND) => Invocation::Watchdog(
             args.get(2)
                 .and_then(|a| a.to_str())
                 .unwrap_or_default()

@@ -171,9 +171,5 @@ pub fn create_private_dir(dir: &Path, label: &str) -> Result<()> {
 
 /// Creates `dir` (and parents) with mode 0700 on Unix, leaving the message to the caller.
 pub fn make_private_dir(dir: &Path) -> std::io::Result<()> {
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder.create(dir)
+    platform::private_dir_builder().create(dir)
 }

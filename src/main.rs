@@ -20,7 +20,6 @@ mod server;
 mod settings;
 mod tools;
 mod ui;
-mod watchdog;
 
 use std::process::ExitCode;
 

@@ -130,7 +130,7 @@ pub struct Server {
     log: PathBuf,
     exited: Option<ExitStatus>,
     registration: Option<Registration>,
-    watchdog: Option<crate::watchdog::Watchdog>,
+    watchdog: Option<platform::Watchdog>,
 }
 
 impl Server {
@@ -144,7 +144,7 @@ impl Server {
             .with_context(|| format!("could not start Ollama ({})", config.executable.display()))?;
         let pid = child.id().unwrap_or(0);
         let registration = Registration::new(config.home, pid, config.executable, &log);
-        let watchdog = crate::watchdog::Watchdog::spawn(pid);
+        let watchdog = platform::Watchdog::spawn(pid);
         let listening = pump_output(&mut *child, log_file);
         let mut server = Server {
             child,

@@ -16,7 +16,7 @@ use crate::cli::{Cli, Command, Invocation};
 
 pub fn dispatch(invocation: Invocation) -> Result<ExitCode> {
     let cli = match invocation {
-        Invocation::Watchdog(pgid) => return Ok(crate::watchdog::run(&pgid)),
+        Invocation::Watchdog(pgid) => return Ok(crate::platform::run_watchdog(&pgid)),
         Invocation::Codex(args) => return block_on(run::run(args)),
         Invocation::Launcher(cli) => cli,
     };

@@ -21,6 +21,9 @@ mod windows;
 #[cfg(windows)]
 pub use self::windows::*;
 
+/// The hidden first argument that makes `codex-oss` a server's watchdog (Unix).
+pub const WATCHDOG_COMMAND: &str = "__watchdog";
+
 /// How long a process tree gets to stop after the polite request before it is killed.
 pub const STOP_GRACE: Duration = Duration::from_secs(5);
 

@@ -12,6 +12,9 @@ use tokio::signal::unix::{signal, SignalKind};
 
 use super::Received;
 
+mod watchdog;
+pub use watchdog::{run_watchdog, Watchdog};
+
 /// The launcher's signal handlers, installed once and read as they arrive.
 pub struct Signals {
     int: tokio::signal::unix::Signal,
@@ -172,6 +175,14 @@ pub fn mode_of(meta: &std::fs::Metadata) -> u32 {
 pub fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & 0o777))
+}
+
+/// A recursive directory builder whose new directories are the owner's alone (0700).
+pub fn private_dir_builder() -> std::fs::DirBuilder {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder
 }
 
 pub fn make_symlink(target: &Path, link: &Path) -> io::Result<()> {

@@ -65,6 +65,22 @@ pub fn ask_to_stop(child: &mut dyn ChildWrapper) {
 /// The job object does this on Windows.
 pub fn die_with_launcher(_command: &mut tokio::process::Command) {}
 
+/// Windows needs no watchdog: the job object kills the server when the launcher's
+/// handle closes, however the launcher ends.
+pub struct Watchdog;
+
+impl Watchdog {
+    pub fn spawn(_pgid: u32) -> Option<Watchdog> {
+        None
+    }
+
+    pub fn disarm(self) {}
+}
+
+pub fn run_watchdog(_pgid: &str) -> std::process::ExitCode {
+    std::process::ExitCode::SUCCESS
+}
+
 /// Any process can be stopped with its descendants.
 pub fn leads_its_tree(_pid: u32) -> bool {
     true
@@ -129,6 +145,13 @@ pub fn mode_of(_meta: &std::fs::Metadata) -> u32 {
 
 pub fn set_mode(_path: &Path, _mode: u32) -> io::Result<()> {
     Ok(())
+}
+
+/// A recursive directory builder; a profile folder's ACL keeps new directories private.
+pub fn private_dir_builder() -> std::fs::DirBuilder {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    builder
 }
 
 /// Release archives for Windows carry no links; copy the target if one appears.
