@@ -208,7 +208,7 @@ impl Bundle {
     }
 }
 
-/// Applies the build switches (see DESIGN.md) for one payload.
+/// Applies the build switches (README, "Building") for one payload.
 pub fn choose_source(
     bundle: &Bundle,
     component: Component,

@@ -1,6 +1,6 @@
 //! Command-line interface: the launcher's own subcommands, and everything else for Codex.
 //!
-//! `codex-oss update|doctor|models|serve|clean|completions` and `--help`/`--version`
+//! The subcommands below (`update`, `doctor`, `models`, ...) and `--help`/`--version`
 //! belong to the launcher. Any other argument list, flags included, goes to Codex
 //! unchanged (`codex-oss exec "fix the test"`, `codex-oss --full-auto`), so the
 //! launcher parses its own grammar only when the first argument is one of its words.
@@ -78,19 +78,14 @@ pub enum Invocation {
     Watchdog(String),
 }
 
-const LAUNCHER_WORDS: &[&str] = &[
-    "update",
-    "doctor",
-    "models",
-    "serve",
-    "clean",
-    "completions",
-    "help",
-    "--help",
-    "-h",
-    "--version",
-    "-V",
-];
+/// True when `word` starts the launcher's own grammar: one of its subcommands (as
+/// clap knows them) or a help or version flag.
+fn is_launcher_word(word: &str) -> bool {
+    matches!(word, "help" | "--help" | "-h" | "--version" | "-V")
+        || <Cli as clap::CommandFactory>::command()
+            .get_subcommands()
+            .any(|sub| sub.get_name() == word || sub.get_all_aliases().any(|a| a == word))
+}
 
 /// Splits the launcher's own commands from Codex's.
 pub fn parse(args: Vec<OsString>) -> Invocation {
@@ -102,7 +97,7 @@ pub fn parse(args: Vec<OsString>) -> Invocation {
                 .unwrap_or_default()
                 .to_owned(),
         ),
-        Some(word) if LAUNCHER_WORDS.contains(&word) => Invocation::Launcher(Cli::parse_from(args)),
+        Some(word) if is_launcher_word(word) => Invocation::Launcher(Cli::parse_from(args)),
         _ => Invocation::Codex(args.into_iter().skip(1).collect()),
     }
 }
@@ -131,6 +126,16 @@ mod tests {
                 os(&["exec", "--full-auto", "-m", "x", "fix the test"])
             ),
             other => panic!("expected Codex, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_subcommand_is_the_launchers_and_nothing_else_is() {
+        for sub in <Cli as clap::CommandFactory>::command().get_subcommands() {
+            assert!(is_launcher_word(sub.get_name()), "{}", sub.get_name());
+        }
+        for word in ["exec", "resume", "login", "--full-auto", "-m", "mcp", "apply"] {
+            assert!(!is_launcher_word(word), "{word} belongs to Codex");
         }
     }
 

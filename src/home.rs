@@ -14,23 +14,19 @@ use crate::platform::{self, Exposure};
 #[derive(Clone, Debug)]
 pub struct Home {
     root: PathBuf,
+    /// `OLLAMA_MODELS` as the user set it; `<home>/models` otherwise.
+    models: Option<PathBuf>,
 }
 
 impl Home {
-    /// `CODEX_OSS_HOME`, else `~/.codex-oss`.
-    pub fn from_env() -> Result<Home> {
-        let root = match std::env::var_os("CODEX_OSS_HOME").filter(|v| !v.is_empty()) {
-            Some(dir) => PathBuf::from(dir),
-            None => dirs::home_dir()
-                .context("cannot find your home directory: set CODEX_OSS_HOME to where codex-oss may keep its files")?
-                .join(".codex-oss"),
-        };
-        let root = if root.is_relative() {
-            std::env::current_dir()?.join(root)
-        } else {
-            root
-        };
-        Ok(Home { root })
+    /// The home at `root` (absolute), with the model store the user chose, if any.
+    pub fn new(root: PathBuf, models: Option<PathBuf>) -> Home {
+        Home { root, models }
+    }
+
+    /// `<root>/config.toml`: where the user's defaults are, before a `Home` exists.
+    pub fn config_path(root: &Path) -> PathBuf {
+        root.join("config.toml")
     }
 
     pub fn root(&self) -> &Path {
@@ -44,10 +40,7 @@ impl Home {
 
     /// The model store: `OLLAMA_MODELS` if the user set it, else `<home>/models`.
     pub fn models(&self) -> PathBuf {
-        std::env::var_os("OLLAMA_MODELS")
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-            .unwrap_or_else(|| self.own_models())
+        self.models.clone().unwrap_or_else(|| self.own_models())
     }
 
     /// codex-oss's own model store, `<home>/models`: the only one it ever deletes.
@@ -69,10 +62,6 @@ impl Home {
         self.root.join("ollama-home")
     }
 
-    /// Optional user defaults (model, context length).
-    pub fn config_file(&self) -> PathBuf {
-        self.root.join("config.toml")
-    }
 
     /// Creates the home (0700) and the sub-directories every run needs, once it is
     /// sure that nobody else controls it (see `secure`).

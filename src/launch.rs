@@ -17,6 +17,7 @@ use std::process::ExitStatus;
 
 use anyhow::{Context, Result};
 
+use crate::env_vars::EnvVars;
 use crate::platform;
 
 /// The local provider's address and the model settings Codex gets.
@@ -118,18 +119,18 @@ pub async fn run_codex(codex: &Path, user: &[OsString], target: &Target<'_>) -> 
     let mut command = tokio::process::Command::new(codex);
     command
         .args(&args)
-        .env("CODEX_OSS_BASE_URL", target.base_url);
+        .env(EnvVars::CODEX_OSS_BASE_URL, target.base_url);
     if let Some(port) = target.port {
-        command.env("CODEX_OSS_PORT", port.to_string());
+        command.env(EnvVars::CODEX_OSS_PORT, port.to_string());
     }
     // The local server is on loopback: a proxy set for the outside world must not get it.
     let no_proxy = no_proxy(
-        std::env::var("NO_PROXY").ok().as_deref(),
-        std::env::var("no_proxy").ok().as_deref(),
+        std::env::var(EnvVars::NO_PROXY).ok().as_deref(),
+        std::env::var(EnvVars::NO_PROXY_LOWER).ok().as_deref(),
     );
     command
-        .env("NO_PROXY", &no_proxy)
-        .env("no_proxy", &no_proxy);
+        .env(EnvVars::NO_PROXY, &no_proxy)
+        .env(EnvVars::NO_PROXY_LOWER, &no_proxy);
     // Codex without its server is of no use: it ends with the launcher, however that ends.
     platform::die_with_launcher(&mut command);
     let mut child = command

@@ -5,9 +5,18 @@
 //! the model is there (`model`), runs Codex against it (`launch`) and stops Ollama
 //! when Codex ends, however it ends.
 
+/// `println!` for the command's output, without the panic when the reader has gone
+/// (`codex-oss models list | head -1`): see `ui::out`.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::ui::out(format_args!($($arg)*))
+    };
+}
+
 mod cli;
 mod commands;
 mod connection;
+mod env_vars;
 mod home;
 mod http;
 mod launch;

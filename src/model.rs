@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 
 use crate::http::{describe, text_capped, ERROR_BODY_LIMIT};
 use futures_util::StreamExt;
@@ -54,6 +54,8 @@ pub fn canonical(model: &str) -> String {
 pub struct Ollama {
     base: String,
     client: reqwest::Client,
+    /// How long a pull may go without a byte before it counts as stalled.
+    pull_timeout: Duration,
 }
 
 #[derive(Deserialize)]
@@ -87,28 +89,9 @@ struct PullLine {
 const TAGS_LIMIT: usize = 16 * 1024 * 1024;
 /// The longest progress line accepted from Ollama (real ones are under 200 bytes).
 const PULL_LINE_LIMIT: usize = 64 * 1024;
-/// How long a pull may go without a byte from Ollama before it counts as stalled:
-/// Ollama reports progress many times a second, and verifying a 13 GB download takes
-/// well under this. `CODEX_OSS_PULL_TIMEOUT` (seconds) changes it.
-const PULL_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
-
-fn pull_idle_timeout() -> Result<Duration> {
-    match crate::settings::env_nonempty("CODEX_OSS_PULL_TIMEOUT") {
-        None => Ok(PULL_IDLE_TIMEOUT),
-        Some(value) => value
-            .parse::<u64>()
-            .ok()
-            .filter(|s| *s > 0)
-            .map(Duration::from_secs)
-            .with_context(|| {
-                format!("CODEX_OSS_PULL_TIMEOUT={value}: expected a number of seconds such as 300")
-            }),
-    }
-}
-
 impl Ollama {
     /// `base`: `http://HOST:PORT` (no `/v1`).
-    pub fn new(base: &str) -> Result<Ollama> {
+    pub fn new(base: &str, pull_timeout: Duration) -> Result<Ollama> {
         let client = crate::http::client_builder(base)
             .connect_timeout(Duration::from_secs(5))
             .build()?;
@@ -118,6 +101,7 @@ impl Ollama {
                 .trim_end_matches("/v1")
                 .to_owned(),
             client,
+            pull_timeout,
         })
     }
 
@@ -177,7 +161,7 @@ impl Ollama {
             .send()
             .await
             .map_err(|e| anyhow::anyhow!("could not start pulling {model}: {}", describe(&e)))?;
-        let idle_timeout = pull_idle_timeout()?;
+        let idle_timeout = self.pull_timeout;
         let resp = check_status(resp, &format!("pull {model}")).await?;
         let mut progress = Progress::new(model);
         let mut stream = resp.bytes_stream();

@@ -28,8 +28,8 @@ use process_wrap::tokio::ChildWrapper;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::sync::watch;
 
+use crate::env_vars::EnvVars;
 use crate::home::Home;
-use crate::http::{host_of, is_loopback_host};
 use crate::platform;
 use crate::registry::Registration;
 
@@ -52,41 +52,6 @@ pub enum Bind {
 }
 
 impl Bind {
-    /// From `CODEX_OSS_HOST`, else a loopback `OLLAMA_HOST`, else `CODEX_OSS_PORT`.
-    ///
-    /// `OLLAMA_HOST` in a user's shell usually points their own Ollama client at a
-    /// server (`0.0.0.0`, another machine): as a bind address it would open the embedded
-    /// server's unauthenticated API to the network, so only a loopback one is taken.
-    pub fn from_env() -> Result<Bind> {
-        if let Some(host) = crate::settings::env_nonempty("CODEX_OSS_HOST") {
-            if !is_loopback_host(host_of(&host)) {
-                crate::ui::warn(format!(
-                    "CODEX_OSS_HOST={host}: the embedded Ollama can be reached from other machines, and its API has no authentication"
-                ));
-            }
-            return Ok(Bind::Host(host));
-        }
-        if let Some(host) = crate::settings::env_nonempty("OLLAMA_HOST") {
-            if is_loopback_host(host_of(&host)) {
-                return Ok(Bind::OllamaHost(host));
-            }
-            crate::ui::info(format!(
-                "ignoring OLLAMA_HOST={host}: the embedded Ollama listens on this machine only (set CODEX_OSS_HOST to bind it elsewhere)"
-            ));
-        }
-        match crate::settings::env_nonempty("CODEX_OSS_PORT") {
-            None => Ok(Bind::Auto),
-            Some(port) => port
-                .parse::<u16>()
-                .ok()
-                .filter(|p| *p != 0)
-                .map(Bind::Port)
-                .with_context(|| {
-                    format!("CODEX_OSS_PORT={port} is not a port number: use 1-65535, or unset it")
-                }),
-        }
-    }
-
     fn ollama_host(&self) -> String {
         match self {
             Bind::Auto => "127.0.0.1:0".to_owned(),
@@ -284,20 +249,20 @@ fn spawn(config: &Config<'_>) -> std::io::Result<Box<dyn ChildWrapper>> {
     let mut command = tokio::process::Command::new(config.executable);
     command
         .arg("serve")
-        .env("OLLAMA_HOST", config.bind.ollama_host())
-        .env("OLLAMA_MODELS", &models)
-        .env("OLLAMA_CONTEXT_LENGTH", config.context_length.to_string())
+        .env(EnvVars::OLLAMA_HOST, config.bind.ollama_host())
+        .env(EnvVars::OLLAMA_MODELS, &models)
+        .env(EnvVars::OLLAMA_CONTEXT_LENGTH, config.context_length.to_string())
         // Ollama writes its key pair under $HOME/.ollama: keep it inside the codex-oss home.
         .env("HOME", &ollama_home)
         .env("USERPROFILE", &ollama_home)
         // Set for the user's own Ollama: origins allowed to call it from a browser.
-        .env_remove("OLLAMA_ORIGINS")
+        .env_remove(EnvVars::OLLAMA_ORIGINS)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
-    if std::env::var_os("OLLAMA_NOPRUNE").is_none() {
+    if std::env::var_os(EnvVars::OLLAMA_NOPRUNE).is_none() {
         // Keeps the partial download of an interrupted pull, so the next run resumes it.
-        command.env("OLLAMA_NOPRUNE", "1");
+        command.env(EnvVars::OLLAMA_NOPRUNE, "1");
     }
     platform::die_with_launcher(&mut command);
     platform::wrap_server(command).spawn()

@@ -1,10 +1,22 @@
-//! The settings of one run, from (highest first) the command line, the environment,
-//! `<home>/config.toml`, and the defaults.
+//! The settings of one run, resolved once from (highest first) the command line, the
+//! environment, `<home>/config.toml`, and the defaults.
+//!
+//! `Settings::resolve` is a pure function of its inputs (an environment map, the
+//! config file's text, the memory size), in the way cargo's `home` crate takes the
+//! environment as a parameter so that rustup can test it; `Settings::load` gathers those
+//! inputs from the process at the edge. Every bad value is a one-line error that names
+//! the variable (or the file, line and column) and shows a valid example.
 
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use anyhow::{Context, Result};
 use serde::Deserialize;
+
+use crate::env_vars::EnvVars;
+use crate::home::Home;
+use crate::http::{host_of, is_loopback_host};
+use crate::server::Bind;
 
 pub const DEFAULT_MODEL: &str = "gpt-oss:20b";
 
@@ -14,9 +26,43 @@ pub const MIN_CONTEXT: u32 = 32_768;
 pub const LARGE_CONTEXT: u32 = 65_536;
 /// Memory from which the larger context is served by default.
 const LARGE_CONTEXT_MEMORY: u64 = 32 * 1024 * 1024 * 1024;
+/// The smallest context length accepted: below it Codex's instructions do not fit.
+const SMALLEST_CONTEXT: u32 = 2048;
+/// How long a pull may go without a byte from Ollama: Ollama reports progress many
+/// times a second, and verifying a 13 GB download takes well under this.
+pub const PULL_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// A bad setting: one line that names it and shows a valid value.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{0}")]
+pub struct SettingsError(String);
+
+/// The environment as codex-oss reads it: a variable set to "" counts as unset.
+#[derive(Clone, Debug, Default)]
+pub struct Env(BTreeMap<String, String>);
+
+impl Env {
+    /// The process's environment (variables that are not Unicode are skipped).
+    pub fn from_process() -> Env {
+        Env(std::env::vars().collect())
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(String::as_str).filter(|v| !v.is_empty())
+    }
+}
+
+impl<const N: usize> From<[(&str, &str); N]> for Env {
+    fn from(pairs: [(&str, &str); N]) -> Env {
+        Env(pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect())
+    }
+}
 
 /// `<home>/config.toml`: optional user defaults.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct ConfigFile {
     pub model: Option<String>,
@@ -24,42 +70,270 @@ pub struct ConfigFile {
 }
 
 impl ConfigFile {
-    pub fn load(path: &Path) -> Result<ConfigFile> {
-        match std::fs::read_to_string(path) {
-            Ok(text) => toml::from_str(&text).with_context(|| {
-                format!(
-                    "{} is not valid: fix or remove it (keys: model, context_length)",
-                    path.display()
-                )
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(ConfigFile::default()),
-            Err(e) => Err(e).with_context(|| format!("could not read {}", path.display())),
+    /// Parses config.toml's text; an error names the file, the line and the column.
+    pub fn parse(path: &Path, text: &str) -> Result<ConfigFile, SettingsError> {
+        toml::from_str(text).map_err(|err| {
+            let (line, column) = err
+                .span()
+                .map_or((1, 1), |span| line_and_column(text, span.start));
+            SettingsError(format!(
+                "{}:{line}:{column}: {}; fix it or remove the file",
+                path.display(),
+                err.message().trim().replace('\n', " ")
+            ))
+        })
+    }
+}
+
+/// 1-based line and column of a byte offset.
+fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+/// Something to tell the user about their settings before the run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Notice {
+    Info(String),
+    Warning(String),
+}
+
+/// What the run needs to know, resolved once.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub home: Home,
+    pub model: String,
+    pub context_length: u32,
+    pub bind: Bind,
+    /// `CODEX_OSS_BASE_URL`: the user's own server; none is started.
+    pub base_url: Option<String>,
+    /// `CODEX_OSS_OLLAMA`, `CODEX_OSS_CODEX`: executables to run instead of the embedded.
+    pub ollama: Option<PathBuf>,
+    pub codex: Option<PathBuf>,
+    pub pull_timeout: Duration,
+    pub notices: Vec<Notice>,
+}
+
+/// Everything `Settings::resolve` reads.
+pub struct Inputs<'a> {
+    pub env: &'a Env,
+    /// The user's home directory, if there is one.
+    pub user_home: Option<PathBuf>,
+    /// Relative paths in variables are taken from here.
+    pub cwd: PathBuf,
+    /// config.toml's text; `None` when there is no such file.
+    pub config: Option<&'a str>,
+    /// Total memory in bytes.
+    pub memory: u64,
+    /// `-m`/`--model` given on the command line.
+    pub model_flag: Option<String>,
+}
+
+impl Settings {
+    /// The settings of this process: its environment, config.toml and memory.
+    pub fn load(model_flag: Option<String>) -> anyhow::Result<Settings> {
+        let env = Env::from_process();
+        let cwd = std::env::current_dir()?;
+        let user_home = dirs::home_dir();
+        let root = home_root(&env, user_home.as_deref(), &cwd)?;
+        let config_path = Home::config_path(&root);
+        let config = match std::fs::read_to_string(&config_path) {
+            Ok(text) => Some(text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => anyhow::bail!("could not read {}: {e}", config_path.display()),
+        };
+        let inputs = Inputs {
+            env: &env,
+            user_home,
+            cwd,
+            config: config.as_deref(),
+            memory: total_memory(),
+            model_flag,
+        };
+        Ok(Settings::resolve(&inputs)?)
+    }
+
+    /// Resolves every setting from `inputs` alone.
+    pub fn resolve(inputs: &Inputs<'_>) -> Result<Settings, SettingsError> {
+        let env = inputs.env;
+        let root = home_root(env, inputs.user_home.as_deref(), &inputs.cwd)?;
+        let config = match inputs.config {
+            Some(text) => ConfigFile::parse(&Home::config_path(&root), text)?,
+            None => ConfigFile::default(),
+        };
+        let models = env
+            .get(EnvVars::OLLAMA_MODELS)
+            .map(|dir| absolute(&inputs.cwd, dir));
+        let mut notices = Vec::new();
+        let bind = bind(env, &mut notices)?;
+        if let Some(filter) = env.get(EnvVars::CODEX_OSS_LOG) {
+            if tracing_subscriber::EnvFilter::try_new(filter).is_err() {
+                notices.push(Notice::Warning(format!(
+                    "{}={filter} is not a log filter: use warn, info or debug",
+                    EnvVars::CODEX_OSS_LOG
+                )));
+            }
+        }
+        Ok(Settings {
+            home: Home::new(root, models),
+            model: inputs
+                .model_flag
+                .clone()
+                .or_else(|| env.get(EnvVars::CODEX_OSS_MODEL).map(str::to_owned))
+                .or(config.model)
+                .unwrap_or_else(|| DEFAULT_MODEL.to_owned()),
+            context_length: context_length(env, config.context_length, inputs.memory)?,
+            bind,
+            base_url: base_url(env)?,
+            ollama: env
+                .get(EnvVars::CODEX_OSS_OLLAMA)
+                .map(|p| absolute(&inputs.cwd, p)),
+            codex: env
+                .get(EnvVars::CODEX_OSS_CODEX)
+                .map(|p| absolute(&inputs.cwd, p)),
+            pull_timeout: pull_timeout(env)?,
+            notices,
+        })
+    }
+
+    /// Prints the notices gathered while resolving.
+    pub fn announce(&self) {
+        for notice in &self.notices {
+            match notice {
+                Notice::Info(text) => crate::ui::info(text),
+                Notice::Warning(text) => crate::ui::warn(text),
+            }
         }
     }
 }
 
-/// The model: `CODEX_OSS_MODEL`, else config.toml, else gpt-oss:20b.
-pub fn model(config: &ConfigFile) -> String {
-    env_nonempty("CODEX_OSS_MODEL")
-        .or_else(|| config.model.clone())
-        .unwrap_or_else(|| DEFAULT_MODEL.to_owned())
+/// `CODEX_OSS_HOME`, else `~/.codex-oss`; a relative path is taken from `cwd`.
+fn home_root(env: &Env, user_home: Option<&Path>, cwd: &Path) -> Result<PathBuf, SettingsError> {
+    match env.get(EnvVars::CODEX_OSS_HOME) {
+        Some(dir) => Ok(absolute(cwd, dir)),
+        None => user_home.map(|home| home.join(".codex-oss")).ok_or_else(|| {
+            SettingsError(format!(
+                "cannot find your home directory: set {} to where codex-oss may keep its files, e.g. /var/tmp/codex-oss",
+                EnvVars::CODEX_OSS_HOME
+            ))
+        }),
+    }
 }
 
-/// The context length: `OLLAMA_CONTEXT_LENGTH`, else config.toml, else by memory.
-pub fn context_length(config: &ConfigFile) -> Result<u32> {
-    if let Some(value) = env_nonempty("OLLAMA_CONTEXT_LENGTH") {
-        return value.parse().ok().filter(|n| *n >= 2048).with_context(|| {
-            format!("OLLAMA_CONTEXT_LENGTH={value}: expected a number of tokens such as 32768")
-        });
+fn absolute(cwd: &Path, path: &str) -> PathBuf {
+    let path = Path::new(path);
+    if path.is_relative() {
+        cwd.join(path)
+    } else {
+        path.to_owned()
     }
-    if let Some(n) = config.context_length {
-        return Ok(n);
+}
+
+/// `CODEX_OSS_HOST`, else a loopback `OLLAMA_HOST`, else `CODEX_OSS_PORT`.
+///
+/// `OLLAMA_HOST` in a user's shell usually points their own Ollama client at a server
+/// (`0.0.0.0`, another machine): as a bind address it would open the embedded server's
+/// unauthenticated API to the network, so only a loopback one is taken.
+fn bind(env: &Env, notices: &mut Vec<Notice>) -> Result<Bind, SettingsError> {
+    if let Some(host) = env.get(EnvVars::CODEX_OSS_HOST) {
+        if !is_loopback_host(host_of(host)) {
+            notices.push(Notice::Warning(format!(
+                "{}={host}: the embedded Ollama can be reached from other machines, and its API has no authentication",
+                EnvVars::CODEX_OSS_HOST
+            )));
+        }
+        return Ok(Bind::Host(host.to_owned()));
     }
-    Ok(if total_memory() >= LARGE_CONTEXT_MEMORY {
+    if let Some(host) = env.get(EnvVars::OLLAMA_HOST) {
+        if is_loopback_host(host_of(host)) {
+            return Ok(Bind::OllamaHost(host.to_owned()));
+        }
+        notices.push(Notice::Info(format!(
+            "ignoring {}={host}: the embedded Ollama listens on this machine only (set {} to bind it elsewhere)",
+            EnvVars::OLLAMA_HOST,
+            EnvVars::CODEX_OSS_HOST
+        )));
+    }
+    match env.get(EnvVars::CODEX_OSS_PORT) {
+        None => Ok(Bind::Auto),
+        Some(port) => port
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p != 0)
+            .map(Bind::Port)
+            .ok_or_else(|| {
+                SettingsError(format!(
+                    "{}={port} is not a port number: use one from 1 to 65535 such as 11434, or unset it",
+                    EnvVars::CODEX_OSS_PORT
+                ))
+            }),
+    }
+}
+
+/// `OLLAMA_CONTEXT_LENGTH`, else config.toml, else by memory.
+fn context_length(env: &Env, config: Option<u32>, memory: u64) -> Result<u32, SettingsError> {
+    if let Some(value) = env.get(EnvVars::OLLAMA_CONTEXT_LENGTH) {
+        return value
+            .parse()
+            .ok()
+            .filter(|n| *n >= SMALLEST_CONTEXT)
+            .ok_or_else(|| {
+                SettingsError(format!(
+                    "{}={value}: expected a number of tokens of at least {SMALLEST_CONTEXT}, such as 32768",
+                    EnvVars::OLLAMA_CONTEXT_LENGTH
+                ))
+            });
+    }
+    if let Some(n) = config {
+        return if n >= SMALLEST_CONTEXT {
+            Ok(n)
+        } else {
+            Err(SettingsError(format!(
+                "context_length = {n} in config.toml: expected at least {SMALLEST_CONTEXT}, such as 32768"
+            )))
+        };
+    }
+    Ok(if memory >= LARGE_CONTEXT_MEMORY {
         LARGE_CONTEXT
     } else {
         MIN_CONTEXT
     })
+}
+
+/// `CODEX_OSS_BASE_URL`, checked to be an http(s) URL.
+fn base_url(env: &Env) -> Result<Option<String>, SettingsError> {
+    let Some(url) = env.get(EnvVars::CODEX_OSS_BASE_URL) else {
+        return Ok(None);
+    };
+    match reqwest::Url::parse(url) {
+        Ok(parsed) if matches!(parsed.scheme(), "http" | "https") && parsed.host().is_some() => {
+            Ok(Some(url.to_owned()))
+        }
+        _ => Err(SettingsError(format!(
+            "{}={url} is not an http URL: use the server's address such as http://127.0.0.1:11434/v1, or unset it",
+            EnvVars::CODEX_OSS_BASE_URL
+        ))),
+    }
+}
+
+/// `CODEX_OSS_PULL_TIMEOUT` in seconds, else 300.
+fn pull_timeout(env: &Env) -> Result<Duration, SettingsError> {
+    let Some(value) = env.get(EnvVars::CODEX_OSS_PULL_TIMEOUT) else {
+        return Ok(PULL_IDLE_TIMEOUT);
+    };
+    value
+        .parse::<u64>()
+        .ok()
+        .filter(|s| *s > 0)
+        .map(Duration::from_secs)
+        .ok_or_else(|| {
+            SettingsError(format!(
+                "{}={value}: expected a number of seconds such as 300",
+                EnvVars::CODEX_OSS_PULL_TIMEOUT
+            ))
+        })
 }
 
 pub fn total_memory() -> u64 {
@@ -68,6 +342,167 @@ pub fn total_memory() -> u64 {
     system.total_memory()
 }
 
-pub fn env_nonempty(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.is_empty())
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GIB: u64 = 1024 * 1024 * 1024;
+
+    fn resolve_with(env: &Env, config: Option<&str>, memory: u64, flag: Option<&str>) -> Result<Settings, SettingsError> {
+        Settings::resolve(&Inputs {
+            env,
+            user_home: Some(PathBuf::from("/home/u")),
+            cwd: PathBuf::from("/work"),
+            config,
+            memory,
+            model_flag: flag.map(str::to_owned),
+        })
+    }
+
+    fn resolve<const N: usize>(env: [(&str, &str); N]) -> Result<Settings, SettingsError> {
+        resolve_with(&Env::from(env), None, 16 * GIB, None)
+    }
+
+    fn error<const N: usize>(env: [(&str, &str); N]) -> String {
+        resolve(env).expect_err("a bad value").to_string()
+    }
+
+    #[test]
+    fn defaults() {
+        let s = resolve([]).unwrap();
+        assert_eq!(s.home.root(), Path::new("/home/u/.codex-oss"));
+        assert_eq!(s.home.models(), Path::new("/home/u/.codex-oss/models"));
+        assert_eq!(s.model, "gpt-oss:20b");
+        assert_eq!(s.context_length, 32_768);
+        assert_eq!(s.bind, Bind::Auto);
+        assert_eq!(s.base_url, None);
+        assert_eq!((s.ollama, s.codex), (None, None));
+        assert_eq!(s.pull_timeout, Duration::from_secs(300));
+        assert!(s.notices.is_empty());
+        let large = resolve_with(&Env::default(), None, 32 * GIB, None).unwrap();
+        assert_eq!(large.context_length, 65_536);
+    }
+
+    #[test]
+    fn every_variable_is_read() {
+        let s = resolve([
+            ("CODEX_OSS_HOME", "rel/home"),
+            ("CODEX_OSS_MODEL", "gpt-oss:120b"),
+            ("CODEX_OSS_PORT", "4242"),
+            ("OLLAMA_MODELS", "/store"),
+            ("OLLAMA_CONTEXT_LENGTH", "8192"),
+            ("CODEX_OSS_BASE_URL", "http://127.0.0.1:11434/v1"),
+            ("CODEX_OSS_OLLAMA", "bin/ollama"),
+            ("CODEX_OSS_CODEX", "/opt/codex"),
+            ("CODEX_OSS_PULL_TIMEOUT", "7"),
+            ("CODEX_OSS_LOG", "debug"),
+        ])
+        .unwrap();
+        assert_eq!(s.home.root(), Path::new("/work/rel/home"));
+        assert_eq!(s.home.models(), Path::new("/store"));
+        assert_eq!(s.model, "gpt-oss:120b");
+        assert_eq!(s.bind, Bind::Port(4242));
+        assert_eq!(s.context_length, 8192);
+        assert_eq!(s.base_url.as_deref(), Some("http://127.0.0.1:11434/v1"));
+        assert_eq!(s.ollama.as_deref(), Some(Path::new("/work/bin/ollama")));
+        assert_eq!(s.codex.as_deref(), Some(Path::new("/opt/codex")));
+        assert_eq!(s.pull_timeout, Duration::from_secs(7));
+        assert!(s.notices.is_empty(), "{:?}", s.notices);
+    }
+
+    #[test]
+    fn empty_variables_count_as_unset() {
+        let s = resolve([("CODEX_OSS_MODEL", ""), ("CODEX_OSS_PORT", ""), ("CODEX_OSS_HOME", "")]).unwrap();
+        assert_eq!(s.model, "gpt-oss:20b");
+        assert_eq!(s.bind, Bind::Auto);
+        assert_eq!(s.home.root(), Path::new("/home/u/.codex-oss"));
+    }
+
+    #[test]
+    fn precedence_is_flag_then_environment_then_config_then_default() {
+        let config = "model = \"from-config\"\ncontext_length = 16384\n";
+        let env = Env::from([("CODEX_OSS_MODEL", "from-env"), ("OLLAMA_CONTEXT_LENGTH", "12288")]);
+        let s = resolve_with(&env, Some(config), 64 * GIB, Some("from-flag")).unwrap();
+        assert_eq!((s.model.as_str(), s.context_length), ("from-flag", 12288));
+        let s = resolve_with(&env, Some(config), 64 * GIB, None).unwrap();
+        assert_eq!((s.model.as_str(), s.context_length), ("from-env", 12288));
+        let s = resolve_with(&Env::default(), Some(config), 64 * GIB, None).unwrap();
+        assert_eq!((s.model.as_str(), s.context_length), ("from-config", 16384));
+        let s = resolve_with(&Env::default(), None, 64 * GIB, None).unwrap();
+        assert_eq!((s.model.as_str(), s.context_length), ("gpt-oss:20b", 65_536));
+    }
+
+    #[test]
+    fn hosts_loopback_taken_others_ignored_explicit_warned() {
+        let s = resolve([("OLLAMA_HOST", "127.0.0.2:9000"), ("CODEX_OSS_PORT", "1")]).unwrap();
+        assert_eq!(s.bind, Bind::OllamaHost("127.0.0.2:9000".into()));
+        let s = resolve([("OLLAMA_HOST", "0.0.0.0"), ("CODEX_OSS_PORT", "4242")]).unwrap();
+        assert_eq!(s.bind, Bind::Port(4242));
+        assert!(matches!(&s.notices[..], [Notice::Info(t)] if t.starts_with("ignoring OLLAMA_HOST=0.0.0.0") && t.contains("CODEX_OSS_HOST")));
+        let s = resolve([("CODEX_OSS_HOST", "0.0.0.0:11434"), ("OLLAMA_HOST", "127.0.0.1:1")]).unwrap();
+        assert_eq!(s.bind, Bind::Host("0.0.0.0:11434".into()));
+        assert!(matches!(&s.notices[..], [Notice::Warning(t)] if t.contains("no authentication")));
+        let s = resolve([("CODEX_OSS_HOST", "127.0.0.1:11434")]).unwrap();
+        assert!(s.notices.is_empty());
+    }
+
+    #[test]
+    fn bad_values_name_the_variable_and_a_valid_example() {
+        for (env, example) in [
+            (("CODEX_OSS_PORT", "abc"), "11434"),
+            (("CODEX_OSS_PORT", "0"), "11434"),
+            (("CODEX_OSS_PORT", "70000"), "11434"),
+            (("OLLAMA_CONTEXT_LENGTH", "lots"), "32768"),
+            (("OLLAMA_CONTEXT_LENGTH", "100"), "32768"),
+            (("CODEX_OSS_BASE_URL", "127.0.0.1:11434"), "http://127.0.0.1:11434/v1"),
+            (("CODEX_OSS_BASE_URL", "ftp://x/v1"), "http://127.0.0.1:11434/v1"),
+            (("CODEX_OSS_PULL_TIMEOUT", "0"), "300"),
+            (("CODEX_OSS_PULL_TIMEOUT", "soon"), "300"),
+        ] {
+            let message = error([env]);
+            assert!(message.starts_with(&format!("{}={}", env.0, env.1)), "{message}");
+            assert!(message.contains(example), "{message}");
+            assert!(!message.contains('\n'), "{message}");
+        }
+        let s = resolve([("CODEX_OSS_LOG", "debug,[")]).unwrap();
+        assert!(matches!(&s.notices[..], [Notice::Warning(t)] if t.starts_with("CODEX_OSS_LOG=debug,[") && t.contains("use warn, info or debug")));
+    }
+
+    #[test]
+    fn no_home_directory_says_what_to_set() {
+        let err = Settings::resolve(&Inputs {
+            env: &Env::default(),
+            user_home: None,
+            cwd: PathBuf::from("/"),
+            config: None,
+            memory: 0,
+            model_flag: None,
+        })
+        .expect_err("no home");
+        assert!(err.to_string().contains("set CODEX_OSS_HOME"), "{err}");
+    }
+
+    #[test]
+    fn config_errors_name_the_file_line_column_and_what_was_expected() {
+        let env = Env::default();
+        let err = resolve_with(&env, Some("model = \"a\"\ncontext_length = \"big\"\n"), 0, None)
+            .expect_err("a string for a number");
+        let text = err.to_string();
+        assert!(text.starts_with("/home/u/.codex-oss/config.toml:2:18: "), "{text}");
+        assert!(text.contains("expected"), "{text}");
+        assert!(!text.contains('\n'), "{text}");
+
+        let err = resolve_with(&env, Some("model = \"a\"\nmodle = \"b\"\n"), 0, None)
+            .expect_err("an unknown key");
+        let text = err.to_string();
+        assert!(text.starts_with("/home/u/.codex-oss/config.toml:2:1: "), "{text}");
+        assert!(text.contains("unknown field `modle`"), "{text}");
+        assert!(text.contains("`model`") && text.contains("`context_length`"), "{text}");
+
+        let err = resolve_with(&env, Some("model = \n"), 0, None).expect_err("no value");
+        assert!(err.to_string().starts_with("/home/u/.codex-oss/config.toml:1:"), "{err}");
+
+        let err = resolve_with(&env, Some("context_length = 10\n"), 0, None).expect_err("too small");
+        assert!(err.to_string().contains("32768"), "{err}");
+    }
 }

@@ -2,12 +2,14 @@
 //! (`CODEX_OSS_OLLAMA`, `CODEX_OSS_CODEX`), else the embedded payload (unpacked on
 //! first use), else the program on PATH; a build without a payload says how to fix it.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
 
+use crate::env_vars::EnvVars;
 use crate::home::Home;
 use crate::payload::{self, Payload, Unpacked};
+use crate::settings::Settings;
 
 /// An executable ready to run; an unpacked payload stays leased while this lives.
 #[derive(Debug)]
@@ -18,44 +20,40 @@ pub struct Tool {
 
 /// Finds a tool on a blocking thread: unpacking may wait for another codex-oss's lock,
 /// and the launcher must keep answering Ctrl-C meanwhile.
-pub async fn resolve(find: fn(&Home) -> Result<Tool>, home: &Home) -> Result<Tool> {
-    let home = home.clone();
-    tokio::task::spawn_blocking(move || find(&home))
+pub async fn resolve(find: fn(&Settings) -> Result<Tool>, settings: &Settings) -> Result<Tool> {
+    let settings = settings.clone();
+    tokio::task::spawn_blocking(move || find(&settings))
         .await
         .map_err(|e| anyhow::anyhow!("unpacking failed: {e}"))?
 }
 
-pub fn ollama(home: &Home) -> Result<Tool> {
+pub fn ollama(settings: &Settings) -> Result<Tool> {
     find(
-        home,
+        &settings.home,
         payload::ollama(),
-        "CODEX_OSS_OLLAMA",
-        "ollama",
-        "SKIP_OLLAMA_DOWNLOAD",
+        settings.ollama.as_deref(),
+        (EnvVars::CODEX_OSS_OLLAMA, "ollama", "SKIP_OLLAMA_DOWNLOAD"),
     )
 }
 
-pub fn codex(home: &Home) -> Result<Tool> {
+pub fn codex(settings: &Settings) -> Result<Tool> {
     find(
-        home,
+        &settings.home,
         payload::codex(),
-        "CODEX_OSS_CODEX",
-        "codex",
-        "SKIP_CODEX_DOWNLOAD",
+        settings.codex.as_deref(),
+        (EnvVars::CODEX_OSS_CODEX, "codex", "SKIP_CODEX_DOWNLOAD"),
     )
 }
 
+/// The user's executable, else the embedded payload, else the program on PATH. `names`:
+/// the variable that overrides it, the program, and the build switch that left it out.
 fn find(
     home: &Home,
     payload: Option<&Payload>,
-    var: &str,
-    program: &str,
-    switch: &str,
+    chosen: Option<&Path>,
+    (var, program, switch): (&str, &str, &str),
 ) -> Result<Tool> {
-    if let Some(path) = std::env::var_os(var)
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-    {
+    if let Some(path) = chosen.map(Path::to_path_buf) {
         if !path.is_file() {
             bail!(
                 "{var}={} is not a file: point it at a {program} executable or unset it",
@@ -84,7 +82,7 @@ fn find(
 
 fn on_path(program: &str) -> Option<PathBuf> {
     let exe = format!("{program}{}", std::env::consts::EXE_SUFFIX);
-    std::env::split_paths(&std::env::var_os("PATH")?)
+    std::env::split_paths(&std::env::var_os(EnvVars::PATH)?)
         .map(|dir| dir.join(&exe))
         .find(|p| crate::platform::is_executable(p))
 }

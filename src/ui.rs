@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 
 /// `CODEX_OSS_LOG=debug` (an env-filter) shows the launcher's diagnostics.
 pub fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("CODEX_OSS_LOG")
+    let filter = tracing_subscriber::EnvFilter::try_from_env(crate::env_vars::EnvVars::CODEX_OSS_LOG)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -13,6 +13,20 @@ pub fn init_tracing() {
         .without_time()
         .with_target(false)
         .init();
+}
+
+/// A line of the command's output on stdout. A reader that went away (`codex-oss models
+/// list | head -1`) is not an error: the rest of the output is dropped, and the command
+/// goes on to finish its work (stopping its server) as usual.
+pub fn out(line: impl std::fmt::Display) {
+    out_bytes(format!("{line}\n").as_bytes());
+}
+
+/// Bytes on stdout, with the same tolerance as `out`.
+pub fn out_bytes(bytes: &[u8]) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(bytes).and_then(|()| stdout.flush());
 }
 
 pub fn stderr_is_terminal() -> bool {

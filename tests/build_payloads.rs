@@ -1,4 +1,4 @@
-//! Issue 2, build side: the build script's download, verification, trimming and
+//! The build side of the bundle: the build script's download, verification, trimming and
 //! embedding, against a loopback HTTP server serving release-shaped archives.
 //!
 //! The first tests call the build modules (build/*.rs, included here as they are in

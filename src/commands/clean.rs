@@ -6,13 +6,14 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 
 use crate::cli::CleanArgs;
-use crate::home::Home;
 use crate::payload;
+use crate::settings::Settings;
 
 pub fn run(args: CleanArgs) -> Result<ExitCode> {
-    let home = Home::from_env()?;
+    let settings = Settings::load(None)?;
+    let home = settings.home;
     if !home.root().exists() {
-        println!("nothing to clean in {}", home.root().display());
+        out!("nothing to clean in {}", home.root().display());
         return Ok(ExitCode::SUCCESS);
     }
     home.secure()?;
@@ -37,6 +38,6 @@ pub fn run(args: CleanArgs) -> Result<ExitCode> {
         std::fs::remove_dir_all(&models)
             .with_context(|| format!("could not remove {}", models.display()))?;
     }
-    println!("cleaned {}", home.root().display());
+    out!("cleaned {}", home.root().display());
     Ok(ExitCode::SUCCESS)
 }

@@ -4,20 +4,19 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 
-use crate::home::Home;
 use crate::payload;
 
 pub fn run() -> Result<ExitCode> {
-    let home = Home::from_env()?;
-    home.ensure()?;
-    println!("home: {}", home.root().display());
+    let settings = super::settings(None)?;
+    let home = &settings.home;
+    out!("home: {}", home.root().display());
     let mut healthy = true;
     for payload in [payload::ollama(), payload::codex()].into_iter().flatten() {
-        match payload.ensure_unpacked(&home) {
-            Ok(unpacked) => println!("{}: ok, {}", payload.label(), unpacked.executable.display()),
+        match payload.ensure_unpacked(home) {
+            Ok(unpacked) => out!("{}: ok, {}", payload.label(), unpacked.executable.display()),
             Err(err) => {
                 healthy = false;
-                println!("{}: {err}", payload.label());
+                out!("{}: {err}", payload.label());
             }
         }
     }

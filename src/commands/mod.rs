@@ -36,10 +36,22 @@ pub fn dispatch(invocation: Invocation) -> Result<ExitCode> {
         Some(Command::Update(args)) => update::run(args),
         Some(Command::Completions { shell }) => {
             let mut command = <Cli as clap::CommandFactory>::command();
-            clap_complete::generate(shell, &mut command, "codex-oss", &mut std::io::stdout());
+            // clap_complete panics when its writer fails: write into memory first.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut command, "codex-oss", &mut script);
+            crate::ui::out_bytes(&script);
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// The run's settings, after making sure the home is there and is the user's alone; the
+/// notices they carry are printed once, here.
+fn settings(model_flag: Option<String>) -> Result<crate::settings::Settings> {
+    let settings = crate::settings::Settings::load(model_flag)?;
+    settings.announce();
+    settings.home.ensure()?;
+    Ok(settings)
 }
 
 /// A current-thread runtime: child processes are started from the main thread, which

@@ -6,46 +6,37 @@ use anyhow::Result;
 
 use crate::cli::ModelsCommand;
 use crate::connection::Connection;
-use crate::home::Home;
-use crate::settings::{self, ConfigFile};
+use crate::settings::Settings;
 
 pub async fn run(command: ModelsCommand) -> Result<ExitCode> {
-    let home = Home::from_env()?;
-    home.ensure()?;
-    let config = ConfigFile::load(&home.config_file())?;
-    let connection = Connection::open(&home, settings::context_length(&config)?).await?;
-    let result = act(&connection, &home, command, &config).await;
+    let settings = super::settings(None)?;
+    let connection = Connection::open(&settings).await?;
+    let result = act(&connection, &settings, command).await;
     connection.close().await;
     result.map(|()| ExitCode::SUCCESS)
 }
 
-async fn act(
-    connection: &Connection,
-    home: &Home,
-    command: ModelsCommand,
-    config: &ConfigFile,
-) -> Result<()> {
+async fn act(connection: &Connection, settings: &Settings, command: ModelsCommand) -> Result<()> {
     let client = connection.client()?;
     match command {
         ModelsCommand::List => {
             let models = client.list().await?;
             if models.is_empty() {
-                println!(
-                    "no models yet; `codex-oss models pull` downloads {}",
-                    settings::model(config)
+                out!("no models yet; `codex-oss models pull` downloads {}",
+                    settings.model
                 );
             }
             for model in models {
-                println!("{}\t{:.1} GB", model.name, model.size as f64 / 1e9);
+                out!("{}\t{:.1} GB", model.name, model.size as f64 / 1e9);
             }
         }
         ModelsCommand::Pull { model } => {
-            let model = model.unwrap_or_else(|| settings::model(config));
-            client.ensure(&model, &home.models()).await?;
+            let model = model.unwrap_or_else(|| settings.model.clone());
+            client.ensure(&model, &settings.home.models()).await?;
         }
         ModelsCommand::Rm { model } => {
             client.delete(&model).await?;
-            println!("removed {model}");
+            out!("removed {model}");
         }
     }
     Ok(())

@@ -7,56 +7,41 @@ use std::process::ExitCode;
 use anyhow::{bail, Result};
 
 use crate::connection::Connection;
-use crate::home::Home;
 use crate::launch::{self, Target};
 use crate::platform::{self, interrupted};
-use crate::settings::{self, ConfigFile};
+use crate::settings::Settings;
 use crate::{tools, ui};
 
 pub async fn run(user_args: Vec<OsString>) -> Result<ExitCode> {
-    let home = Home::from_env()?;
-    home.ensure()?;
-    let config = ConfigFile::load(&home.config_file())?;
-    let model = launch::user_model(&user_args).unwrap_or_else(|| settings::model(&config));
-    let context_length = settings::context_length(&config)?;
+    let settings = super::settings(launch::user_model(&user_args))?;
     let (codex, mut connection) = tokio::select! {
-        ready = prepare(&home, context_length) => ready?,
+        ready = prepare(&settings) => ready?,
         signal = interrupted() => return Ok(signal.exit_code()),
     };
-    let result = session(
-        &mut connection,
-        &home,
-        &codex.path,
-        &user_args,
-        &model,
-        context_length,
-    )
-    .await;
+    let result = session(&mut connection, &settings, &codex.path, &user_args).await;
     connection.close().await;
     result
 }
 
 /// Codex unpacked and the server up: the steps that may wait (for another codex-oss's
 /// unpacking, for Ollama to answer), all of them cancelled by Ctrl-C.
-async fn prepare(home: &Home, context_length: u32) -> Result<(tools::Tool, Connection)> {
-    let codex = tools::resolve(tools::codex, home).await?;
-    let connection = Connection::open(home, context_length).await?;
+async fn prepare(settings: &Settings) -> Result<(tools::Tool, Connection)> {
+    let codex = tools::resolve(tools::codex, settings).await?;
+    let connection = Connection::open(settings).await?;
     Ok((codex, connection))
 }
 
 /// Everything between "server up" and "server down".
 async fn session(
     connection: &mut Connection,
-    home: &Home,
+    settings: &Settings,
     codex: &std::path::Path,
     user_args: &[OsString],
-    model: &str,
-    context_length: u32,
 ) -> Result<ExitCode> {
     let client = connection.client()?;
-    let models_dir = home.models();
+    let models_dir = settings.home.models();
     tokio::select! {
-        pulled = client.ensure(model, &models_dir) => pulled?,
+        pulled = client.ensure(&settings.model, &models_dir) => pulled?,
         signal = interrupted() => {
             ui::info("stopped; the download resumes where it left off on the next run");
             return Ok(signal.exit_code());
@@ -64,12 +49,12 @@ async fn session(
         status = server_exit(connection) => bail!("{}", died(connection, status)),
     }
 
-    let v1 = connection.v1_url();
+    let v1 = connection.v1_url().to_owned();
     let target = Target {
         base_url: &v1,
         port: connection.port(),
-        model,
-        context_length,
+        model: &settings.model,
+        context_length: settings.context_length,
     };
     let codex_run = launch::run_codex(codex, user_args, &target);
     tokio::pin!(codex_run);

@@ -47,9 +47,8 @@ pub fn run(args: UpdateArgs) -> Result<ExitCode> {
             .is_update_needed_sync()
             .context("could not check for a newer codex-oss")?;
         match needed {
-            true => println!("an update is available: run `codex-oss update`"),
-            false => println!(
-                "codex-oss {} is the newest release",
+            true => out!("an update is available: run `codex-oss update`"),
+            false => out!("codex-oss {} is the newest release",
                 env!("CARGO_PKG_VERSION")
             ),
         }
@@ -60,13 +59,11 @@ pub fn run(args: UpdateArgs) -> Result<ExitCode> {
         .run_sync()
         .context("the update failed; the installed codex-oss is unchanged")?
     {
-        Some(result) => println!(
-            "updated codex-oss {} -> {}",
+        Some(result) => out!("updated codex-oss {} -> {}",
             env!("CARGO_PKG_VERSION"),
             result.new_version
         ),
-        None => println!(
-            "codex-oss {} is the newest release",
+        None => out!("codex-oss {} is the newest release",
             env!("CARGO_PKG_VERSION")
         ),
     }

@@ -3,13 +3,11 @@
 use crate::payload::{self, Payload};
 
 pub fn print() {
-    println!("codex-oss {}", env!("CARGO_PKG_VERSION"));
-    println!(
-        "ollama {}",
+    out!("codex-oss {}", env!("CARGO_PKG_VERSION"));
+    out!("ollama {}",
         describe(payload::ollama(), "CODEX_OSS_OLLAMA or `ollama` on PATH")
     );
-    println!(
-        "codex {}",
+    out!("codex {}",
         describe(payload::codex(), "CODEX_OSS_CODEX or `codex` on PATH")
     );
 }

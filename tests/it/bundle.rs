@@ -1,4 +1,4 @@
-//! Issue 2, as a user sees it: the embedded payloads (the real Codex CLI 0.149.0 from
+//! The bundle as a user sees it: the embedded payloads (the real Codex CLI 0.149.0 from
 //! npm and the stand-in Ollama), unpacked by `codex-oss doctor` into CODEX_OSS_HOME.
 //!
 //! Covers `--version`, a first unpack and what it leaves on disk, 8 simultaneous first

@@ -1,0 +1,43 @@
+//! The name of every environment variable codex-oss reads or sets, in one place (uv
+//! keeps its own in `EnvVars` for the same reason: one list to document, test and grep).
+
+/// Environment variable names.
+pub struct EnvVars;
+
+impl EnvVars {
+    /// Everything codex-oss writes; default `~/.codex-oss`.
+    pub const CODEX_OSS_HOME: &'static str = "CODEX_OSS_HOME";
+    /// The model; also `--model`/`-m`, and `model` in config.toml.
+    pub const CODEX_OSS_MODEL: &'static str = "CODEX_OSS_MODEL";
+    /// A fixed loopback port for the embedded Ollama.
+    pub const CODEX_OSS_PORT: &'static str = "CODEX_OSS_PORT";
+    /// Where to bind the embedded Ollama on purpose, loopback or not.
+    pub const CODEX_OSS_HOST: &'static str = "CODEX_OSS_HOST";
+    /// A running Ollama to use instead of the embedded one (`http://HOST:PORT/v1`).
+    pub const CODEX_OSS_BASE_URL: &'static str = "CODEX_OSS_BASE_URL";
+    /// An Ollama executable to run instead of the embedded one.
+    pub const CODEX_OSS_OLLAMA: &'static str = "CODEX_OSS_OLLAMA";
+    /// A Codex executable to run instead of the embedded one.
+    pub const CODEX_OSS_CODEX: &'static str = "CODEX_OSS_CODEX";
+    /// Seconds a model download may go without a word from Ollama.
+    pub const CODEX_OSS_PULL_TIMEOUT: &'static str = "CODEX_OSS_PULL_TIMEOUT";
+    /// The launcher's diagnostics, an env-filter (`warn`, `info`, `debug`).
+    pub const CODEX_OSS_LOG: &'static str = "CODEX_OSS_LOG";
+
+    /// Ollama's bind address; taken only when it is a loopback address.
+    pub const OLLAMA_HOST: &'static str = "OLLAMA_HOST";
+    /// Ollama's model store.
+    pub const OLLAMA_MODELS: &'static str = "OLLAMA_MODELS";
+    /// The context length Ollama serves.
+    pub const OLLAMA_CONTEXT_LENGTH: &'static str = "OLLAMA_CONTEXT_LENGTH";
+    /// Ollama keeps partial downloads at start-up when set.
+    pub const OLLAMA_NOPRUNE: &'static str = "OLLAMA_NOPRUNE";
+    /// Browser origins allowed to call Ollama: never passed to the embedded one.
+    pub const OLLAMA_ORIGINS: &'static str = "OLLAMA_ORIGINS";
+
+    /// Hosts reached without a proxy (both spellings are read by HTTP clients).
+    pub const NO_PROXY: &'static str = "NO_PROXY";
+    pub const NO_PROXY_LOWER: &'static str = "no_proxy";
+    /// Where programs are looked for when nothing is embedded.
+    pub const PATH: &'static str = "PATH";
+}
