@@ -88,7 +88,7 @@ pub fn read_trimmed(path: &Path, component: Component, target: &str) -> Result<T
     })
 }
 
-/// GPU backends live in subfolders of `lib/ollama/` (cuda_v12, cuda_v13, rocm, vulkan...).
+/// GPU backends live in subfolders of `lib/ollama/` (`cuda_v12`, `cuda_v13`, rocm, vulkan...).
 pub fn is_gpu_library(path: &str) -> bool {
     path.strip_prefix("lib/ollama/")
         .is_some_and(|rest| rest.contains('/'))
@@ -223,18 +223,25 @@ fn find_entrypoint(entries: &[Entry], component: Component) -> Option<String> {
             }
         }
         // Older releases ship a lone `codex-<target>` executable.
-        if let Some(e) = entries.iter().find(|e| {
-            !e.path.contains('/') && e.path.starts_with("codex-") && !e.path.ends_with(".json")
-        }) {
+        if let Some(e) = entries
+            .iter()
+            .find(|e| !e.path.contains('/') && e.path.starts_with("codex-") && !is_json(&e.path))
+        {
             return Some(e.path.clone());
         }
     }
     entrypoint_candidates(component)
         .iter()
         .copied()
-        .filter(|p| !p.contains('<') && !p.ends_with(".json"))
+        .filter(|p| !p.contains('<') && !is_json(p))
         .find(|p| has(p))
         .map(str::to_owned)
+}
+
+fn is_json(path: &str) -> bool {
+    std::path::Path::new(path)
+        .extension()
+        .is_some_and(|ext| ext.eq_ignore_ascii_case("json"))
 }
 
 /// `"entrypoint": "bin/codex"` from codex-package.json.

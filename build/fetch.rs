@@ -24,8 +24,10 @@ pub fn cache_dir(out_dir: &Path) -> PathBuf {
         .ancestors()
         .find(|dir| dir.file_name().is_some_and(|name| name == "build"))
         .and_then(|build| build.parent()?.parent())
-        .map(|target| target.join("codex-oss-downloads"))
-        .unwrap_or_else(|| out_dir.join("downloads"))
+        .map_or_else(
+            || out_dir.join("downloads"),
+            |target| target.join("codex-oss-downloads"),
+        )
 }
 
 /// SHA-256 of a file, as lowercase hex.
@@ -68,14 +70,14 @@ pub fn download_verified(
     cache: &Path,
     target: &str,
 ) -> Result<PathBuf, String> {
+    // One partial file per download: two builds sharing the cache (`cargo build` and
+    // `cargo test` at once) must not write into, or rename away, each other's file.
+    static DOWNLOADS: AtomicUsize = AtomicUsize::new(0);
     let cached = cache.join(format!("{}-{}", &pin.sha256[..16], pin.asset));
     if cached.is_file() && sha256_file(&cached)?.eq_ignore_ascii_case(&pin.sha256) {
         return Ok(cached);
     }
     fs::create_dir_all(cache).map_err(|e| format!("could not create {}: {e}", cache.display()))?;
-    // One partial file per download: two builds sharing the cache (`cargo build` and
-    // `cargo test` at once) must not write into, or rename away, each other's file.
-    static DOWNLOADS: AtomicUsize = AtomicUsize::new(0);
     let partial = cached.with_extension(format!(
         "{}-{}.part",
         std::process::id(),

@@ -62,7 +62,7 @@ pub fn write(tree: &Tree, dest: &Path, level: i32) -> Result<Packed, String> {
         bytes: 0,
     };
     let mut encoder = zstd::Encoder::new(sink, level).map_err(err)?;
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
+    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get) as u32;
     encoder.multithread(threads).map_err(err)?;
     encoder.include_checksum(true).map_err(err)?;
     let mut builder = tar::Builder::new(encoder);

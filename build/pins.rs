@@ -1,6 +1,6 @@
 //! What `bundle.toml` pins, and which source the build takes for each payload.
 //!
-//! Shared by build.rs and its tests (tests/build_payloads.rs), so it depends only on
+//! Shared by build.rs and its tests (`tests/build_payloads.rs`), so it depends only on
 //! build-dependencies and reads the environment through one function.
 
 use std::collections::BTreeMap;

@@ -63,7 +63,7 @@ pub struct CleanArgs {
 pub enum ModelsCommand {
     /// List the models in the local store.
     List,
-    /// Download a model (default: CODEX_OSS_MODEL or gpt-oss:20b).
+    /// Download a model (default: `CODEX_OSS_MODEL` or gpt-oss:20b).
     Pull { model: Option<String> },
     /// Delete a model from the local store.
     Rm { model: String },
@@ -134,7 +134,15 @@ mod tests {
         for sub in <Cli as clap::CommandFactory>::command().get_subcommands() {
             assert!(is_launcher_word(sub.get_name()), "{}", sub.get_name());
         }
-        for word in ["exec", "resume", "login", "--full-auto", "-m", "mcp", "apply"] {
+        for word in [
+            "exec",
+            "resume",
+            "login",
+            "--full-auto",
+            "-m",
+            "mcp",
+            "apply",
+        ] {
             assert!(!is_launcher_word(word), "{word} belongs to Codex");
         }
     }

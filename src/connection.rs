@@ -14,7 +14,7 @@ pub struct Connection {
     pub server: Option<Server>,
     /// `http://HOST:PORT`
     pub base: String,
-    /// `http://HOST:PORT/v1`, what Codex calls CODEX_OSS_BASE_URL.
+    /// `http://HOST:PORT/v1`, what Codex calls `CODEX_OSS_BASE_URL`.
     v1_url: String,
     pull_timeout: Duration,
     _tool: Option<Tool>,
@@ -55,7 +55,7 @@ impl Connection {
         Ollama::new(&self.base, self.pull_timeout)
     }
 
-    /// `http://HOST:PORT/v1`, what Codex calls CODEX_OSS_BASE_URL.
+    /// `http://HOST:PORT/v1`, what Codex calls `CODEX_OSS_BASE_URL`.
     pub fn v1_url(&self) -> &str {
         &self.v1_url
     }

@@ -62,7 +62,6 @@ impl Home {
         self.root.join("ollama-home")
     }
 
-
     /// Creates the home (0700) and the sub-directories every run needs, once it is
     /// sure that nobody else controls it (see `secure`).
     pub fn ensure(&self) -> Result<()> {

@@ -1,6 +1,6 @@
 //! Lock files, taken the way they work on every filesystem a home may live on.
 //!
-//! A lock file is opened for reading and writing: NFSv4 refuses a shared lock on a
+//! A lock file is opened for reading and writing: `NFSv4` refuses a shared lock on a
 //! file opened write-only (EBADF), as uv found. A lock is never waited for by blocking
 //! in the kernel: the wait polls, says once what it waits for, and gives up with a
 //! clear error after a while, so a hung or foreign holder cannot stall a run forever.

@@ -5,7 +5,7 @@
 //! ending in `{"status":"success"}`. A failure arrives either as HTTP 4xx/5xx before
 //! the stream or as an `{"error": ...}` line inside it; both become one clear
 //! message. Ollama keeps partial downloads (the launcher starts it with
-//! OLLAMA_NOPRUNE=1), so an interrupted pull resumes on the next run.
+//! `OLLAMA_NOPRUNE=1`), so an interrupted pull resumes on the next run.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -326,7 +326,7 @@ fn check_space_for(model: &str, bytes: u64, models_dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Free space on the filesystem holding `dir` (statvfs; GetDiskFreeSpaceEx on Windows).
+/// Free space on the filesystem holding `dir` (statvfs; `GetDiskFreeSpaceEx` on Windows).
 fn free_space(dir: &Path) -> Option<u64> {
     fs4::available_space(dir).ok()
 }
@@ -393,7 +393,7 @@ impl Progress {
                 }
             }
         }
-        self.last_status = line.status.clone();
+        self.last_status.clone_from(&line.status);
     }
 
     fn finish(&self) {

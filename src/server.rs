@@ -251,7 +251,10 @@ fn spawn(config: &Config<'_>) -> std::io::Result<Box<dyn ChildWrapper>> {
         .arg("serve")
         .env(EnvVars::OLLAMA_HOST, config.bind.ollama_host())
         .env(EnvVars::OLLAMA_MODELS, &models)
-        .env(EnvVars::OLLAMA_CONTEXT_LENGTH, config.context_length.to_string())
+        .env(
+            EnvVars::OLLAMA_CONTEXT_LENGTH,
+            config.context_length.to_string(),
+        )
         // Ollama writes its key pair under $HOME/.ollama: keep it inside the codex-oss home.
         .env("HOME", &ollama_home)
         .env("USERPROFILE", &ollama_home)
@@ -354,7 +357,7 @@ pub fn log_tail(path: &Path, n: usize) -> String {
         .join("\n")
 }
 
-/// Checks a server the user runs (CODEX_OSS_BASE_URL) answers before Codex starts.
+/// Checks a server the user runs (`CODEX_OSS_BASE_URL`) answers before Codex starts.
 pub async fn check_external(base_url: &str) -> Result<()> {
     let root = base_url.trim_end_matches('/').trim_end_matches("/v1");
     let client = crate::http::client_builder(root)

@@ -48,7 +48,10 @@ impl Env {
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0.get(name).map(String::as_str).filter(|v| !v.is_empty())
+        self.0
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
     }
 }
 
@@ -348,7 +351,12 @@ mod tests {
 
     const GIB: u64 = 1024 * 1024 * 1024;
 
-    fn resolve_with(env: &Env, config: Option<&str>, memory: u64, flag: Option<&str>) -> Result<Settings, SettingsError> {
+    fn resolve_with(
+        env: &Env,
+        config: Option<&str>,
+        memory: u64,
+        flag: Option<&str>,
+    ) -> Result<Settings, SettingsError> {
         Settings::resolve(&Inputs {
             env,
             user_home: Some(PathBuf::from("/home/u")),
@@ -412,7 +420,12 @@ mod tests {
 
     #[test]
     fn empty_variables_count_as_unset() {
-        let s = resolve([("CODEX_OSS_MODEL", ""), ("CODEX_OSS_PORT", ""), ("CODEX_OSS_HOME", "")]).unwrap();
+        let s = resolve([
+            ("CODEX_OSS_MODEL", ""),
+            ("CODEX_OSS_PORT", ""),
+            ("CODEX_OSS_HOME", ""),
+        ])
+        .unwrap();
         assert_eq!(s.model, "gpt-oss:20b");
         assert_eq!(s.bind, Bind::Auto);
         assert_eq!(s.home.root(), Path::new("/home/u/.codex-oss"));
@@ -421,7 +434,10 @@ mod tests {
     #[test]
     fn precedence_is_flag_then_environment_then_config_then_default() {
         let config = "model = \"from-config\"\ncontext_length = 16384\n";
-        let env = Env::from([("CODEX_OSS_MODEL", "from-env"), ("OLLAMA_CONTEXT_LENGTH", "12288")]);
+        let env = Env::from([
+            ("CODEX_OSS_MODEL", "from-env"),
+            ("OLLAMA_CONTEXT_LENGTH", "12288"),
+        ]);
         let s = resolve_with(&env, Some(config), 64 * GIB, Some("from-flag")).unwrap();
         assert_eq!((s.model.as_str(), s.context_length), ("from-flag", 12288));
         let s = resolve_with(&env, Some(config), 64 * GIB, None).unwrap();
@@ -429,7 +445,10 @@ mod tests {
         let s = resolve_with(&Env::default(), Some(config), 64 * GIB, None).unwrap();
         assert_eq!((s.model.as_str(), s.context_length), ("from-config", 16384));
         let s = resolve_with(&Env::default(), None, 64 * GIB, None).unwrap();
-        assert_eq!((s.model.as_str(), s.context_length), ("gpt-oss:20b", 65_536));
+        assert_eq!(
+            (s.model.as_str(), s.context_length),
+            ("gpt-oss:20b", 65_536)
+        );
     }
 
     #[test]
@@ -438,8 +457,14 @@ mod tests {
         assert_eq!(s.bind, Bind::OllamaHost("127.0.0.2:9000".into()));
         let s = resolve([("OLLAMA_HOST", "0.0.0.0"), ("CODEX_OSS_PORT", "4242")]).unwrap();
         assert_eq!(s.bind, Bind::Port(4242));
-        assert!(matches!(&s.notices[..], [Notice::Info(t)] if t.starts_with("ignoring OLLAMA_HOST=0.0.0.0") && t.contains("CODEX_OSS_HOST")));
-        let s = resolve([("CODEX_OSS_HOST", "0.0.0.0:11434"), ("OLLAMA_HOST", "127.0.0.1:1")]).unwrap();
+        assert!(
+            matches!(&s.notices[..], [Notice::Info(t)] if t.starts_with("ignoring OLLAMA_HOST=0.0.0.0") && t.contains("CODEX_OSS_HOST"))
+        );
+        let s = resolve([
+            ("CODEX_OSS_HOST", "0.0.0.0:11434"),
+            ("OLLAMA_HOST", "127.0.0.1:1"),
+        ])
+        .unwrap();
         assert_eq!(s.bind, Bind::Host("0.0.0.0:11434".into()));
         assert!(matches!(&s.notices[..], [Notice::Warning(t)] if t.contains("no authentication")));
         let s = resolve([("CODEX_OSS_HOST", "127.0.0.1:11434")]).unwrap();
@@ -454,18 +479,29 @@ mod tests {
             (("CODEX_OSS_PORT", "70000"), "11434"),
             (("OLLAMA_CONTEXT_LENGTH", "lots"), "32768"),
             (("OLLAMA_CONTEXT_LENGTH", "100"), "32768"),
-            (("CODEX_OSS_BASE_URL", "127.0.0.1:11434"), "http://127.0.0.1:11434/v1"),
-            (("CODEX_OSS_BASE_URL", "ftp://x/v1"), "http://127.0.0.1:11434/v1"),
+            (
+                ("CODEX_OSS_BASE_URL", "127.0.0.1:11434"),
+                "http://127.0.0.1:11434/v1",
+            ),
+            (
+                ("CODEX_OSS_BASE_URL", "ftp://x/v1"),
+                "http://127.0.0.1:11434/v1",
+            ),
             (("CODEX_OSS_PULL_TIMEOUT", "0"), "300"),
             (("CODEX_OSS_PULL_TIMEOUT", "soon"), "300"),
         ] {
             let message = error([env]);
-            assert!(message.starts_with(&format!("{}={}", env.0, env.1)), "{message}");
+            assert!(
+                message.starts_with(&format!("{}={}", env.0, env.1)),
+                "{message}"
+            );
             assert!(message.contains(example), "{message}");
             assert!(!message.contains('\n'), "{message}");
         }
         let s = resolve([("CODEX_OSS_LOG", "debug,[")]).unwrap();
-        assert!(matches!(&s.notices[..], [Notice::Warning(t)] if t.starts_with("CODEX_OSS_LOG=debug,[") && t.contains("use warn, info or debug")));
+        assert!(
+            matches!(&s.notices[..], [Notice::Warning(t)] if t.starts_with("CODEX_OSS_LOG=debug,[") && t.contains("use warn, info or debug"))
+        );
     }
 
     #[test]
@@ -485,24 +521,43 @@ mod tests {
     #[test]
     fn config_errors_name_the_file_line_column_and_what_was_expected() {
         let env = Env::default();
-        let err = resolve_with(&env, Some("model = \"a\"\ncontext_length = \"big\"\n"), 0, None)
-            .expect_err("a string for a number");
+        let err = resolve_with(
+            &env,
+            Some("model = \"a\"\ncontext_length = \"big\"\n"),
+            0,
+            None,
+        )
+        .expect_err("a string for a number");
         let text = err.to_string();
-        assert!(text.starts_with("/home/u/.codex-oss/config.toml:2:18: "), "{text}");
+        assert!(
+            text.starts_with("/home/u/.codex-oss/config.toml:2:18: "),
+            "{text}"
+        );
         assert!(text.contains("expected"), "{text}");
         assert!(!text.contains('\n'), "{text}");
 
         let err = resolve_with(&env, Some("model = \"a\"\nmodle = \"b\"\n"), 0, None)
             .expect_err("an unknown key");
         let text = err.to_string();
-        assert!(text.starts_with("/home/u/.codex-oss/config.toml:2:1: "), "{text}");
+        assert!(
+            text.starts_with("/home/u/.codex-oss/config.toml:2:1: "),
+            "{text}"
+        );
         assert!(text.contains("unknown field `modle`"), "{text}");
-        assert!(text.contains("`model`") && text.contains("`context_length`"), "{text}");
+        assert!(
+            text.contains("`model`") && text.contains("`context_length`"),
+            "{text}"
+        );
 
         let err = resolve_with(&env, Some("model = \n"), 0, None).expect_err("no value");
-        assert!(err.to_string().starts_with("/home/u/.codex-oss/config.toml:1:"), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("/home/u/.codex-oss/config.toml:1:"),
+            "{err}"
+        );
 
-        let err = resolve_with(&env, Some("context_length = 10\n"), 0, None).expect_err("too small");
+        let err =
+            resolve_with(&env, Some("context_length = 10\n"), 0, None).expect_err("too small");
         assert!(err.to_string().contains("32768"), "{err}");
     }
 }

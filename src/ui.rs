@@ -5,8 +5,9 @@ use std::io::IsTerminal;
 
 /// `CODEX_OSS_LOG=debug` (an env-filter) shows the launcher's diagnostics.
 pub fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env(crate::env_vars::EnvVars::CODEX_OSS_LOG)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env(crate::env_vars::EnvVars::CODEX_OSS_LOG)
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

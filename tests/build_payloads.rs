@@ -734,7 +734,7 @@ fn build_script() -> PathBuf {
         .1
 }
 
-/// A package directory whose bundle.toml pins the test archives for x86_64 Linux.
+/// A package directory whose bundle.toml pins the test archives for `x86_64` Linux.
 struct Package {
     dir: tempfile::TempDir,
     out_dir: PathBuf,

@@ -107,9 +107,10 @@ fn dist() -> Result<PathBuf, String> {
 
 /// The shell installer downloads with curl or wget.
 fn need_downloader() {
-    if find_tool("curl", &[]).is_none() && find_tool("wget", &[]).is_none() {
-        panic!("neither `curl` nor `wget` found: the shell installer needs one");
-    }
+    assert!(
+        !(find_tool("curl", &[]).is_none() && find_tool("wget", &[]).is_none()),
+        "neither `curl` nor `wget` found: the shell installer needs one"
+    );
 }
 
 fn action_validator() -> PathBuf {
@@ -665,10 +666,10 @@ fn main_wxs_is_well_formed_and_installs_the_binary_and_a_path_entry() {
     );
 }
 
-/// main.wxs, preprocessed for wixl 0.101 (Debian's), which lacks a few WiX features:
+/// main.wxs, preprocessed for wixl 0.101 (Debian's), which lacks a few `WiX` features:
 /// - `sys.BUILDARCH` is what cargo-wix passes as `-arch`: x64 for x86_64-pc-windows-msvc;
 /// - `Source` paths use `/`: the Windows separator is a filename character here;
-/// - `<Environment>` is taken out, and returned as the Environment table row WiX's
+/// - `<Environment>` is taken out, and returned as the Environment table row `WiX`'s
 ///   binder makes of it (Name = action + uninstall + system + name, Value with `[~]`
 ///   on the kept side), added to the MSI with msibuild;
 /// - the `<UI>` dialogs and the `SetProperty` of ARPINSTALLLOCATION (what the

@@ -9,7 +9,7 @@ use crate::cli::CleanArgs;
 use crate::payload;
 use crate::settings::Settings;
 
-pub fn run(args: CleanArgs) -> Result<ExitCode> {
+pub fn run(args: &CleanArgs) -> Result<ExitCode> {
     let settings = Settings::load(None)?;
     let home = settings.home;
     if !home.root().exists() {

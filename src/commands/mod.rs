@@ -32,8 +32,8 @@ pub fn dispatch(invocation: Invocation) -> Result<ExitCode> {
         Some(Command::Doctor) => doctor::run(),
         Some(Command::Serve) => block_on(serve::run()),
         Some(Command::Models(command)) => block_on(models::run(command)),
-        Some(Command::Clean(args)) => clean::run(args),
-        Some(Command::Update(args)) => update::run(args),
+        Some(Command::Clean(args)) => clean::run(&args),
+        Some(Command::Update(args)) => update::run(&args),
         Some(Command::Completions { shell }) => {
             let mut command = <Cli as clap::CommandFactory>::command();
             // clap_complete panics when its writer fails: write into memory first.

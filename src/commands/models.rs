@@ -22,7 +22,8 @@ async fn act(connection: &Connection, settings: &Settings, command: ModelsComman
         ModelsCommand::List => {
             let models = client.list().await?;
             if models.is_empty() {
-                out!("no models yet; `codex-oss models pull` downloads {}",
+                out!(
+                    "no models yet; `codex-oss models pull` downloads {}",
                     settings.model
                 );
             }

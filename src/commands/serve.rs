@@ -14,11 +14,13 @@ pub async fn run() -> Result<ExitCode> {
         connection.close().await;
         bail!("CODEX_OSS_BASE_URL is set, so an Ollama server already runs there: unset it to serve the embedded one");
     };
-    out!("Ollama is listening on {} (log: {})",
+    out!(
+        "Ollama is listening on {} (log: {})",
         server.base_url(),
         server.log_path().display()
     );
-    out!("Point Codex at it with CODEX_OSS_BASE_URL={}/v1; Ctrl-C stops it.",
+    out!(
+        "Point Codex at it with CODEX_OSS_BASE_URL={}/v1; Ctrl-C stops it.",
         server.base_url()
     );
     let outcome = tokio::select! {

@@ -16,7 +16,7 @@ fn installed_by_homebrew() -> bool {
 }
 
 #[cfg(not(feature = "self-update"))]
-pub fn run(_args: UpdateArgs) -> Result<ExitCode> {
+pub fn run(_args: &UpdateArgs) -> Result<ExitCode> {
     if installed_by_homebrew() {
         bail!("codex-oss was installed with Homebrew: run `brew upgrade codex-oss`");
     }
@@ -24,7 +24,7 @@ pub fn run(_args: UpdateArgs) -> Result<ExitCode> {
 }
 
 #[cfg(feature = "self-update")]
-pub fn run(args: UpdateArgs) -> Result<ExitCode> {
+pub fn run(args: &UpdateArgs) -> Result<ExitCode> {
     use anyhow::Context;
 
     if installed_by_homebrew() {
@@ -46,11 +46,13 @@ pub fn run(args: UpdateArgs) -> Result<ExitCode> {
         let needed = updater
             .is_update_needed_sync()
             .context("could not check for a newer codex-oss")?;
-        match needed {
-            true => out!("an update is available: run `codex-oss update`"),
-            false => out!("codex-oss {} is the newest release",
+        if needed {
+            out!("an update is available: run `codex-oss update`");
+        } else {
+            out!(
+                "codex-oss {} is the newest release",
                 env!("CARGO_PKG_VERSION")
-            ),
+            );
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -59,11 +61,13 @@ pub fn run(args: UpdateArgs) -> Result<ExitCode> {
         .run_sync()
         .context("the update failed; the installed codex-oss is unchanged")?
     {
-        Some(result) => out!("updated codex-oss {} -> {}",
+        Some(result) => out!(
+            "updated codex-oss {} -> {}",
             env!("CARGO_PKG_VERSION"),
             result.new_version
         ),
-        None => out!("codex-oss {} is the newest release",
+        None => out!(
+            "codex-oss {} is the newest release",
             env!("CARGO_PKG_VERSION")
         ),
     }

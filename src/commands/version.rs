@@ -4,10 +4,12 @@ use crate::payload::{self, Payload};
 
 pub fn print() {
     out!("codex-oss {}", env!("CARGO_PKG_VERSION"));
-    out!("ollama {}",
+    out!(
+        "ollama {}",
         describe(payload::ollama(), "CODEX_OSS_OLLAMA or `ollama` on PATH")
     );
-    out!("codex {}",
+    out!(
+        "codex {}",
         describe(payload::codex(), "CODEX_OSS_CODEX or `codex` on PATH")
     );
 }

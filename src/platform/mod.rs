@@ -86,7 +86,7 @@ pub struct ProcessIdentity {
     pub pid: u32,
     /// Start time in the system's own unit (clock ticks since boot on Linux).
     pub start_time: u64,
-    /// The boot it runs in (Linux's boot_id, the boot time elsewhere).
+    /// The boot it runs in (Linux's `boot_id`, the boot time elsewhere).
     pub boot: String,
     /// Its pid namespace (Linux), empty elsewhere.
     pub namespace: String,

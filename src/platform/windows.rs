@@ -96,15 +96,13 @@ pub fn stop_tree(pid: u32, _grace: Duration) {
     let mut next = 0;
     while next < tree.len() {
         let parent = tree[next];
-        tree.extend(
-            system
-                .processes()
-                .iter()
-                .filter(|(child, process)| {
-                    process.parent() == Some(parent) && !tree.contains(child)
-                })
-                .map(|(child, _)| *child),
-        );
+        let children: Vec<sysinfo::Pid> = system
+            .processes()
+            .iter()
+            .filter(|(child, process)| process.parent() == Some(parent) && !tree.contains(child))
+            .map(|(child, _)| *child)
+            .collect();
+        tree.extend(children);
         next += 1;
     }
     for pid in tree.iter().rev() {

@@ -1,5 +1,5 @@
 //! The bundle as a user sees it: the embedded payloads (the real Codex CLI 0.149.0 from
-//! npm and the stand-in Ollama), unpacked by `codex-oss doctor` into CODEX_OSS_HOME.
+//! npm and the stand-in Ollama), unpacked by `codex-oss doctor` into `CODEX_OSS_HOME`.
 //!
 //! Covers `--version`, a first unpack and what it leaves on disk, 8 simultaneous first
 //! runs, repair of damaged files, removal of unused versions (and keeping a leased
@@ -319,6 +319,7 @@ fn eight_simultaneous_first_runs_leave_one_intact_copy() {
 
 #[test]
 fn damaged_or_missing_files_are_repaired_by_the_next_run() {
+    type Damage = fn(&Path);
     let scratch = Scratch::new();
     assert_success(&doctor(&scratch), "first doctor");
     let codex = scratch.unpacked("codex");
@@ -330,7 +331,6 @@ fn damaged_or_missing_files_are_repaired_by_the_next_run() {
             .collect::<BTreeMap<_, _>>()
     };
 
-    type Damage = fn(&Path);
     let damages: [(&str, Damage); 3] = [
         ("truncated bin/codex", |dir| {
             let file = fs::OpenOptions::new()
@@ -340,7 +340,7 @@ fn damaged_or_missing_files_are_repaired_by_the_next_run() {
             file.set_len(1000).unwrap();
         }),
         ("deleted codex-path/rg", |dir| {
-            fs::remove_file(dir.join("codex-path/rg")).unwrap()
+            fs::remove_file(dir.join("codex-path/rg")).unwrap();
         }),
         ("same-size different codex-package.json", |dir| {
             let path = dir.join("codex-package.json");
@@ -495,7 +495,7 @@ fn unshare_flags() -> &'static [&'static str] {
 }
 
 /// Runs `script` with sh in a private user + mount namespace, with the environment of
-/// `codex-oss` for this scratch home plus BIN (codex-oss), H (CODEX_OSS_HOME) and
+/// `codex-oss` for this scratch home plus BIN (codex-oss), H (`CODEX_OSS_HOME`) and
 /// OUT (a directory outside the namespace's mounts for results).
 pub(crate) fn in_mount_namespace(
     scratch: &Scratch,

@@ -355,7 +355,7 @@ fn ollama_dying_mid_session_is_a_clear_error() {
     assert_no_processes_within(scratch.home(), GONE);
 }
 
-/// The launcher is SIGKILLed: no chance to clean up. Ollama and its runner must
+/// The launcher is `SIGKILLed`: no chance to clean up. Ollama and its runner must
 /// still go (parent-death signal, watchdog), and so must Codex (parent-death signal):
 /// nothing started from the scratch home may survive.
 #[test]

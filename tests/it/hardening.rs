@@ -472,7 +472,7 @@ fn a_world_writable_home_is_made_private_and_unpacked_again() {
 pub(crate) fn identity(pid: u32) -> serde_json::Value {
     let stat = fs_read(Path::new(&format!("/proc/{pid}/stat")));
     let after_name = &stat[stat.rfind(')').unwrap() + 1..];
-    let start: u64 = after_name
+    let started: u64 = after_name
         .split_whitespace()
         .nth(19)
         .unwrap()
@@ -480,7 +480,7 @@ pub(crate) fn identity(pid: u32) -> serde_json::Value {
         .unwrap();
     serde_json::json!({
         "pid": pid,
-        "start_time": start,
+        "start_time": started,
         "boot": fs_read(Path::new("/proc/sys/kernel/random/boot_id")).trim(),
         "namespace": std::fs::read_link("/proc/self/ns/pid").unwrap(),
     })

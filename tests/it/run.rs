@@ -153,7 +153,7 @@ fn the_users_model_flag_wins_and_strict_config_accepts_our_settings() {
     );
 }
 
-/// A stand-in Codex that records its arguments and environment, then exits with $EXIT_WITH.
+/// A stand-in Codex that records its arguments and environment, then exits with $`EXIT_WITH`.
 fn recording_codex(dir: &Path) -> PathBuf {
     let script = dir.join("recording-codex");
     std::fs::write(
@@ -273,9 +273,8 @@ fn a_users_own_server_is_used_and_none_is_started() {
     assert_no_processes_within(scratch.home(), Duration::from_secs(10));
     assert!(output.status.success(), "{}", output_text(&output));
     assert!(String::from_utf8_lossy(&output.stdout).contains(REPLY));
-    let logs = std::fs::read_dir(scratch.oss_home().join("logs"))
-        .map(|d| d.count())
-        .unwrap_or(0);
+    let logs =
+        std::fs::read_dir(scratch.oss_home().join("logs")).map_or(0, std::iter::Iterator::count);
     assert_eq!(
         logs, 0,
         "an embedded server was started although CODEX_OSS_BASE_URL was set"

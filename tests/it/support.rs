@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// A scratch HOME with CODEX_OSS_HOME inside it; removed when dropped.
+/// A scratch HOME with `CODEX_OSS_HOME` inside it; removed when dropped.
 pub struct Scratch {
     dir: tempfile::TempDir,
 }
@@ -22,7 +22,7 @@ impl Scratch {
         self.dir.path()
     }
 
-    /// CODEX_OSS_HOME: everything codex-oss writes.
+    /// `CODEX_OSS_HOME`: everything codex-oss writes.
     pub fn oss_home(&self) -> PathBuf {
         self.dir.path().join(".codex-oss")
     }
