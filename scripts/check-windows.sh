@@ -43,4 +43,12 @@ unset RUSTC_WRAPPER RUSTC_WORKSPACE_WRAPPER RUSTUP_TOOLCHAIN CARGO_BUILD_TARGET 
   CODEX_OSS_PAYLOAD_MIRROR CODEX_OSS_DOWNLOAD_CACHE CODEX_OSS_ZSTD_LEVEL CODEX_OSS_KEEP_GPU_LIBS
 
 echo "checking the $TARGET build with $("$DEBIAN_CARGO" --version) and $("$RUSTC" --version)" >&2
-"$DEBIAN_CARGO" check --locked -Z build-std=std,panic_abort --target "$TARGET" --bin codex-oss
+# Warnings fail the check as clippy's -D warnings does on Linux (RUSTFLAGS would also
+# apply to the standard library and rebuild it: read cargo's report instead).
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+"$DEBIAN_CARGO" check --locked -Z build-std=std,panic_abort --target "$TARGET" --bin codex-oss 2>&1 | tee "$log" >&2
+if grep -q '^warning: `codex-oss`' "$log"; then
+  echo "error: the Windows build has warnings (above)" >&2
+  exit 1
+fi

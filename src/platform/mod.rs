@@ -24,6 +24,22 @@ pub use self::windows::*;
 /// The hidden first argument that makes `codex-oss` a server's watchdog (Unix).
 pub const WATCHDOG_COMMAND: &str = "__watchdog";
 
+/// Why a directory that codex-oss runs code from cannot be trusted as it is.
+#[derive(Debug, PartialEq, Eq)]
+#[cfg_attr(
+    windows,
+    allow(
+        dead_code,
+        reason = "ACLs, not modes, keep a Windows profile folder private"
+    )
+)]
+pub enum Exposure {
+    /// Owned by another user (uid).
+    OtherOwner(u32),
+    /// Ours, but group or others may write to it (its mode).
+    Writable(u32),
+}
+
 /// How long a process tree gets to stop after the polite request before it is killed.
 pub const STOP_GRACE: Duration = Duration::from_secs(5);
 
@@ -33,6 +49,7 @@ pub enum Received {
     /// SIGINT, Ctrl-C, Ctrl-Break.
     Interrupt,
     /// SIGTERM.
+    #[cfg_attr(windows, allow(dead_code, reason = "Windows has no SIGTERM"))]
     Terminate,
     /// SIGHUP, or the console window closing.
     Hangup,

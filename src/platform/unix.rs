@@ -10,7 +10,7 @@ use nix::unistd::Pid;
 use process_wrap::tokio::{ChildWrapper, CommandWrap};
 use tokio::signal::unix::{signal, SignalKind};
 
-use super::Received;
+use super::{Exposure, Received};
 
 mod watchdog;
 pub use watchdog::{run_watchdog, Watchdog};
@@ -187,15 +187,6 @@ pub fn private_dir_builder() -> std::fs::DirBuilder {
 
 pub fn make_symlink(target: &Path, link: &Path) -> io::Result<()> {
     std::os::unix::fs::symlink(target, link)
-}
-
-/// Why a directory that codex-oss runs code from cannot be trusted as it is.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Exposure {
-    /// Owned by another user (uid).
-    OtherOwner(u32),
-    /// Ours, but group or others may write to it (its mode).
-    Writable(u32),
 }
 
 /// Whether others could have changed what `meta` describes.

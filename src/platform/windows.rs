@@ -8,7 +8,7 @@ use std::time::Duration;
 use process_wrap::tokio::{ChildWrapper, CommandWrap, CreationFlags, JobObject, KillOnDrop};
 use windows::Win32::System::Threading::CREATE_NEW_PROCESS_GROUP;
 
-use super::Received;
+use super::{Exposure, Received};
 
 /// The launcher's console event handlers, installed once and read as they arrive.
 pub struct Signals {
@@ -155,13 +155,6 @@ pub fn private_dir_builder() -> std::fs::DirBuilder {
 /// Release archives for Windows carry no links; copy the target if one appears.
 pub fn make_symlink(target: &Path, link: &Path) -> io::Result<()> {
     std::fs::copy(link.parent().unwrap_or(Path::new(".")).join(target), link).map(|_| ())
-}
-
-/// Why a directory that codex-oss runs code from cannot be trusted as it is.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Exposure {
-    OtherOwner(u32),
-    Writable(u32),
 }
 
 /// A profile folder is private to its user by its ACL; codex-oss does not inspect ACLs.
