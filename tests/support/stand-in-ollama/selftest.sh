@@ -132,8 +132,8 @@ response.output_text.done response.content_part.done response.output_item.done r
   check "responses completed carries usage" contains "$out" '"total_tokens":'
   check "responses non-stream" \
     contains "$(api POST /v1/responses '{"model":"gpt-oss:20b","input":"hi"}')" '"text":"Hello from the stand-in model."'
-  check "responses unknown model -> 404" \
-    contains "$(api POST /v1/responses '{"model":"nope","stream":true,"input":"hi"}')" $'"type":"not_found_error","param":null,"code":null}}\n404'
+  check "responses unknown model -> 404 (json.Encoder: newline)" \
+    contains "$(api POST /v1/responses '{"model":"nope","stream":true,"input":"hi"}')" $'"type":"not_found_error","param":null,"code":null}}\n\n404'
   check "chat completions stream" \
     contains "$(api POST /v1/chat/completions '{"model":"gpt-oss:20b","stream":true,"messages":[]}')" 'data: [DONE]'
   check "chat completions non-stream" \
@@ -353,6 +353,149 @@ test_fault_knobs() {
   check "EXIT_AFTER_MS: runner gone too" dead "$runner"
 }
 
+post() { # post PATH BODY OUT: the response body to OUT, the HTTP status to OUT.code
+  curl -sS -N --max-time 30 -X POST "http://127.0.0.1:$PORT$1" -d "$2" -o "$3" -w '%{http_code}' >"$3.code"
+}
+
+sse() { # sse FILE EXPR: Python EXPR holds; body = FILE's text, names/data = its SSE events
+  python3 - "$1" "$2" <<'EOF'
+import json, re, sys
+body = open(sys.argv[1], encoding="utf-8").read()
+ev = []
+for block in body.split("\n\n"):
+    lines = block.strip("\n").split("\n")
+    if len(lines) == 2 and lines[0].startswith("event: ") and lines[1].startswith("data: "):
+        ev.append((lines[0][7:], json.loads(lines[1][6:])))
+names = [n for n, _ in ev]
+data = [d for _, d in ev]
+sys.exit(0 if eval("(" + sys.argv[2] + "\n)") else 1)
+EOF
+}
+
+test_scripted_tools() {
+  local script="$work/script.json" bodies="$work/bodies.log" out="$work/out"
+  local args='{"cmd":"apply_patch <<'"'"'EOF'"'"'\n*** Begin Patch\n*** End Patch\nEOF\n","yield_time_ms":500,"opts":{"z":1,"a":2.0}}'
+  printf '[{"call":"exec_command","arguments":%s},{"reply":"Done: {output}"},{"call":"ns.tool","arguments":{"x":"y"},"thinking":"I should look.","deltas":3},{"reply":"Bye {output}","thinking":"All done."}]' \
+    "$args" >"$script"
+  rm -f "$bodies"
+  start_server STAND_IN_OLLAMA_SCRIPT="$script" STAND_IN_OLLAMA_BODY_LOG="$bodies"
+  api POST /api/pull '{"model":"gpt-oss:20b"}' >/dev/null
+  local tools='"tools":[{"type":"function","name":"exec_command","parameters":{"type":"object","properties":{"cmd":{"type":"string"}}}},{"type":"namespace","name":"ns","tools":[{"type":"function","name":"tool"}]}]'
+  local user='{"type":"message","role":"user","content":[{"type":"input_text","text":"hi"}]}'
+  local req0='{"model":"gpt-oss:20b","stream":true,"instructions":"Be brief.","reasoning":{"effort":"medium","summary":"auto"},'"$tools"',"input":['"$user"']}'
+  post /v1/responses "$req0" "$out"
+  check "script turn 0: HTTP 200" test "$(cat "$out.code")" = 200
+  check "script call: Ollama's event sequence" sse "$out" 'names == ["response.created", "response.in_progress",
+    "response.output_item.added", "response.function_call_arguments.delta",
+    "response.function_call_arguments.done", "response.output_item.done", "response.completed"]'
+  check "script call: sequence_number 0..6, type = event name" sse "$out" \
+    '[d["sequence_number"] for d in data] == list(range(7)) and all(d["type"] == n for n, d in ev)'
+  check "script call: output_item.added is the in-progress function_call" sse "$out" \
+    'data[2]["output_index"] == 0 and set(data[2]["item"]) == {"id", "type", "status", "call_id", "name", "arguments"}
+     and data[2]["item"]["type"] == "function_call" and data[2]["item"]["status"] == "in_progress"
+     and data[2]["item"]["arguments"] == "" and data[2]["item"]["name"] == "exec_command"
+     and re.fullmatch(r"call_[a-z0-9]{8}", data[2]["item"]["call_id"])
+     and re.fullmatch(r"fc_[0-9]+_0", data[2]["item"]["id"])'
+  check "script call: arguments as Go marshals them (script order, nested sorted, <>& escaped)" sse "$out" \
+    'data[3]["delta"] == data[4]["arguments"] == "{\"cmd\":\"apply_patch \\u003c\\u003c\x27EOF\x27\\n*** Begin Patch\\n*** End Patch\\nEOF\\n\",\"yield_time_ms\":500,\"opts\":{\"a\":2,\"z\":1}}"'
+  check "script call: delta/done name the item and its output_index" sse "$out" \
+    'all(d["item_id"] == data[2]["item"]["id"] and d["output_index"] == 0 for d in data[3:5])
+     and set(data[3]) == {"delta", "item_id", "output_index", "sequence_number", "type"}
+     and set(data[4]) == {"arguments", "item_id", "output_index", "sequence_number", "type"}'
+  check "script call: output_item.done is the completed call" sse "$out" \
+    'data[5]["item"] == dict(data[2]["item"], status="completed", arguments=data[4]["arguments"])
+     and data[5]["output_index"] == 0'
+  check "script call: response.completed has the call and usage" sse "$out" \
+    'data[6]["response"]["output"] == [data[5]["item"]] and data[6]["response"]["status"] == "completed"
+     and data[6]["response"]["usage"]["total_tokens"] > 0 and data[6]["response"]["completed_at"]
+     and data[0]["response"]["completed_at"] is None and data[0]["response"]["usage"] is None'
+  check "script call: response echoes instructions, reasoning, tools (Go map fields)" sse "$out" \
+    '(r := data[6]["response"])["instructions"] == "Be brief."
+     and r["reasoning"] == {"effort": "medium", "summary": "auto"}
+     and r["tools"][1] == {"type": "namespace", "name": "ns", "description": None, "strict": None, "parameters": None}
+     and r["temperature"] == 1 and r["top_p"] == 1 and "1.0" not in body'
+  check "script call: event data keys sorted, as Go marshals maps" sse "$out" \
+    'all(list(d) == sorted(d) and list(d.get("response", {})) == sorted(d.get("response", {})) for d in data)'
+  check "script call: the same request again (a retry) gets the same turn" bash -c \
+    "curl -sS -X POST 'http://127.0.0.1:$PORT/v1/responses' -d '$req0' | grep -q function_call_arguments.done"
+  check "body log: the whole /v1/responses body" grep -qxF "POST /v1/responses $req0" "$bodies"
+
+  local call='{"type":"function_call","call_id":"call_abc","name":"exec_command","arguments":"{}"}'
+  local fco='{"type":"function_call_output","call_id":"call_abc","output":"hello <world>\nline 2\n"}'
+  post /v1/responses '{"model":"gpt-oss:20b","stream":true,"input":['"$user,$call,$fco"']}' "$out"
+  check "script reply: message events in order" sse "$out" 'names == ["response.created", "response.in_progress",
+    "response.output_item.added", "response.content_part.added"] + ["response.output_text.delta"] * (len(names) - 8)
+    + ["response.output_text.done", "response.content_part.done", "response.output_item.done", "response.completed"]'
+  check "script reply: {output} is the function_call_output's output" sse "$out" \
+    'data[-4]["text"] == "Done: hello <world>\nline 2\n" == "".join(d["delta"] for d in data[4:-4])
+     and "\\u003cworld\\u003e" in body and data[-1]["response"]["output"][0]["content"][0]["text"] == data[-4]["text"]'
+
+  local msg='{"type":"message","role":"assistant","content":[{"type":"output_text","text":"Done."}]}'
+  local user2='{"role":"user","content":"and now?"}'
+  post /v1/responses '{"model":"gpt-oss:20b","stream":true,'"$tools"',"input":['"$user,$call,$fco,$msg,$user2"']}' "$out"
+  check "script turn 2 (after a reply): thinking, then a namespaced call in 3 deltas" sse "$out" \
+    'names[2:] == ["response.output_item.added"] + ["response.reasoning_summary_text.delta"] * 3
+      + ["response.reasoning_summary_text.done", "response.output_item.done", "response.output_item.added"]
+      + ["response.function_call_arguments.delta"] * 3
+      + ["response.function_call_arguments.done", "response.output_item.done", "response.completed"]
+     and data[2]["item"] == {"id": data[2]["item"]["id"], "type": "reasoning", "summary": []}
+     and data[7]["item"]["summary"] == [{"type": "summary_text", "text": "I should look."}]
+     and data[7]["output_index"] == 0 and data[8]["output_index"] == 1 and data[8]["item"]["name"] == "ns.tool"
+     and "".join(d["delta"] for d in data[9:12]) == data[12]["arguments"] == "{\"x\":\"y\"}"
+     and [i["type"] for i in data[-1]["response"]["output"]] == ["reasoning", "function_call"]'
+  check "no warning for a declared namespace member" bash -c "! grep -q 'does not declare' '$work/server.err'"
+  post /v1/responses '{"model":"gpt-oss:20b","stream":true,"tools":[{"type":"web_search"}],"input":['"$user,$call,$fco,$msg,$user2"']}' "$out"
+  check "web_search tool: the reasoning item ends after the call (WebSearchResponsesWriter)" sse "$out" \
+    'names[-5:] == ["response.function_call_arguments.done", "response.output_item.done",
+      "response.reasoning_summary_text.done", "response.output_item.done", "response.completed"]
+     and data[2]["output_index"] == 0 and data[6]["output_index"] == 0 and data[-2]["output_index"] == 1
+     and [i["type"] for i in data[-1]["response"]["output"]] == ["function_call", "reasoning"]'
+  check "a call of an undeclared tool is logged" grep -q 'level=WARN .*does not declare.*tool=ns.tool' "$work/server.err"
+
+  local call2='{"type":"function_call","call_id":"call_def","name":"ns.tool","arguments":"{\"x\":\"y\"}"}'
+  local fco2='{"type":"function_call_output","call_id":"call_def","output":[{"type":"input_text","text":"part one, "},{"type":"input_text","text":"part two"}]}'
+  post /v1/responses '{"model":"gpt-oss:20b","stream":true,"input":['"$user,$call,$fco,$msg,$user2,$call2,$fco2"']}' "$out"
+  check "script turn 3: thinking, then a reply quoting an output array" sse "$out" \
+    'names[2:4] == ["response.output_item.added", "response.reasoning_summary_text.delta"]
+     and data[-4]["text"] == "Bye part one, part two" and data[-4]["output_index"] == 1
+     and [i["type"] for i in data[-1]["response"]["output"]] == ["reasoning", "message"]'
+  local msg2='{"type":"message","role":"assistant","content":[{"type":"output_text","text":"Bye"}]}'
+  post /v1/responses '{"model":"gpt-oss:20b","stream":true,"input":['"$user,$call,$fco,$msg,$user2,$call2,$fco2,$msg2"']}' "$out"
+  check "past the script's end: STAND_IN_OLLAMA_REPLY" sse "$out" 'data[-4]["text"] == "Hello from the stand-in model."'
+
+  post /v1/responses '{"model":"gpt-oss:20b","input":['"$user"']}' "$out"
+  check "non-stream call: ToResponse's function_call item, json.Encoder newline" sse "$out" \
+    're.fullmatch(r"fc_resp_[0-9]+_0", (o := json.loads(body)["output"][0])["id"]) and o["status"] == "completed"
+     and list(o) == ["id", "type", "status", "call_id", "name", "arguments"] and body.endswith("}\n")'
+
+  local e
+  for e in none minimal low medium high xhigh ultra max; do
+    post /v1/responses '{"model":"gpt-oss:20b","stream":true,"input":"hi","reasoning":{"effort":"'$e'"}}' "$out"
+    check "reasoning effort $e accepted" test "$(cat "$out.code")" = 200
+  done
+  post /v1/responses '{"model":"gpt-oss:20b","stream":true,"input":"hi","reasoning":{"effort":"extreme"}}' "$out"
+  check "invalid effort: HTTP 400" test "$(cat "$out.code")" = 400
+  check "invalid effort: Ollama's error body" test "$(cat "$out")" = \
+    '{"error":{"message":"invalid reasoning value: \"extreme\" (must be \"minimal\", \"low\", \"medium\", \"high\", \"xhigh\", \"ultra\", \"max\", or \"none\")","type":"invalid_request_error","param":null,"code":null}}'
+  post /v1/responses '{"model":"nope","stream":true,"input":"hi","reasoning":{"effort":"extreme"}}' "$out"
+  check "invalid effort: checked before the model" test "$(cat "$out.code")" = 400
+  post /v1/responses '{"model":"gpt-oss:20b","stream":true,"input":[{"type":"custom_tool_call","call_id":"x"}]}' "$out"
+  check "unknown input item type: 400" contains "$(cat "$out")" \
+    '"message":"input[0]: unknown input item type: \"custom_tool_call\"","type":"invalid_request_error"'
+  post /v1/responses '{"model":"nope","stream":true,"input":"hi","tools":[{"type":"web_search"}]}' "$out"
+  check "unknown model, web_search tool, streaming: HTTP 200 + response.failed" sse "$out" \
+    'names == ["response.created", "response.in_progress", "response.failed"]
+     and data[2]["response"]["error"] == {"code": "api_error", "message": "model \x27nope\x27 not found"}'
+  stop_server
+
+  echo '[{"call": 5}]' >"$script"
+  start_server STAND_IN_OLLAMA_SCRIPT="$script"
+  post /v1/responses '{"model":"gpt-oss:20b","stream":true,"input":"hi"}' "$out"
+  check "malformed script: HTTP 500 naming the knob" bash -c \
+    "test \"\$(cat '$out.code')\" = 500 && grep -q 'stand-in: STAND_IN_OLLAMA_SCRIPT=' '$out'"
+  stop_server
+}
+
 main() {
   stage "$work/root"
   test_command_line
@@ -366,6 +509,7 @@ main() {
   test_server_config
   test_resume_and_prune
   test_fault_knobs
+  test_scripted_tools
   echo "$passed passed, $failed failed"
   [ "$failed" -eq 0 ]
 }
