@@ -35,6 +35,9 @@ impl EnvVars {
     /// Browser origins allowed to call Ollama: never passed to the embedded one.
     pub const OLLAMA_ORIGINS: &'static str = "OLLAMA_ORIGINS";
 
+    /// Codex's own configuration directory (default `~/.codex`).
+    pub const CODEX_HOME: &'static str = "CODEX_HOME";
+
     /// Hosts reached without a proxy (both spellings are read by HTTP clients).
     pub const NO_PROXY: &'static str = "NO_PROXY";
     pub const NO_PROXY_LOWER: &'static str = "no_proxy";

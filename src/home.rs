@@ -48,6 +48,11 @@ impl Home {
         self.root.join("models")
     }
 
+    /// Model catalogs written for Codex (see `catalog`).
+    pub fn catalogs(&self) -> PathBuf {
+        self.root.join("catalogs")
+    }
+
     pub fn logs(&self) -> PathBuf {
         self.root.join("logs")
     }

@@ -27,10 +27,18 @@ pub struct Target<'a> {
     pub port: Option<u16>,
     pub model: &'a str,
     pub context_length: u32,
+    /// The model catalog for the local model (see `catalog`), when Codex accepts it.
+    pub catalog: Option<&'a Path>,
 }
 
 /// Codex's arguments: ours first (unless the user gave the same), then the user's.
-pub fn codex_args(user: &[OsString], model: &str, context_length: u32) -> Vec<OsString> {
+///
+/// Besides the provider, model and context window: the model catalog, a reasoning
+/// effort gpt-oss supports (Codex would send the one in the user's cloud config, or
+/// none), web search off (Ollama maps it to ollama.com's search, which needs an account
+/// and the network; `--search` turns it back on), and no update checks or tips from
+/// the embedded Codex, which codex-oss updates itself.
+pub fn codex_args(user: &[OsString], target: &Target<'_>) -> Vec<OsString> {
     let mut args: Vec<OsString> = Vec::new();
     if !has_flag(user, &["--oss"]) {
         args.push("--oss".into());
@@ -39,19 +47,53 @@ pub fn codex_args(user: &[OsString], model: &str, context_length: u32) -> Vec<Os
         args.extend(["--local-provider".into(), "ollama".into()]);
     }
     if user_model(user).is_none() {
-        args.extend(["-m".into(), model.into()]);
+        args.extend(["-m".into(), target.model.into()]);
     }
-    let compact = context_length - context_length / 10;
-    for (key, value) in [
-        ("model_context_window", context_length),
-        ("model_auto_compact_token_limit", compact),
-    ] {
+    let context = target.context_length;
+    let mut settings = vec![
+        ("model_context_window", context.to_string()),
+        (
+            "model_auto_compact_token_limit",
+            (context - context / 10).to_string(),
+        ),
+    ];
+    if let Some(catalog) = target.catalog {
+        settings.push(("model_catalog_json", crate::catalog::toml_string(catalog)));
+    }
+    if crate::catalog::is_gpt_oss(user_model(user).as_deref().unwrap_or(target.model)) {
+        settings.push((
+            "model_reasoning_effort",
+            crate::catalog::DEFAULT_EFFORT.to_owned(),
+        ));
+    }
+    if !has_flag(user, &["--search"]) {
+        settings.push(("web_search", "\"disabled\"".to_owned()));
+    }
+    settings.push(("check_for_update_on_startup", "false".to_owned()));
+    settings.push(("tui.show_tooltips", "false".to_owned()));
+    for (key, value) in settings {
         if !has_config(user, key) {
             args.extend(["-c".into(), format!("{key}={value}").into()]);
         }
     }
     args.extend(user.iter().cloned());
     args
+}
+
+/// True when the user sets Codex's `key` on the command line (`-c key=...`) or at the
+/// top of their own Codex config (`$CODEX_HOME/config.toml`, else `~/.codex/config.toml`).
+pub fn user_sets(user: &[OsString], key: &str) -> bool {
+    if has_config(user, key) {
+        return true;
+    }
+    let codex_home = std::env::var_os(EnvVars::CODEX_HOME)
+        .filter(|v| !v.is_empty())
+        .map(std::path::PathBuf::from)
+        .or_else(|| dirs::home_dir().map(|home| home.join(".codex")));
+    codex_home
+        .and_then(|dir| std::fs::read_to_string(dir.join("config.toml")).ok())
+        .and_then(|text| text.parse::<toml::Table>().ok())
+        .is_some_and(|table| table.contains_key(key))
 }
 
 /// The arguments before a lone `--` (after it everything is a prompt).
@@ -114,7 +156,7 @@ pub fn user_model(user: &[OsString]) -> Option<String> {
 
 /// Runs Codex to the end and returns its exit status.
 pub async fn run_codex(codex: &Path, user: &[OsString], target: &Target<'_>) -> Result<ExitStatus> {
-    let args = codex_args(user, target.model, target.context_length);
+    let args = codex_args(user, target);
     tracing::debug!("running {} {:?}", codex.display(), args);
     let mut command = tokio::process::Command::new(codex);
     command
@@ -131,12 +173,27 @@ pub async fn run_codex(codex: &Path, user: &[OsString], target: &Target<'_>) -> 
     command
         .env(EnvVars::NO_PROXY, &no_proxy)
         .env(EnvVars::NO_PROXY_LOWER, &no_proxy);
+    if let Some(path) = path_with_resources(codex) {
+        command.env(EnvVars::PATH, path);
+    }
     // Codex without its server is of no use: it ends with the launcher, however that ends.
     platform::die_with_launcher(&mut command);
     let mut child = command
         .spawn()
         .with_context(|| format!("could not start Codex ({})", codex.display()))?;
     wait_forwarding_signals(&mut child).await
+}
+
+/// PATH with Codex's own helpers (`codex-resources/`: bubblewrap for its Linux sandbox)
+/// appended, so a system copy still comes first; `None` when Codex has none beside it.
+fn path_with_resources(codex: &Path) -> Option<OsString> {
+    let resources = codex.parent()?.parent()?.join("codex-resources");
+    if !resources.is_dir() {
+        return None;
+    }
+    let current = std::env::var_os(EnvVars::PATH).unwrap_or_default();
+    let dirs = std::env::split_paths(&current).chain(std::iter::once(resources));
+    std::env::join_paths(dirs).ok()
 }
 
 /// The user's `NO_PROXY` and `no_proxy` (both kept, in that order), with the loopback
@@ -184,9 +241,20 @@ mod tests {
         args.into_iter().map(|a| a.into_string().unwrap()).collect()
     }
 
+    fn target(catalog: Option<&Path>) -> Target<'_> {
+        Target {
+            base_url: "http://127.0.0.1:1/v1",
+            port: Some(1),
+            model: "gpt-oss:20b",
+            context_length: 32768,
+            catalog,
+        }
+    }
+
     #[test]
     fn our_flags_go_first_and_user_args_follow_unchanged() {
-        let args = strings(codex_args(&os(&["exec", "say hi"]), "gpt-oss:20b", 32768));
+        let catalog = Path::new("/h/catalogs/ab.json");
+        let args = strings(codex_args(&os(&["exec", "say hi"]), &target(Some(catalog))));
         assert_eq!(
             args,
             [
@@ -199,6 +267,16 @@ mod tests {
                 "model_context_window=32768",
                 "-c",
                 "model_auto_compact_token_limit=29492",
+                "-c",
+                "model_catalog_json=\"/h/catalogs/ab.json\"",
+                "-c",
+                "model_reasoning_effort=medium",
+                "-c",
+                "web_search=\"disabled\"",
+                "-c",
+                "check_for_update_on_startup=false",
+                "-c",
+                "tui.show_tooltips=false",
                 "exec",
                 "say hi"
             ]
@@ -213,14 +291,29 @@ mod tests {
             "--local-provider=lmstudio",
             "-c",
             "model_context_window=8192",
+            "-c",
+            "model_catalog_json=/mine.json",
+            "--search",
+            "-c",
+            "model_reasoning_effort=high",
             "exec",
         ]);
-        let args = strings(codex_args(&user, "gpt-oss:20b", 32768));
+        let args = strings(codex_args(&user, &target(Some(Path::new("/ours.json")))));
         assert!(!args.contains(&"gpt-oss:20b".to_owned()));
         assert!(!args.contains(&"ollama".to_owned()));
         assert!(!args.contains(&"model_context_window=32768".to_owned()));
         assert!(args.contains(&"model_auto_compact_token_limit=29492".to_owned()));
+        assert!(!args.iter().any(|a| a.contains("ours.json")));
+        assert!(!args.iter().any(|a| a.starts_with("web_search")));
+        assert!(!args.iter().any(|a| a == "model_reasoning_effort=medium"));
         assert_eq!(user_model(&user).as_deref(), Some("mine"));
+    }
+
+    #[test]
+    fn an_effort_only_for_gpt_oss() {
+        let args = strings(codex_args(&os(&["-m", "qwen3:8b", "exec"]), &target(None)));
+        assert!(!args.iter().any(|a| a.starts_with("model_reasoning_effort")));
+        assert!(!args.iter().any(|a| a.starts_with("model_catalog_json")));
     }
 
     #[test]

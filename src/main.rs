@@ -13,6 +13,7 @@ macro_rules! out {
     };
 }
 
+mod catalog;
 mod cli;
 mod commands;
 mod connection;

@@ -10,7 +10,7 @@ use crate::connection::Connection;
 use crate::launch::{self, Target};
 use crate::platform::{self, interrupted};
 use crate::settings::Settings;
-use crate::{tools, ui};
+use crate::{catalog, tools, ui};
 
 pub async fn run(user_args: Vec<OsString>) -> Result<ExitCode> {
     let settings = super::settings(launch::user_model(&user_args))?;
@@ -50,11 +50,13 @@ async fn session(
     }
 
     let v1 = connection.v1_url().to_owned();
+    let catalog = catalog_for(settings, codex, user_args);
     let target = Target {
         base_url: &v1,
         port: connection.port(),
         model: &settings.model,
         context_length: settings.context_length,
+        catalog: catalog.as_deref(),
     };
     let codex_run = launch::run_codex(codex, user_args, &target);
     tokio::pin!(codex_run);
@@ -71,6 +73,26 @@ async fn session(
         return Ok(ExitCode::from(if code == 0 { 1 } else { code }));
     }
     Ok(ExitCode::from(platform::exit_code(status)))
+}
+
+/// The model catalog for this run, unless the user has their own or Codex rejects ours
+/// (then one warning, and Codex runs on its fallback metadata).
+fn catalog_for(
+    settings: &Settings,
+    codex: &std::path::Path,
+    user_args: &[OsString],
+) -> Option<std::path::PathBuf> {
+    if launch::user_sets(user_args, "model_catalog_json") {
+        return None;
+    }
+    let path = catalog::write(&settings.home, &settings.model, settings.context_length)
+        .map_err(|err| ui::warn(format!("running Codex without a model catalog: {err:#}")))
+        .ok()?;
+    if catalog::codex_accepts(codex, &path) {
+        return Some(path);
+    }
+    catalog::warn_rejected_once(codex, &path);
+    None
 }
 
 /// Resolves if the embedded server exits; never for a user's own server.
