@@ -1,6 +1,6 @@
 //! The model catalog that tells Codex about the local model (`-c model_catalog_json=FILE`).
 //!
-//! Codex knows the metadata of OpenAI's models only: for gpt-oss it warns that it falls
+//! Codex knows the metadata of OpenAI's models only: for `gpt-oss` it warns that it falls
 //! back to defaults, sends no reasoning effort, and sizes its context by guesswork. A
 //! catalog (`{"models":[...]}`, the shape of `ModelInfo` in Codex's `codex-rs/protocol`,
 //! checked field by field against the pinned Codex) replaces its built-in list for the
@@ -36,6 +36,10 @@ struct Catalog<'a> {
     models: [ModelInfo<'a>; 1],
 }
 
+#[allow(
+    clippy::struct_excessive_bools,
+    reason = "the shape of Codex's ModelInfo"
+)]
 /// The fields of Codex's `ModelInfo` that the pinned Codex requires, and the optional
 /// ones that matter here. No `apply_patch_tool_type`: Codex accepts only `freeform`
 /// there, a custom tool that Ollama's Responses endpoint turns into a function without
@@ -133,7 +137,7 @@ pub fn json(model: &str, context_length: u32) -> String {
 pub fn write(home: &Home, model: &str, context_length: u32) -> Result<PathBuf> {
     let text = json(model, context_length);
     let digest = Sha256::digest(text.as_bytes());
-    let name: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    let name = crate::payload::hex(&digest[..8]);
     let dir = home.catalogs();
     let path = dir.join(format!("{name}.json"));
     if std::fs::read(&path).is_ok_and(|existing| existing == text.as_bytes()) {
@@ -194,7 +198,7 @@ fn executable_id(path: &Path) -> String {
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
         .map_or(0, |d| d.as_nanos());
     let digest = Sha256::digest(format!("{}\0{size}\0{mtime}", path.display()).as_bytes());
-    digest[..6].iter().map(|b| format!("{b:02x}")).collect()
+    crate::payload::hex(&digest[..6])
 }
 
 /// A path as a TOML string, which is how `-c key=value` reads its value.
