@@ -1,6 +1,6 @@
 //! The model catalog that tells Codex about the local model (`-c model_catalog_json=FILE`).
 //!
-//! Codex knows the metadata of OpenAI's models only: for `gpt-oss` it warns that it falls
+//! Codex only knows the metadata of its own cloud models: for `gpt-oss` it warns that it falls
 //! back to defaults, sends no reasoning effort, and sizes its context by guesswork. A
 //! catalog (`{"models":[...]}`, the shape of `ModelInfo` in Codex's `codex-rs/protocol`,
 //! checked field by field against the pinned Codex) replaces its built-in list for the
