@@ -67,6 +67,15 @@ pub enum ModelsCommand {
     Pull { model: Option<String> },
     /// Delete a model from the local store.
     Rm { model: String },
+    /// Take a model from another Ollama's store (hard links on the same disk, else a copy;
+    /// every blob checked), instead of downloading it again.
+    Import {
+        /// The other store (default: ~/.ollama/models, then the Linux service's).
+        path: Option<std::path::PathBuf>,
+        /// The model (default: `CODEX_OSS_MODEL` or gpt-oss:20b).
+        #[arg(long, short)]
+        model: Option<String>,
+    },
 }
 
 /// What the command line asks for.

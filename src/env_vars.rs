@@ -21,6 +21,8 @@ impl EnvVars {
     pub const CODEX_OSS_CODEX: &'static str = "CODEX_OSS_CODEX";
     /// Seconds a model download may go without a word from Ollama.
     pub const CODEX_OSS_PULL_TIMEOUT: &'static str = "CODEX_OSS_PULL_TIMEOUT";
+    /// `0`: never take a missing model from another Ollama store.
+    pub const CODEX_OSS_IMPORT: &'static str = "CODEX_OSS_IMPORT";
     /// The launcher's diagnostics, an env-filter (`warn`, `info`, `debug`).
     pub const CODEX_OSS_LOG: &'static str = "CODEX_OSS_LOG";
 

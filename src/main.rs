@@ -20,6 +20,7 @@ mod connection;
 mod env_vars;
 mod home;
 mod http;
+mod import;
 mod launch;
 mod lock;
 mod model;

@@ -131,11 +131,8 @@ impl Ollama {
             .any(|m| canonical(&m.name) == want))
     }
 
-    /// Pulls `model` unless Ollama has it; `models_dir` is checked for free space first.
-    pub async fn ensure(&self, model: &str, models_dir: &Path) -> Result<()> {
-        if self.has(model).await? {
-            return Ok(());
-        }
+    /// Pulls `model` after checking `models_dir` has room for it.
+    pub async fn pull_checked(&self, model: &str, models_dir: &Path) -> Result<()> {
         preflight(model, models_dir)?;
         self.pull(model, models_dir).await
     }

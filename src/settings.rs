@@ -116,6 +116,9 @@ pub struct Settings {
     pub ollama: Option<PathBuf>,
     pub codex: Option<PathBuf>,
     pub pull_timeout: Duration,
+    /// Other Ollama stores to take a missing model from (none with `CODEX_OSS_IMPORT=0`,
+    /// or when `OLLAMA_MODELS` makes the user's store codex-oss's own).
+    pub import_from: Vec<PathBuf>,
     pub notices: Vec<Notice>,
 }
 
@@ -180,6 +183,7 @@ impl Settings {
             }
         }
         Ok(Settings {
+            import_from: import_from(env, inputs.user_home.as_deref(), models.is_some())?,
             home: Home::new(root, models),
             model: inputs
                 .model_flag
@@ -321,6 +325,30 @@ fn base_url(env: &Env) -> Result<Option<String>, SettingsError> {
     }
 }
 
+/// The stores a missing model may be imported from: `CODEX_OSS_IMPORT=0` turns this
+/// off, and a user-set `OLLAMA_MODELS` is codex-oss's store already.
+fn import_from(
+    env: &Env,
+    user_home: Option<&Path>,
+    models_set: bool,
+) -> Result<Vec<PathBuf>, SettingsError> {
+    let enabled = match env.get(EnvVars::CODEX_OSS_IMPORT) {
+        None | Some("1") => true,
+        Some("0") => false,
+        Some(other) => {
+            return Err(SettingsError(format!(
+                "{}={other}: expected 0 (do not import models from other Ollama stores) or 1",
+                EnvVars::CODEX_OSS_IMPORT
+            )))
+        }
+    };
+    Ok(if enabled && !models_set {
+        crate::import::candidate_stores(user_home)
+    } else {
+        Vec::new()
+    })
+}
+
 /// `CODEX_OSS_PULL_TIMEOUT` in seconds, else 300.
 fn pull_timeout(env: &Env) -> Result<Duration, SettingsError> {
     let Some(value) = env.get(EnvVars::CODEX_OSS_PULL_TIMEOUT) else {
@@ -386,6 +414,10 @@ mod tests {
         assert_eq!(s.base_url, None);
         assert_eq!((s.ollama, s.codex), (None, None));
         assert_eq!(s.pull_timeout, Duration::from_secs(300));
+        assert_eq!(
+            s.import_from.first(),
+            Some(&PathBuf::from("/home/u/.ollama/models"))
+        );
         assert!(s.notices.is_empty());
         let large = resolve_with(&Env::default(), None, 32 * GIB, None).unwrap();
         assert_eq!(large.context_length, 65_536);
@@ -415,7 +447,15 @@ mod tests {
         assert_eq!(s.ollama.as_deref(), Some(Path::new("/work/bin/ollama")));
         assert_eq!(s.codex.as_deref(), Some(Path::new("/opt/codex")));
         assert_eq!(s.pull_timeout, Duration::from_secs(7));
+        assert!(
+            s.import_from.is_empty(),
+            "OLLAMA_MODELS is the user's store"
+        );
         assert!(s.notices.is_empty(), "{:?}", s.notices);
+        assert!(resolve([("CODEX_OSS_IMPORT", "0")])
+            .unwrap()
+            .import_from
+            .is_empty());
     }
 
     #[test]
@@ -489,6 +529,7 @@ mod tests {
             ),
             (("CODEX_OSS_PULL_TIMEOUT", "0"), "300"),
             (("CODEX_OSS_PULL_TIMEOUT", "soon"), "300"),
+            (("CODEX_OSS_IMPORT", "no"), "expected 0"),
         ] {
             let message = error([env]);
             assert!(

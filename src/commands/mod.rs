@@ -13,6 +13,8 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 
 use crate::cli::{Cli, Command, Invocation};
+use crate::model::Ollama;
+use crate::settings::Settings;
 
 pub fn dispatch(invocation: Invocation) -> Result<ExitCode> {
     let cli = match invocation {
@@ -47,11 +49,41 @@ pub fn dispatch(invocation: Invocation) -> Result<ExitCode> {
 
 /// The run's settings, after making sure the home is there and is the user's alone; the
 /// notices they carry are printed once, here.
-fn settings(model_flag: Option<String>) -> Result<crate::settings::Settings> {
-    let settings = crate::settings::Settings::load(model_flag)?;
+fn settings(model_flag: Option<String>) -> Result<Settings> {
+    let settings = Settings::load(model_flag)?;
     settings.announce();
     settings.home.ensure()?;
     Ok(settings)
+}
+
+/// Makes sure Ollama has `model`: taken from another Ollama's store that has it (see
+/// `import`), else pulled.
+async fn ensure_model(client: &Ollama, settings: &Settings, model: &str) -> Result<()> {
+    if client.has(model).await? {
+        return Ok(());
+    }
+    if let Some(done) = import_model(settings, model, settings.import_from.clone()).await? {
+        crate::ui::info(done.describe(model));
+        if client.has(model).await? {
+            return Ok(());
+        }
+    }
+    client.pull_checked(model, &settings.home.models()).await
+}
+
+/// Runs an import (hashing gigabytes) on a blocking thread.
+async fn import_model(
+    settings: &Settings,
+    model: &str,
+    stores: Vec<std::path::PathBuf>,
+) -> Result<Option<crate::import::Imported>> {
+    if stores.is_empty() {
+        return Ok(None);
+    }
+    let (model, ours) = (model.to_owned(), settings.home.models());
+    tokio::task::spawn_blocking(move || crate::import::import(&model, &stores, &ours))
+        .await
+        .context("the import stopped")
 }
 
 /// A current-thread runtime: child processes are started from the main thread, which

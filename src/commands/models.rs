@@ -1,4 +1,4 @@
-//! `codex-oss models list|pull|rm`: the local model store, through Ollama's API.
+//! `codex-oss models list|pull|rm|import`: the local model store, through Ollama's API.
 
 use std::process::ExitCode;
 
@@ -33,7 +33,29 @@ async fn act(connection: &Connection, settings: &Settings, command: ModelsComman
         }
         ModelsCommand::Pull { model } => {
             let model = model.unwrap_or_else(|| settings.model.clone());
-            client.ensure(&model, &settings.home.models()).await?;
+            super::ensure_model(&client, settings, &model).await?;
+        }
+        ModelsCommand::Import { path, model } => {
+            let model = model.unwrap_or_else(|| settings.model.clone());
+            if client.has(&model).await? {
+                out!("{model} is already in {}", settings.home.models().display());
+                return Ok(());
+            }
+            let stores = path.map_or_else(
+                || crate::import::candidate_stores(dirs::home_dir().as_deref()),
+                |p| vec![p],
+            );
+            match super::import_model(settings, &model, stores.clone()).await? {
+                Some(done) => out!("{}", done.describe(&model)),
+                None => anyhow::bail!(
+                    "{model} was not taken from {}: `codex-oss models pull {model}` downloads it",
+                    stores
+                        .iter()
+                        .map(|s| s.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(" or ")
+                ),
+            }
         }
         ModelsCommand::Rm { model } => {
             client.delete(&model).await?;

@@ -39,9 +39,8 @@ async fn session(
     user_args: &[OsString],
 ) -> Result<ExitCode> {
     let client = connection.client()?;
-    let models_dir = settings.home.models();
     tokio::select! {
-        pulled = client.ensure(&settings.model, &models_dir) => pulled?,
+        ready = super::ensure_model(&client, settings, &settings.model) => ready?,
         signal = interrupted() => {
             ui::info("stopped; the download resumes where it left off on the next run");
             return Ok(signal.exit_code());
