@@ -85,6 +85,8 @@ pub enum Invocation {
     Codex(Vec<OsString>),
     /// Internal: the watchdog process of a server (see `platform::Watchdog`).
     Watchdog(String),
+    /// Internal: the keeper of a shared server (home, key; see `shared`).
+    Keeper(String, String),
 }
 
 /// True when `word` starts the launcher's own grammar: one of its subcommands (as
@@ -106,6 +108,15 @@ pub fn parse(args: Vec<OsString>) -> Invocation {
                 .unwrap_or_default()
                 .to_owned(),
         ),
+        Some(crate::shared::KEEPER_COMMAND) => {
+            let arg = |i: usize| {
+                args.get(i)
+                    .and_then(|a| a.to_str())
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            Invocation::Keeper(arg(2), arg(3))
+        }
         Some(word) if is_launcher_word(word) => Invocation::Launcher(Cli::parse_from(args)),
         _ => Invocation::Codex(args.into_iter().skip(1).collect()),
     }

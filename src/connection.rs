@@ -1,5 +1,6 @@
-//! An Ollama to talk to: the user's own (`CODEX_OSS_BASE_URL`) or the embedded one,
-//! started for this run and stopped when the run ends.
+//! An Ollama to talk to: the user's own (`CODEX_OSS_BASE_URL`), the embedded one
+//! shared with other codex-oss runs (see `shared`), or one started for this run alone
+//! (`--no-share`, `CODEX_OSS_SHARE=0`, `serve`) and stopped when the run ends.
 
 use std::time::Duration;
 
@@ -8,10 +9,14 @@ use anyhow::Result;
 use crate::model::Ollama;
 use crate::server::{self, Server};
 use crate::settings::Settings;
+use crate::shared::Shared;
 use crate::tools::{self, Tool};
 
 pub struct Connection {
+    /// A server of this run's own.
     pub server: Option<Server>,
+    /// A server shared with other runs.
+    pub shared: Option<Shared>,
     /// `http://HOST:PORT`
     pub base: String,
     /// `http://HOST:PORT/v1`, what Codex calls `CODEX_OSS_BASE_URL`.
@@ -21,12 +26,23 @@ pub struct Connection {
 }
 
 impl Connection {
+    /// The user's server, else the shared one (when `settings.share`), else a private one.
     pub async fn open(settings: &Settings) -> Result<Connection> {
+        Connection::open_with(settings, settings.share).await
+    }
+
+    /// The user's server, else one of this run's own.
+    pub async fn open_private(settings: &Settings) -> Result<Connection> {
+        Connection::open_with(settings, false).await
+    }
+
+    async fn open_with(settings: &Settings, share: bool) -> Result<Connection> {
         if let Some(url) = &settings.base_url {
             server::check_external(url).await?;
             let base = url.trim_end_matches('/').trim_end_matches("/v1").to_owned();
             return Ok(Connection {
                 server: None,
+                shared: None,
                 base,
                 v1_url: url.clone(),
                 pull_timeout: settings.pull_timeout,
@@ -34,6 +50,20 @@ impl Connection {
             });
         }
         let tool = tools::resolve(tools::ollama, settings).await?;
+        crate::registry::stop_stale(&settings.home, &tool.path);
+        if share {
+            if let Some(shared) = Shared::join(settings, &tool.path).await? {
+                let base = shared.base_url();
+                return Ok(Connection {
+                    v1_url: format!("{base}/v1"),
+                    base,
+                    server: None,
+                    shared: Some(shared),
+                    pull_timeout: settings.pull_timeout,
+                    _tool: Some(tool),
+                });
+            }
+        }
         let server = Server::start(server::Config {
             executable: &tool.path,
             home: &settings.home,
@@ -46,6 +76,7 @@ impl Connection {
             v1_url: format!("{base}/v1"),
             base,
             server: Some(server),
+            shared: None,
             pull_timeout: settings.pull_timeout,
             _tool: Some(tool),
         })
@@ -61,10 +92,27 @@ impl Connection {
     }
 
     pub fn port(&self) -> Option<u16> {
-        self.server.as_ref().map(Server::port)
+        self.server
+            .as_ref()
+            .map(Server::port)
+            .or_else(|| self.shared.as_ref().map(Shared::port))
     }
 
-    /// Stops the embedded server, if this connection started one.
+    /// Resolves if the embedded server stops; never for a user's own server.
+    pub async fn server_gone(&mut self) -> String {
+        if let Some(server) = self.server.as_mut() {
+            let status = server.wait_exit().await;
+            return server.died_message(status);
+        }
+        if let Some(shared) = &self.shared {
+            shared.wait_gone().await;
+            return shared.died_message();
+        }
+        std::future::pending().await
+    }
+
+    /// Stops this run's own server; leaves a shared one to its keeper (this run's lease
+    /// goes with the connection).
     pub async fn close(mut self) {
         if let Some(server) = self.server.take() {
             server.stop().await;

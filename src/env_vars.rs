@@ -23,6 +23,8 @@ impl EnvVars {
     pub const CODEX_OSS_PULL_TIMEOUT: &'static str = "CODEX_OSS_PULL_TIMEOUT";
     /// `0`: never take a missing model from another Ollama store.
     pub const CODEX_OSS_IMPORT: &'static str = "CODEX_OSS_IMPORT";
+    /// `0`: a server of its own for every run, not one shared between runs.
+    pub const CODEX_OSS_SHARE: &'static str = "CODEX_OSS_SHARE";
     /// The launcher's diagnostics, an env-filter (`warn`, `info`, `debug`).
     pub const CODEX_OSS_LOG: &'static str = "CODEX_OSS_LOG";
 

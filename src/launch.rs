@@ -96,6 +96,22 @@ pub fn user_sets(user: &[OsString], key: &str) -> bool {
         .is_some_and(|table| table.contains_key(key))
 }
 
+/// Removes the launcher's own `flag` from Codex's arguments (before a lone `--`);
+/// true when it was there.
+pub fn take_flag(user: &mut Vec<OsString>, flag: &str) -> bool {
+    let end = user
+        .iter()
+        .position(|a| a.as_os_str() == OsStr::new("--"))
+        .unwrap_or(user.len());
+    let before = user.len();
+    let mut index = 0;
+    user.retain(|arg| {
+        index += 1;
+        index > end || arg.as_os_str() != OsStr::new(flag)
+    });
+    user.len() != before
+}
+
 /// The arguments before a lone `--` (after it everything is a prompt).
 fn options(user: &[OsString]) -> impl Iterator<Item = (usize, &str)> {
     user.iter()
@@ -307,6 +323,14 @@ mod tests {
         assert!(!args.iter().any(|a| a.starts_with("web_search")));
         assert!(!args.iter().any(|a| a == "model_reasoning_effort=medium"));
         assert_eq!(user_model(&user).as_deref(), Some("mine"));
+    }
+
+    #[test]
+    fn the_launchers_own_flag_is_taken_out_before_a_lone_dash_dash_only() {
+        let mut args = os(&["--no-share", "exec", "--", "--no-share"]);
+        assert!(take_flag(&mut args, "--no-share"));
+        assert_eq!(args, os(&["exec", "--", "--no-share"]));
+        assert!(!take_flag(&mut args, "--no-share"));
     }
 
     #[test]

@@ -20,6 +20,8 @@ pub enum Mode {
     Exclusive,
 }
 
+/// How long a wait goes before it is said.
+const QUIET_WAIT: Duration = Duration::from_millis(700);
 /// How often a busy lock is tried again.
 const POLL: Duration = Duration::from_millis(50);
 
@@ -70,7 +72,8 @@ pub fn wait(path: &Path, mode: Mode, what: &str, patience: Duration) -> io::Resu
     let start = Instant::now();
     let mut said = false;
     while try_take(&file, mode, path)? == Taken::Busy {
-        if !said {
+        // A wait of a moment (another run starting) goes unsaid.
+        if !said && start.elapsed() > QUIET_WAIT {
             crate::ui::info(format!("waiting for another codex-oss to finish {what}"));
             said = true;
         }

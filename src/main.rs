@@ -29,6 +29,7 @@ mod platform;
 mod registry;
 mod server;
 mod settings;
+mod shared;
 mod tools;
 mod ui;
 

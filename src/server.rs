@@ -34,7 +34,7 @@ use crate::platform;
 use crate::registry::Registration;
 
 /// How long Ollama gets to answer `/api/version` after starting.
-const READY_DEADLINE: Duration = Duration::from_secs(60);
+pub const READY_DEADLINE: Duration = Duration::from_secs(60);
 /// Log files kept in `<home>/logs`.
 const LOGS_KEPT: usize = 20;
 
@@ -52,7 +52,8 @@ pub enum Bind {
 }
 
 impl Bind {
-    fn ollama_host(&self) -> String {
+    /// The `OLLAMA_HOST` the server gets.
+    pub fn ollama_host(&self) -> String {
         match self {
             Bind::Auto => "127.0.0.1:0".to_owned(),
             Bind::Port(port) => format!("127.0.0.1:{port}"),
@@ -101,7 +102,6 @@ pub struct Server {
 impl Server {
     /// Starts Ollama and waits until it answers `GET /api/version`.
     pub async fn start(config: Config<'_>) -> Result<Server> {
-        crate::registry::stop_stale(config.home, config.executable);
         let log = new_log_path(config.home)?;
         let log_file = std::fs::File::create(&log)
             .with_context(|| format!("could not create log file {}", log.display()))?;
@@ -134,6 +134,10 @@ impl Server {
 
     pub fn port(&self) -> u16 {
         self.addr.port()
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
     }
 
     pub fn log_path(&self) -> &Path {

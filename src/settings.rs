@@ -119,6 +119,8 @@ pub struct Settings {
     /// Other Ollama stores to take a missing model from (none with `CODEX_OSS_IMPORT=0`,
     /// or when `OLLAMA_MODELS` makes the user's store codex-oss's own).
     pub import_from: Vec<PathBuf>,
+    /// Share the embedded server with other runs (`CODEX_OSS_SHARE=0`, `--no-share`: not).
+    pub share: bool,
     pub notices: Vec<Notice>,
 }
 
@@ -201,6 +203,11 @@ impl Settings {
                 .get(EnvVars::CODEX_OSS_CODEX)
                 .map(|p| absolute(&inputs.cwd, p)),
             pull_timeout: pull_timeout(env)?,
+            share: switch(
+                env,
+                EnvVars::CODEX_OSS_SHARE,
+                "share the embedded Ollama between runs",
+            )?,
             notices,
         })
     }
@@ -332,21 +339,27 @@ fn import_from(
     user_home: Option<&Path>,
     models_set: bool,
 ) -> Result<Vec<PathBuf>, SettingsError> {
-    let enabled = match env.get(EnvVars::CODEX_OSS_IMPORT) {
-        None | Some("1") => true,
-        Some("0") => false,
-        Some(other) => {
-            return Err(SettingsError(format!(
-                "{}={other}: expected 0 (do not import models from other Ollama stores) or 1",
-                EnvVars::CODEX_OSS_IMPORT
-            )))
-        }
-    };
+    let enabled = switch(
+        env,
+        EnvVars::CODEX_OSS_IMPORT,
+        "import models from other Ollama stores",
+    )?;
     Ok(if enabled && !models_set {
         crate::import::candidate_stores(user_home)
     } else {
         Vec::new()
     })
+}
+
+/// A variable that turns something off with `0` (on by default, or with `1`).
+fn switch(env: &Env, name: &str, what: &str) -> Result<bool, SettingsError> {
+    match env.get(name) {
+        None | Some("1") => Ok(true),
+        Some("0") => Ok(false),
+        Some(other) => Err(SettingsError(format!(
+            "{name}={other}: expected 0 (do not {what}) or 1"
+        ))),
+    }
 }
 
 /// `CODEX_OSS_PULL_TIMEOUT` in seconds, else 300.
@@ -530,6 +543,7 @@ mod tests {
             (("CODEX_OSS_PULL_TIMEOUT", "0"), "300"),
             (("CODEX_OSS_PULL_TIMEOUT", "soon"), "300"),
             (("CODEX_OSS_IMPORT", "no"), "expected 0"),
+            (("CODEX_OSS_SHARE", "off"), "expected 0"),
         ] {
             let message = error([env]);
             assert!(

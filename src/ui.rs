@@ -35,17 +35,23 @@ pub fn stderr_is_terminal() -> bool {
 }
 
 pub fn info(message: impl std::fmt::Display) {
-    eprintln!("codex-oss: {message}");
+    say(format_args!("codex-oss: {message}"));
 }
 
 pub fn warn(message: impl std::fmt::Display) {
-    eprintln!("codex-oss: warning: {message}");
+    say(format_args!("codex-oss: warning: {message}"));
 }
 
 /// `error: <message>` and then one `  caused by:` line per underlying cause.
 pub fn error(err: &anyhow::Error) {
-    eprintln!("codex-oss: error: {err}");
+    say(format_args!("codex-oss: error: {err}"));
     for cause in err.chain().skip(1) {
-        eprintln!("  caused by: {cause}");
+        say(format_args!("  caused by: {cause}"));
     }
+}
+
+/// A line on stderr; a closed stderr is no reason to stop (`eprintln!` would panic).
+fn say(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
 }

@@ -20,6 +20,17 @@ pub fn run() -> Result<ExitCode> {
             }
         }
     }
+    let shared = crate::shared::running(home);
+    if shared.is_empty() {
+        out!("shared server: none running");
+    }
+    for (url, leases, log) in shared {
+        out!(
+            "shared server: {url}, used by {leases} codex-oss run{}, log {}",
+            if leases == 1 { "" } else { "s" },
+            log.display()
+        );
+    }
     Ok(if healthy {
         ExitCode::SUCCESS
     } else {

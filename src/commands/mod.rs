@@ -19,6 +19,9 @@ use crate::settings::Settings;
 pub fn dispatch(invocation: Invocation) -> Result<ExitCode> {
     let cli = match invocation {
         Invocation::Watchdog(pgid) => return Ok(crate::platform::run_watchdog(&pgid)),
+        Invocation::Keeper(home, key) => {
+            return block_on(async move { Ok(crate::shared::keep(&home, &key).await) })
+        }
         Invocation::Codex(args) => return block_on(run::run(args)),
         Invocation::Launcher(cli) => cli,
     };

@@ -12,8 +12,10 @@ use crate::platform::{self, interrupted};
 use crate::settings::Settings;
 use crate::{catalog, tools, ui};
 
-pub async fn run(user_args: Vec<OsString>) -> Result<ExitCode> {
-    let settings = super::settings(launch::user_model(&user_args))?;
+pub async fn run(mut user_args: Vec<OsString>) -> Result<ExitCode> {
+    let no_share = launch::take_flag(&mut user_args, "--no-share");
+    let mut settings = super::settings(launch::user_model(&user_args))?;
+    settings.share &= !no_share;
     let (codex, mut connection) = tokio::select! {
         ready = prepare(&settings) => ready?,
         signal = interrupted() => return Ok(signal.exit_code()),
@@ -45,7 +47,7 @@ async fn session(
             ui::info("stopped; the download resumes where it left off on the next run");
             return Ok(signal.exit_code());
         }
-        status = server_exit(connection) => bail!("{}", died(connection, status)),
+        message = connection.server_gone() => bail!("{message}"),
     }
 
     let v1 = connection.v1_url().to_owned();
@@ -61,10 +63,7 @@ async fn session(
     tokio::pin!(codex_run);
     let (status, server_died) = tokio::select! {
         status = &mut codex_run => (status?, None),
-        status = server_exit(connection) => {
-            let message = died(connection, status);
-            (codex_run.await?, Some(message))
-        }
+        message = connection.server_gone() => (codex_run.await?, Some(message)),
     };
     if let Some(message) = server_died {
         ui::error(&anyhow::anyhow!(message));
@@ -92,19 +91,4 @@ fn catalog_for(
     }
     catalog::warn_rejected_once(codex, &path);
     None
-}
-
-/// Resolves if the embedded server exits; never for a user's own server.
-async fn server_exit(connection: &mut Connection) -> Option<std::process::ExitStatus> {
-    match connection.server.as_mut() {
-        Some(server) => server.wait_exit().await,
-        None => std::future::pending().await,
-    }
-}
-
-fn died(connection: &Connection, status: Option<std::process::ExitStatus>) -> String {
-    connection.server.as_ref().map_or_else(
-        || "Ollama stopped unexpectedly".to_owned(),
-        |s| s.died_message(status),
-    )
 }

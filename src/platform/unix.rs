@@ -97,6 +97,18 @@ pub fn die_with_launcher(command: &mut tokio::process::Command) {
     let _ = command;
 }
 
+/// Starts the child in a session of its own: no terminal's signals reach it, and it
+/// outlives the launcher that started it (a shared server's keeper).
+pub fn detach(command: &mut tokio::process::Command) {
+    // SAFETY: setsid is async-signal-safe.
+    unsafe {
+        command.pre_exec(|| {
+            nix::unistd::setsid()?;
+            Ok(())
+        });
+    }
+}
+
 /// True when `pid` leads a process group of its own, as the embedded server does: only
 /// such a process is stopped as a tree.
 pub fn leads_its_tree(pid: u32) -> bool {

@@ -81,6 +81,13 @@ pub fn run_watchdog(_pgid: &str) -> std::process::ExitCode {
     std::process::ExitCode::SUCCESS
 }
 
+/// Starts the child detached from the console and out of its Ctrl-C group: it outlives
+/// the launcher that started it (a shared server's keeper).
+pub fn detach(command: &mut tokio::process::Command) {
+    const DETACHED_PROCESS: u32 = 0x0000_0008;
+    command.creation_flags(DETACHED_PROCESS | CREATE_NEW_PROCESS_GROUP.0);
+}
+
 /// Any process can be stopped with its descendants.
 pub fn leads_its_tree(_pid: u32) -> bool {
     true

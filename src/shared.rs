@@ -1,0 +1,430 @@
+//! One embedded server for every codex-oss with the same settings: two terminals with
+//! Codex load gpt-oss:20b once, not twice.
+//!
+//! Theory of operation. The server belongs to a keeper, a small detached `codex-oss
+//! __keeper` process in a session of its own, not to any one launcher, so it outlives
+//! the launcher that started it (even a SIGKILLed one) while others use it. Each
+//! launcher holds a lease: an exclusive lock on a file of its own under
+//! `<home>/run/shared/<key>.leases/`, which the kernel releases when the launcher dies,
+//! however it dies. The keeper counts live leases a few times a second and stops the
+//! server when none is left. If the keeper itself is killed, the server goes with it
+//! (parent-death signal and watchdog, as for any embedded server).
+//!
+//! `<key>` names the settings that make servers interchangeable (Ollama executable,
+//! model store, context length, bind address). Joining and starting happen under
+//! `<key>.lock`, so launchers that start at the same moment end up with one server;
+//! the keeper takes the same lock before it stops, so a launcher never joins a server
+//! that is going away. `<key>.json` records the server (address, log, the keeper's
+//! identity: pid plus start time and boot, so a reused pid is never taken for it).
+
+use std::fs::File;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncBufReadExt;
+
+use crate::home::Home;
+use crate::lock;
+use crate::platform::{self, ProcessIdentity};
+use crate::server::{self, Server};
+use crate::settings::Settings;
+
+/// The hidden first argument that makes `codex-oss` a shared server's keeper.
+pub const KEEPER_COMMAND: &str = "__keeper";
+/// How often the keeper counts leases.
+const LEASE_POLL: Duration = Duration::from_millis(200);
+/// How long a launcher waits for another one that is starting the server.
+const START_PATIENCE: Duration = Duration::from_secs(120);
+
+/// What makes two servers interchangeable.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerSettings {
+    pub executable: PathBuf,
+    pub models: PathBuf,
+    pub context_length: u32,
+    pub bind: String,
+}
+
+impl ServerSettings {
+    pub fn of(settings: &Settings, executable: &Path) -> ServerSettings {
+        ServerSettings {
+            executable: executable.to_owned(),
+            models: settings.home.models(),
+            context_length: settings.context_length,
+            bind: settings.bind.ollama_host(),
+        }
+    }
+
+    /// A short stable name for these settings.
+    pub fn key(&self) -> String {
+        let text = serde_json::to_string(self).expect("settings serialise");
+        crate::payload::hex(&Sha256::digest(text.as_bytes())[..8])
+    }
+
+    /// The first setting in which `other` differs, said for the user.
+    fn difference(&self, other: &ServerSettings) -> Option<String> {
+        if self.models != other.models {
+            Some(format!("model store {}", other.models.display()))
+        } else if self.context_length != other.context_length {
+            Some(format!("context length {}", other.context_length))
+        } else if self.bind != other.bind {
+            Some(format!("address {}", other.bind))
+        } else if self.executable != other.executable {
+            Some(format!("Ollama {}", other.executable.display()))
+        } else {
+            None
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Record {
+    keeper: ProcessIdentity,
+    addr: SocketAddr,
+    log: PathBuf,
+    settings: ServerSettings,
+}
+
+fn dir(home: &Home) -> PathBuf {
+    home.run().join("shared")
+}
+
+fn leases_dir(home: &Home, key: &str) -> PathBuf {
+    dir(home).join(format!("{key}.leases"))
+}
+
+fn record_path(home: &Home, key: &str) -> PathBuf {
+    dir(home).join(format!("{key}.json"))
+}
+
+fn lock_path(home: &Home, key: &str) -> PathBuf {
+    dir(home).join(format!("{key}.lock"))
+}
+
+fn read_record(path: &Path) -> Option<Record> {
+    serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+}
+
+/// This launcher's claim on a shared server; the lock goes with the process.
+struct Lease {
+    path: PathBuf,
+    _file: File,
+}
+
+impl Lease {
+    /// `None` on a filesystem without locks: nobody could tell the lease is alive.
+    fn take(dir: &Path) -> Result<Option<Lease>> {
+        crate::home::make_private_dir(dir)
+            .with_context(|| format!("could not create {}", dir.display()))?;
+        // Locked under a name the keeper ignores, then renamed: the keeper never sees an
+        // unlocked lease of a live launcher.
+        let (file, new) = tempfile::Builder::new()
+            .prefix(&format!("{}-", std::process::id()))
+            .suffix(".new")
+            .tempfile_in(dir)
+            .with_context(|| format!("could not create a lease in {}", dir.display()))?
+            .keep()
+            .context("could not keep the lease file")?;
+        let path = new.with_extension("lease");
+        match lock::try_take(&file, lock::Mode::Exclusive, &new)? {
+            lock::Taken::Held => {
+                std::fs::rename(&new, &path).context("could not name the lease")?;
+                Ok(Some(Lease { path, _file: file }))
+            }
+            lock::Taken::Busy | lock::Taken::NoLocks => {
+                let _ = std::fs::remove_file(&new);
+                Ok(None)
+            }
+        }
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// A shared server this launcher uses.
+pub struct Shared {
+    addr: SocketAddr,
+    log: PathBuf,
+    keeper: ProcessIdentity,
+    _lease: Lease,
+}
+
+impl Shared {
+    /// Joins the server for these settings, starting it (with its keeper) if there is
+    /// none. `None` where sharing cannot work (a filesystem without locks).
+    pub async fn join(settings: &Settings, executable: &Path) -> Result<Option<Shared>> {
+        let home = &settings.home;
+        let wanted = ServerSettings::of(settings, executable);
+        let key = wanted.key();
+        let Some(lease) = Lease::take(&leases_dir(home, &key))? else {
+            return Ok(None);
+        };
+        let lock_file = lock_path(home, &key);
+        let _lock = tokio::task::spawn_blocking(move || {
+            lock::wait(
+                &lock_file,
+                lock::Mode::Exclusive,
+                "starting Ollama",
+                START_PATIENCE,
+            )
+        })
+        .await
+        .context("waiting for the shared server's lock stopped")??;
+        let path = record_path(home, &key);
+        if let Some(record) = read_record(&path) {
+            if record.keeper.is_alive() && answers(record.addr).await {
+                tracing::info!("joining the shared Ollama at {}", record.addr);
+                return Ok(Some(Shared::from_record(record, lease)));
+            }
+        }
+        // Whatever the record says, its keeper is gone: never act on it.
+        let _ = std::fs::remove_file(&path);
+        explain_new_server(home, &wanted);
+        let record = start_keeper(home, &key).await?;
+        Ok(Some(Shared::from_record(record, lease)))
+    }
+
+    fn from_record(record: Record, lease: Lease) -> Shared {
+        Shared {
+            addr: record.addr,
+            log: record.log,
+            keeper: record.keeper,
+            _lease: lease,
+        }
+    }
+
+    /// `http://127.0.0.1:PORT`
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// Resolves when the server (its keeper) is gone.
+    pub async fn wait_gone(&self) {
+        while self.keeper.is_alive() {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    pub fn died_message(&self) -> String {
+        format!(
+            "Ollama stopped unexpectedly; its log is {}",
+            self.log.display()
+        )
+    }
+}
+
+/// True when the server answers `GET /api/version`.
+async fn answers(addr: SocketAddr) -> bool {
+    let Ok(client) = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(2))
+        .build()
+    else {
+        return false;
+    };
+    client
+        .get(format!("http://{addr}/api/version"))
+        .send()
+        .await
+        .is_ok_and(|resp| resp.status().is_success())
+}
+
+/// Says why a second server starts while another runs with other settings.
+fn explain_new_server(home: &Home, wanted: &ServerSettings) {
+    let Ok(entries) = std::fs::read_dir(dir(home)) else {
+        return;
+    };
+    let other = entries
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+        .filter_map(|e| read_record(&e.path()))
+        .filter(|r| r.keeper.is_alive())
+        .find_map(|r| wanted.difference(&r.settings));
+    if let Some(difference) = other {
+        crate::ui::info(format!(
+            "another codex-oss shares an Ollama with other settings ({difference}): starting one for these"
+        ));
+    }
+}
+
+/// Starts a keeper for `key` and waits until its server is ready (its first line).
+async fn start_keeper(home: &Home, key: &str) -> Result<Record> {
+    let exe = std::env::current_exe().context("could not find codex-oss itself")?;
+    let mut command = tokio::process::Command::new(exe);
+    command
+        .arg(KEEPER_COMMAND)
+        .arg(home.root())
+        .arg(key)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    platform::detach(&mut command);
+    let mut keeper = command.spawn().context("could not start Ollama's keeper")?;
+    let stdout = keeper.stdout.take().context("the keeper has no output")?;
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let first = tokio::time::timeout(
+        server::READY_DEADLINE + Duration::from_secs(10),
+        lines.next_line(),
+    )
+    .await
+    .context("Ollama's keeper did not report within its deadline")?
+    .context("could not read from Ollama's keeper")?;
+    match first.as_deref() {
+        Some("ready") => read_record(&record_path(home, key))
+            .context("Ollama's keeper said it was ready but left no record"),
+        Some(line) => bail!("{}", line.strip_prefix("failed: ").unwrap_or(line)),
+        None => bail!("Ollama's keeper stopped before the server was ready"),
+    }
+}
+
+/// The keeper: starts the server for `key`, reports `ready` (or `failed: ...`) on its
+/// stdout, and stops the server when no lease is left, or on SIGTERM.
+pub async fn keep(home_root: &str, key: &str) -> ExitCode {
+    match keep_inner(home_root, key).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            // The launcher reads this line; when it is gone, nobody does, and that is fine.
+            out!("failed: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn keep_inner(home_root: &str, key: &str) -> Result<()> {
+    let settings = Settings::load(None)?;
+    if settings.home.root() != Path::new(home_root) {
+        bail!("the keeper's home differs from its launcher's");
+    }
+    let tool = crate::tools::ollama(&settings)?;
+    let wanted = ServerSettings::of(&settings, &tool.path);
+    if wanted.key() != key {
+        bail!("the keeper's settings differ from its launcher's");
+    }
+    let home = &settings.home;
+    let mut server = Server::start(server::Config {
+        executable: &tool.path,
+        home,
+        bind: settings.bind.clone(),
+        context_length: settings.context_length,
+    })
+    .await?;
+    let record = Record {
+        keeper: ProcessIdentity::of(std::process::id()).context("no identity for the keeper")?,
+        addr: server.addr(),
+        log: server.log_path().to_owned(),
+        settings: wanted,
+    };
+    let path = record_path(home, key);
+    write_record(&path, &record)?;
+    out!("ready");
+
+    let mut signals = platform::Signals::new()?;
+    let reason = loop {
+        tokio::select! {
+            status = server.wait_exit() => {
+                let _ = std::fs::remove_file(&path);
+                break format!("the server stopped ({status:?})");
+            }
+            _ = signals.recv() => break "a signal".to_owned(),
+            () = tokio::time::sleep(LEASE_POLL) => {
+                if last_one_gone(home, key) {
+                    break "no launcher uses it any more".to_owned();
+                }
+            }
+        }
+    };
+    tracing::info!("stopping the shared Ollama: {reason}");
+    let _ = std::fs::remove_file(&path);
+    server.stop().await;
+    drop(tool);
+    Ok(())
+}
+
+/// True when no lease is alive, checked again under the key's lock so that no launcher
+/// joins while the server goes away. The lock is held until the keeper exits.
+fn last_one_gone(home: &Home, key: &str) -> bool {
+    if live_leases(&leases_dir(home, key)) > 0 {
+        return false;
+    }
+    let path = lock_path(home, key);
+    let Ok(file) = lock::open(&path) else {
+        return false;
+    };
+    if lock::try_take(&file, lock::Mode::Exclusive, &path).ok() != Some(lock::Taken::Held) {
+        return false; // a launcher is joining: look again later
+    }
+    if live_leases(&leases_dir(home, key)) > 0 {
+        return false;
+    }
+    let _ = std::fs::remove_file(record_path(home, key));
+    // Keep the lock until this process ends.
+    std::mem::forget(file);
+    true
+}
+
+/// Counts leases whose holder lives; removes those of holders that are gone.
+fn live_leases(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut live = 0;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.extension().is_none_or(|x| x != "lease") {
+            continue;
+        }
+        let Ok(file) = lock::open(&path) else {
+            continue;
+        };
+        match lock::try_take(&file, lock::Mode::Exclusive, &path) {
+            Ok(lock::Taken::Held) => {
+                let _ = std::fs::remove_file(&path);
+            }
+            _ => live += 1,
+        }
+    }
+    live
+}
+
+fn write_record(path: &Path, record: &Record) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut file = tempfile::NamedTempFile::new_in(dir)?;
+    std::io::Write::write_all(&mut file, &serde_json::to_vec(record)?)?;
+    file.persist(path)?;
+    Ok(())
+}
+
+/// The shared servers running now, with their live leases: for `doctor`.
+pub fn running(home: &Home) -> Vec<(String, usize, PathBuf)> {
+    let Ok(entries) = std::fs::read_dir(dir(home)) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+        .filter_map(|e| {
+            let record = read_record(&e.path())?;
+            let key = e.path().file_stem()?.to_string_lossy().into_owned();
+            record.keeper.is_alive().then(|| {
+                (
+                    format!("http://{}", record.addr),
+                    live_leases(&leases_dir(home, &key)),
+                    record.log,
+                )
+            })
+        })
+        .collect()
+}
