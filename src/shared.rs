@@ -3,7 +3,7 @@
 //!
 //! Theory of operation. The server belongs to a keeper, a small detached `codex-oss
 //! __keeper` process in a session of its own, not to any one launcher, so it outlives
-//! the launcher that started it (even a SIGKILLed one) while others use it. Each
+//! the launcher that started it (even one killed with `SIGKILL`) while others use it. Each
 //! launcher holds a lease: an exclusive lock on a file of its own under
 //! `<home>/run/shared/<key>.leases/`, which the kernel releases when the launcher dies,
 //! however it dies. The keeper counts live leases a few times a second and stops the
