@@ -60,6 +60,10 @@ pub fn codex() -> Option<&'static Payload> {
 
 const MANIFEST: &str = ".codex-oss-manifest.json";
 
+/// The largest zstd window a payload may use: 2^27 bytes (128 MiB of memory while
+/// unpacking). build/pack.rs compresses release payloads with it.
+const WINDOW_LOG: u32 = 27;
+
 /// Why a payload could not be unpacked. Each message says what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum UnpackError {
@@ -244,7 +248,12 @@ impl Payload {
             what: self.label(),
             detail,
         };
-        let decoder = zstd::Decoder::with_buffer(self.data).map_err(|e| corrupt(e.to_string()))?;
+        let mut decoder =
+            zstd::Decoder::with_buffer(self.data).map_err(|e| corrupt(e.to_string()))?;
+        // Release payloads use a long window (build/pack.rs); the decoder must allow it.
+        decoder
+            .window_log_max(WINDOW_LOG)
+            .map_err(|e| corrupt(e.to_string()))?;
         extract_tar(decoder, into).map_err(|e| match e {
             ExtractError::Bad(detail) => corrupt(detail),
             // Name the payload's directory, not the temporary one (removed when this fails).
@@ -269,68 +278,212 @@ enum ExtractError {
 /// drive path, no backslash), none written through a link, and no link pointing
 /// outside `into`. Returns a record of every file and link, with each file's mode as
 /// the filesystem kept it.
-fn extract_tar(reader: impl Read, into: &Path) -> Result<Vec<FileRecord>, ExtractError> {
+///
+/// Two threads share the work, as `zstd -dc | tar -x` does on two cores: a reader
+/// decompresses, checks and hashes the entries, and hands their bytes in large chunks
+/// to the calling thread, which writes them (a bounded queue keeps memory flat).
+fn extract_tar(
+    reader: impl Read + Send + 'static,
+    into: &Path,
+) -> Result<Vec<FileRecord>, ExtractError> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(QUEUED_CHUNKS);
+    let reading = std::thread::spawn(move || read_entries(reader, &tx));
+    let written = write_entries(&rx, into);
+    drop(rx); // a writer that stopped early stops the reader too
+    let read = reading
+        .join()
+        .unwrap_or_else(|_| Err(ExtractError::Bad("the archive reader failed".into())));
+    // A bad archive explains a failed write (the reader stopped mid-file); say that first.
+    read?;
+    let records = written?;
+    if records.is_empty() {
+        return Err(ExtractError::Bad("no files".into()));
+    }
+    Ok(records)
+}
+
+/// Bytes a file's content is handed over in.
+const CHUNK: usize = 1 << 20;
+/// Chunks in flight between the reader and the writer (memory: at most this many MiB).
+const QUEUED_CHUNKS: usize = 16;
+
+/// What the reader hands the writer.
+enum Piece {
+    Dir(Vec<String>),
+    Link {
+        rel: String,
+        parts: Vec<String>,
+        target: String,
+    },
+    FileStart {
+        rel: String,
+        parts: Vec<String>,
+        mode: u32,
+    },
+    Chunk(Vec<u8>),
+    FileEnd {
+        size: u64,
+        sha256: String,
+    },
+}
+
+/// The reader's side: entries checked, contents hashed and handed over.
+fn read_entries(
+    reader: impl Read,
+    tx: &std::sync::mpsc::SyncSender<Piece>,
+) -> Result<(), ExtractError> {
     let bad = |e: io::Error| ExtractError::Bad(e.to_string());
+    // The writer has stopped (it says why): nothing more to do.
+    let gone = || Ok(());
     let mut archive = tar::Archive::new(reader);
-    let mut records = Vec::new();
     for entry in archive.entries().map_err(bad)? {
         let mut entry = entry.map_err(bad)?;
         let rel = String::from_utf8(entry.path_bytes().into_owned())
             .map_err(|_| ExtractError::Bad("a file name is not UTF-8".into()))?;
-        let parts = plain_relative(&rel)?;
-        let path = parts
-            .iter()
-            .fold(into.to_path_buf(), |p, part| p.join(part));
+        let parts: Vec<String> = plain_relative(&rel)?
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
         let kind = entry.header().entry_type();
-        if kind.is_dir() {
-            create_dirs_within(into, &parts).map_err(ExtractError::Write)?;
-            continue;
-        }
-        create_dirs_within(into, &parts[..parts.len() - 1]).map_err(ExtractError::Write)?;
-        if kind.is_symlink() {
+        let piece = if kind.is_dir() {
+            Piece::Dir(parts)
+        } else if kind.is_symlink() {
             let target = entry
                 .link_name()
                 .ok()
                 .flatten()
-                .ok_or_else(|| ExtractError::Bad(format!("{rel}: a link without a target")))?;
-            let target = target.to_string_lossy().into_owned();
-            link_stays_within(&parts, &target)?;
-            platform::make_symlink(Path::new(&target), &path).map_err(ExtractError::Write)?;
-            records.push(FileRecord {
-                path: rel,
-                size: 0,
-                mode: 0,
-                sha256: String::new(),
-                mtime_ns: 0,
-                link: Some(target),
-            });
-            continue;
-        }
-        if !kind.is_file() {
+                .ok_or_else(|| ExtractError::Bad(format!("{rel}: a link without a target")))?
+                .to_string_lossy()
+                .into_owned();
+            let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
+            link_stays_within(&refs, &target)?;
+            Piece::Link { rel, parts, target }
+        } else if kind.is_file() {
+            let mode = entry.header().mode().unwrap_or(0o644);
+            if tx
+                .send(Piece::FileStart {
+                    rel: rel.clone(),
+                    parts,
+                    mode,
+                })
+                .is_err()
+            {
+                return gone();
+            }
+            let mut hasher = Sha256::new();
+            let mut size = 0u64;
+            loop {
+                let mut chunk = vec![0u8; CHUNK];
+                let n = read_full(&mut entry, &mut chunk)
+                    .map_err(|e| ExtractError::Bad(format!("{rel}: {e}")))?;
+                if n == 0 {
+                    break;
+                }
+                chunk.truncate(n);
+                hasher.update(&chunk);
+                size += n as u64;
+                if tx.send(Piece::Chunk(chunk)).is_err() {
+                    return gone();
+                }
+            }
+            Piece::FileEnd {
+                size,
+                sha256: hex(&hasher.finalize()),
+            }
+        } else {
             return Err(ExtractError::Bad(format!(
                 "{rel}: not a file, directory or link"
             )));
+        };
+        if tx.send(piece).is_err() {
+            return gone();
         }
-        let mode = entry.header().mode().unwrap_or(0o644);
-        let (size, sha256) = copy_hashed(&mut entry, &path).map_err(|e| match e {
-            CopyError::Read(e) => ExtractError::Bad(format!("{rel}: {e}")),
-            CopyError::Exists => ExtractError::Bad(format!("{rel} appears twice")),
-            CopyError::Write(e) => ExtractError::Write(e),
-        })?;
-        platform::set_mode(&path, mode).map_err(ExtractError::Write)?;
-        // Record what the filesystem kept: some (vfat, CIFS, drvfs) ignore chmod.
-        let meta = std::fs::metadata(&path).map_err(ExtractError::Write)?;
-        records.push(FileRecord {
-            path: rel,
-            size,
-            mode: platform::mode_of(&meta),
-            sha256,
-            mtime_ns: mtime_of(&meta),
-            link: None,
-        });
     }
-    if records.is_empty() {
-        return Err(ExtractError::Bad("no files".into()));
+    Ok(())
+}
+
+/// Fills `buf` as far as the reader allows; short only at the end.
+fn read_full(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match reader.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+/// The writer's side: directories, links and files, with a record of each.
+fn write_entries(
+    rx: &std::sync::mpsc::Receiver<Piece>,
+    into: &Path,
+) -> Result<Vec<FileRecord>, ExtractError> {
+    let mut records = Vec::new();
+    let mut made = std::collections::HashSet::new();
+    let mut open: Option<(String, std::fs::File, u32)> = None;
+    let under = |parts: &[String]| {
+        parts
+            .iter()
+            .fold(into.to_path_buf(), |p, part| p.join(part))
+    };
+    for piece in rx {
+        match piece {
+            Piece::Dir(parts) => {
+                create_dirs_within(into, &parts, &mut made).map_err(ExtractError::Write)?;
+            }
+            Piece::Link { rel, parts, target } => {
+                create_dirs_within(into, &parts[..parts.len() - 1], &mut made)
+                    .map_err(ExtractError::Write)?;
+                platform::make_symlink(Path::new(&target), &under(&parts))
+                    .map_err(ExtractError::Write)?;
+                records.push(FileRecord {
+                    path: rel,
+                    size: 0,
+                    mode: 0,
+                    sha256: String::new(),
+                    mtime_ns: 0,
+                    link: Some(target),
+                });
+            }
+            Piece::FileStart { rel, parts, mode } => {
+                create_dirs_within(into, &parts[..parts.len() - 1], &mut made)
+                    .map_err(ExtractError::Write)?;
+                // create_new: never write through a link or over an earlier entry.
+                let file = platform::create_new_file(&under(&parts), mode).map_err(|e| {
+                    if e.kind() == io::ErrorKind::AlreadyExists {
+                        ExtractError::Bad(format!("{rel} appears twice"))
+                    } else {
+                        ExtractError::Write(e)
+                    }
+                })?;
+                open = Some((rel, file, mode));
+            }
+            Piece::Chunk(bytes) => {
+                let (_, file, _) = open.as_mut().expect("a chunk belongs to a file");
+                file.write_all(&bytes).map_err(ExtractError::Write)?;
+            }
+            Piece::FileEnd { size, sha256 } => {
+                let (rel, file, mode) = open.take().expect("an end belongs to a file");
+                let mut meta = file.metadata().map_err(ExtractError::Write)?;
+                if platform::has_exec_bit(&meta) != (mode & 0o100 != 0) {
+                    // The umask took a bit the archive asked for.
+                    platform::set_mode(&into.join(&rel), mode).map_err(ExtractError::Write)?;
+                    meta = file.metadata().map_err(ExtractError::Write)?;
+                }
+                // Record what the filesystem kept: some (vfat, CIFS, drvfs) ignore chmod.
+                records.push(FileRecord {
+                    path: rel,
+                    size,
+                    mode: platform::mode_of(&meta),
+                    sha256,
+                    mtime_ns: mtime_of(&meta),
+                    link: None,
+                });
+            }
+        }
     }
     Ok(records)
 }
@@ -348,11 +501,19 @@ fn plain_relative(rel: &str) -> Result<Vec<&str>, ExtractError> {
 }
 
 /// Creates the directories `parts` below `root`, one at a time, refusing to go through
-/// anything that is not a directory (a link the archive made, say).
-fn create_dirs_within(root: &Path, parts: &[&str]) -> io::Result<()> {
+/// anything that is not a directory (a link the archive made, say). `made` remembers
+/// the directories already there, so each is looked at once.
+fn create_dirs_within(
+    root: &Path,
+    parts: &[String],
+    made: &mut std::collections::HashSet<PathBuf>,
+) -> io::Result<()> {
     let mut dir = root.to_path_buf();
     for part in parts {
         dir.push(part);
+        if made.contains(&dir) {
+            continue;
+        }
         match std::fs::symlink_metadata(&dir) {
             Ok(meta) if meta.is_dir() => {}
             Ok(_) => {
@@ -364,6 +525,7 @@ fn create_dirs_within(root: &Path, parts: &[&str]) -> io::Result<()> {
             Err(e) if e.kind() == io::ErrorKind::NotFound => make_private_dir(&dir)?,
             Err(e) => return Err(e),
         }
+        made.insert(dir.clone());
     }
     Ok(())
 }
@@ -414,39 +576,6 @@ impl FileRecord {
         // Same size but touched since unpacking: trust only the content.
         sha256_file(&path).is_ok_and(|hash| hash == self.sha256)
     }
-}
-
-enum CopyError {
-    Read(io::Error),
-    /// Something is already there (an earlier entry, or a link to elsewhere).
-    Exists,
-    Write(io::Error),
-}
-
-fn copy_hashed(reader: &mut impl Read, dest: &Path) -> Result<(u64, String), CopyError> {
-    // create_new: never write through a link or over an earlier entry.
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(dest)
-        .map_err(|e| match e.kind() {
-            io::ErrorKind::AlreadyExists => CopyError::Exists,
-            _ => CopyError::Write(e),
-        })?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut size = 0u64;
-    loop {
-        let n = reader.read(&mut buf).map_err(CopyError::Read)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        file.write_all(&buf[..n]).map_err(CopyError::Write)?;
-        size += n as u64;
-    }
-    file.flush().map_err(CopyError::Write)?;
-    Ok((size, hex(&hasher.finalize())))
 }
 
 fn sha256_file(path: &Path) -> io::Result<String> {
@@ -587,7 +716,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let into = dir.path().join("into");
         std::fs::create_dir(&into).unwrap();
-        let result = extract_tar(&tar_of(entries)[..], &into);
+        let result = extract_tar(io::Cursor::new(tar_of(entries)), &into);
         (dir, result)
     }
 

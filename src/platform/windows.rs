@@ -148,6 +148,14 @@ pub fn mode_of(_meta: &std::fs::Metadata) -> u32 {
     0o755
 }
 
+/// Creates a file that must not exist yet (no following a link to elsewhere).
+pub fn create_new_file(path: &Path, _mode: u32) -> io::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+}
+
 pub fn set_mode(_path: &Path, _mode: u32) -> io::Result<()> {
     Ok(())
 }
