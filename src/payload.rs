@@ -423,7 +423,7 @@ fn write_entries(
 ) -> Result<Vec<FileRecord>, ExtractError> {
     let mut records = Vec::new();
     let mut made = std::collections::HashSet::new();
-    let mut open: Option<(String, std::fs::File, u32)> = None;
+    let mut current: Option<(String, std::fs::File, u32)> = None;
     let under = |parts: &[String]| {
         parts
             .iter()
@@ -459,14 +459,14 @@ fn write_entries(
                         ExtractError::Write(e)
                     }
                 })?;
-                open = Some((rel, file, mode));
+                current = Some((rel, file, mode));
             }
             Piece::Chunk(bytes) => {
-                let (_, file, _) = open.as_mut().expect("a chunk belongs to a file");
+                let (_, file, _) = current.as_mut().expect("a chunk belongs to a file");
                 file.write_all(&bytes).map_err(ExtractError::Write)?;
             }
             Piece::FileEnd { size, sha256 } => {
-                let (rel, file, mode) = open.take().expect("an end belongs to a file");
+                let (rel, file, mode) = current.take().expect("an end belongs to a file");
                 let mut meta = file.metadata().map_err(ExtractError::Write)?;
                 if platform::has_exec_bit(&meta) != (mode & 0o100 != 0) {
                     // The umask took a bit the archive asked for.
