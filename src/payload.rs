@@ -422,7 +422,7 @@ fn write_entries(
     into: &Path,
 ) -> Result<Vec<FileRecord>, ExtractError> {
     let mut records = Vec::new();
-    let mut made = std::collections::HashSet::new();
+    let mut dirs_made = std::collections::HashSet::new();
     let mut current: Option<(String, std::fs::File, u32)> = None;
     let under = |parts: &[String]| {
         parts
@@ -432,10 +432,10 @@ fn write_entries(
     for piece in rx {
         match piece {
             Piece::Dir(parts) => {
-                create_dirs_within(into, &parts, &mut made).map_err(ExtractError::Write)?;
+                create_dirs_within(into, &parts, &mut dirs_made).map_err(ExtractError::Write)?;
             }
             Piece::Link { rel, parts, target } => {
-                create_dirs_within(into, &parts[..parts.len() - 1], &mut made)
+                create_dirs_within(into, &parts[..parts.len() - 1], &mut dirs_made)
                     .map_err(ExtractError::Write)?;
                 platform::make_symlink(Path::new(&target), &under(&parts))
                     .map_err(ExtractError::Write)?;
@@ -449,7 +449,7 @@ fn write_entries(
                 });
             }
             Piece::FileStart { rel, parts, mode } => {
-                create_dirs_within(into, &parts[..parts.len() - 1], &mut made)
+                create_dirs_within(into, &parts[..parts.len() - 1], &mut dirs_made)
                     .map_err(ExtractError::Write)?;
                 // create_new: never write through a link or over an earlier entry.
                 let file = platform::create_new_file(&under(&parts), mode).map_err(|e| {
