@@ -10,6 +10,8 @@
 mod archive;
 #[path = "build/fetch.rs"]
 mod fetch;
+#[path = "build/macho.rs"]
+mod macho;
 #[path = "build/pack.rs"]
 mod pack;
 #[path = "build/pins.rs"]

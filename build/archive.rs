@@ -71,6 +71,11 @@ pub fn read_trimmed(path: &Path, component: Component, target: &str) -> Result<T
         Format::Executable => return bare_executable(path, component, target),
     };
     strip_wrapper_dir(&mut entries, component);
+    if component == Component::Ollama {
+        if let Some(cpu) = crate::macho::cpu_type(target) {
+            thin_darwin(&mut entries, cpu).map_err(context)?;
+        }
+    }
     entries.sort_by(|a, b| a.path.cmp(&b.path));
     let entrypoint = find_entrypoint(&entries, component).ok_or_else(|| {
         context(format!(
@@ -86,6 +91,32 @@ pub fn read_trimmed(path: &Path, component: Component, target: &str) -> Result<T
         entries,
         entrypoint,
     })
+}
+
+/// For one Apple architecture: every universal file thinned to its slice, and what
+/// codex-oss never runs left out: `llama-quantize` (making quantized models), and the
+/// MLX runner's libraries (`mlx_metal_v*/`), which Ollama 0.32 loads only for
+/// safetensors models (`Model.IsMLX` in server/images.go); gpt-oss:20b from Ollama's
+/// library is GGUF and runs on the Metal backend built into `llama-server`.
+fn thin_darwin(entries: &mut Vec<Entry>, cpu: u32) -> Result<(), String> {
+    entries.retain(|e| {
+        let name = e.path.rsplit('/').next().unwrap_or(&e.path);
+        name != "llama-quantize"
+            && !e
+                .path
+                .split('/')
+                .any(|part| part.starts_with("mlx_metal_v"))
+    });
+    for entry in entries.iter_mut() {
+        if let EntryData::File(bytes) = &entry.data {
+            if let Some(slice) =
+                crate::macho::thin(bytes, cpu).map_err(|e| format!("{}: {e}", entry.path))?
+            {
+                entry.data = EntryData::File(slice);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// GPU backends live in subfolders of `lib/ollama/` (`cuda_v12`, `cuda_v13`, rocm, vulkan...).

@@ -12,6 +12,9 @@ mod archive;
 #[path = "../build/fetch.rs"]
 mod fetch;
 #[allow(dead_code)]
+#[path = "../build/macho.rs"]
+mod macho;
+#[allow(dead_code)]
 #[path = "../build/pins.rs"]
 mod pins;
 
@@ -536,6 +539,110 @@ fn ollama_keeps_executable_cpu_backends_and_runner_not_gpu_libraries() {
         assert_eq!(describe(&tree), trimmed_ollama(), "{name}");
         assert_eq!(file_bytes(&tree, "bin/ollama"), OLLAMA_EXE);
     }
+}
+
+/// A universal Mach-O file made here: a fat header (32- or 64-bit records) and one
+/// slice per `(cpu type, bytes)`, each at a 16 KiB boundary as `lipo` aligns them.
+fn fat_macho(slices: &[(u32, &[u8])], wide: bool) -> Vec<u8> {
+    let mut out = Vec::new();
+    out.extend_from_slice(&(if wide { 0xcafe_babf_u32 } else { 0xcafe_babe }).to_be_bytes());
+    out.extend_from_slice(&(slices.len() as u32).to_be_bytes());
+    let align = 1 << 14;
+    let mut offset = align;
+    let mut placed = Vec::new();
+    for (cpu, bytes) in slices {
+        out.extend_from_slice(&cpu.to_be_bytes());
+        out.extend_from_slice(&0u32.to_be_bytes()); // cpusubtype
+        if wide {
+            out.extend_from_slice(&(offset as u64).to_be_bytes());
+            out.extend_from_slice(&(bytes.len() as u64).to_be_bytes());
+            out.extend_from_slice(&14u32.to_be_bytes());
+            out.extend_from_slice(&0u32.to_be_bytes());
+        } else {
+            out.extend_from_slice(&(offset as u32).to_be_bytes());
+            out.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+            out.extend_from_slice(&14u32.to_be_bytes());
+        }
+        placed.push((offset, *bytes));
+        offset += bytes.len().div_ceil(align) * align;
+    }
+    for (at, bytes) in placed {
+        out.resize(at, 0);
+        out.extend_from_slice(bytes);
+    }
+    out
+}
+
+#[test]
+fn darwin_ollama_is_thinned_to_the_target_and_keeps_what_metal_needs() {
+    const ARM: &[u8] = b"\xcf\xfa\xed\xfe arm64 ollama";
+    const X86: &[u8] = b"\xcf\xfa\xed\xfe x86_64 ollama";
+    let dir = tempfile::tempdir().unwrap();
+    for wide in [false, true] {
+        let fat = fat_macho(
+            &[(macho::CPU_TYPE_X86_64, X86), (macho::CPU_TYPE_ARM64, ARM)],
+            wide,
+        );
+        let lib = fat_macho(
+            &[
+                (macho::CPU_TYPE_X86_64, b"x86 lib"),
+                (macho::CPU_TYPE_ARM64, b"arm lib"),
+            ],
+            wide,
+        );
+        // Shaped like ollama-darwin.tgz: one folder, Metal built in.
+        let tar = tar_bytes(&[
+            Item::File("ollama", &fat, 0o755),
+            Item::File("llama-server", &fat, 0o755),
+            Item::File("llama-quantize", &fat, 0o755),
+            Item::File("libggml-base.dylib", &lib, 0o644),
+            Item::File("libggml-metal.dylib", &lib, 0o644),
+            Item::File("default.metallib", b"metal shaders, not Mach-O", 0o644),
+            Item::Dir("mlx_metal_v3/"),
+            Item::File("mlx_metal_v3/libmlx.dylib", &lib, 0o644),
+        ]);
+        let path = write_temp(dir.path(), "ollama-darwin.tgz", &gzip_bytes(&tar));
+        for (target, slice, lib_slice) in [
+            ("aarch64-apple-darwin", ARM, &b"arm lib"[..]),
+            ("x86_64-apple-darwin", X86, &b"x86 lib"[..]),
+        ] {
+            let tree = archive::read_trimmed(&path, Component::Ollama, target).unwrap();
+            let paths: Vec<String> = describe(&tree).into_iter().map(|(p, _)| p).collect();
+            assert_eq!(
+                paths,
+                [
+                    "default.metallib",
+                    "libggml-base.dylib",
+                    "libggml-metal.dylib",
+                    "llama-server",
+                    "ollama"
+                ],
+                "{target}"
+            );
+            assert_eq!(file_bytes(&tree, "ollama"), slice, "{target}");
+            assert_eq!(file_bytes(&tree, "llama-server"), slice, "{target}");
+            assert_eq!(
+                file_bytes(&tree, "libggml-metal.dylib"),
+                lib_slice,
+                "{target}"
+            );
+            assert_eq!(
+                file_bytes(&tree, "default.metallib"),
+                b"metal shaders, not Mach-O"
+            );
+        }
+    }
+    // A universal file without the target's slice is an error, not a silent pass.
+    let only_x86 = tar_bytes(&[Item::File(
+        "ollama",
+        &fat_macho(&[(macho::CPU_TYPE_X86_64, X86)], false),
+        0o755,
+    )]);
+    let path = write_temp(dir.path(), "x86-only.tgz", &gzip_bytes(&only_x86));
+    let err = archive::read_trimmed(&path, Component::Ollama, "aarch64-apple-darwin").unwrap_err();
+    assert!(err.contains("without a slice"), "{err}");
+    // Linux builds leave everything as it is.
+    assert_eq!(macho::cpu_type("x86_64-unknown-linux-gnu"), None);
 }
 
 #[test]
