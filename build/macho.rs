@@ -1,7 +1,7 @@
 //! Thins universal ("fat") Mach-O files to the one architecture being built.
 //!
 //! Ollama's macOS release (`ollama-darwin.tgz`) is universal: every executable and
-//! library holds an arm64 and an x86_64 slice. A codex-oss built for one of them needs
+//! library holds an `arm64` and an `x86_64` slice. A codex-oss built for one of them needs
 //! one slice; without thinning, each single-architecture codex-oss embeds both, and the
 //! universal codex-oss (a lipo of the two) embeds them four times. `lipo` is not on
 //! Linux build hosts, and the format is small: a big-endian header, then one record per
