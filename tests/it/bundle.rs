@@ -13,31 +13,27 @@ use std::io::Read;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
-use crate::support::{output_text, version_dirs, Scratch};
+use crate::support::{
+    assert_user_sees, fs_read, run, version_dirs, Finished, Running, Scratch, STEP,
+};
 
 const CODEX_VERSION: &str = "0.149.0";
 const OLLAMA_VERSION: &str = "0.32.15";
 const MANIFEST: &str = ".codex-oss-manifest.json";
 
-pub(crate) fn doctor(scratch: &Scratch) -> Output {
-    scratch
-        .codex_oss()
-        .arg("doctor")
-        .output()
-        .expect("run codex-oss doctor")
+pub(crate) fn doctor(scratch: &Scratch) -> Finished {
+    let mut cmd = scratch.codex_oss();
+    cmd.arg("doctor");
+    run(cmd)
 }
 
-fn assert_success(output: &Output, what: &str) {
-    assert!(
-        output.status.success(),
-        "{what} failed:\n{}",
-        output_text(output)
-    );
+fn assert_success(out: &Finished, what: &str) {
+    assert!(out.status.success(), "{what} failed:\n{}", out.text());
 }
 
 /// Every regular file and symlink under `dir` (dot entries included), relative, with
@@ -117,48 +113,38 @@ fn codex_vendor() -> Option<PathBuf> {
         .filter(|p| p.is_dir())
 }
 
-fn run_version(executable: &Path) -> Output {
-    Command::new(executable)
-        .arg("--version")
+fn run_version(executable: &Path) -> Finished {
+    let mut cmd = Command::new(executable);
+    cmd.arg("--version")
         // The stand-in Ollama asks a server for its version; make sure none answers.
-        .env("OLLAMA_HOST", "127.0.0.1:1")
-        .output()
-        .unwrap_or_else(|e| panic!("run {} --version: {e}", executable.display()))
+        .env("OLLAMA_HOST", "127.0.0.1:1");
+    run(cmd)
 }
 
 fn assert_codex_runs(codex_dir: &Path) {
-    let output = run_version(&codex_dir.join("bin/codex"));
-    assert_success(&output, "unpacked bin/codex --version");
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    let out = run_version(&codex_dir.join("bin/codex"));
+    assert_success(&out, "unpacked bin/codex --version");
     assert!(
-        stdout.contains(&format!("codex-cli {CODEX_VERSION}")),
+        out.stdout.contains(&format!("codex-cli {CODEX_VERSION}")),
         "{}",
-        output_text(&output)
+        out.text()
     );
 }
 
 #[test]
 fn version_names_the_launcher_and_both_embedded_versions() {
     let scratch = Scratch::new();
-    let output = scratch.codex_oss().arg("--version").output().unwrap();
-    assert_success(&output, "codex-oss --version");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let lines: Vec<&str> = stdout.lines().collect();
+    let mut cmd = scratch.codex_oss();
+    cmd.arg("--version");
+    let out = run(cmd);
+    assert_success(&out, "codex-oss --version");
     assert!(
-        lines.contains(&format!("codex-oss {}", env!("CARGO_PKG_VERSION")).as_str()),
+        out.stdout
+            .contains(&format!("codex-oss {}\n", env!("CARGO_PKG_VERSION"))),
         "{}",
-        output_text(&output)
+        out.text()
     );
-    assert!(
-        lines.contains(&format!("ollama {OLLAMA_VERSION} (embedded)").as_str()),
-        "{}",
-        output_text(&output)
-    );
-    assert!(
-        lines.contains(&format!("codex {CODEX_VERSION} (embedded)").as_str()),
-        "{}",
-        output_text(&output)
-    );
+    assert_user_sees!(&scratch, "version", out.stdout);
     // Printing versions must not cost a 300 MB unpack.
     assert!(
         !scratch.oss_home().join("codex").exists(),
@@ -169,9 +155,10 @@ fn version_names_the_launcher_and_both_embedded_versions() {
 #[test]
 fn doctor_unpacks_runnable_codex_and_trimmed_ollama_into_a_private_home() {
     let scratch = Scratch::new();
-    let output = doctor(&scratch);
-    assert_success(&output, "codex-oss doctor");
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    let out = doctor(&scratch);
+    assert_success(&out, "codex-oss doctor");
+    assert_user_sees!(&scratch, "doctor_on_an_empty_home", out.stdout);
+    let stdout = out.stdout;
 
     let home = scratch.oss_home();
     let mode = fs::metadata(&home).unwrap().mode() & 0o777;
@@ -235,13 +222,12 @@ fn doctor_unpacks_runnable_codex_and_trimmed_ollama_into_a_private_home() {
         "doctor does not name {}:\n{stdout}",
         ollama_exe.display()
     );
-    let output = run_version(&ollama_exe);
-    assert_success(&output, "unpacked bin/ollama --version");
+    let out = run_version(&ollama_exe);
+    assert_success(&out, "unpacked bin/ollama --version");
     assert!(
-        String::from_utf8_lossy(&output.stderr).contains(OLLAMA_VERSION)
-            || String::from_utf8_lossy(&output.stdout).contains(OLLAMA_VERSION),
+        out.stderr.contains(OLLAMA_VERSION) || out.stdout.contains(OLLAMA_VERSION),
         "{}",
-        output_text(&output)
+        out.text()
     );
     // The release's library links, kept as links.
     let link = |name: &str| fs::read_link(ollama.join("lib/ollama").join(name)).ok();
@@ -268,20 +254,15 @@ fn doctor_unpacks_runnable_codex_and_trimmed_ollama_into_a_private_home() {
 #[test]
 fn eight_simultaneous_first_runs_leave_one_intact_copy() {
     let scratch = Scratch::new();
-    let children: Vec<_> = (0..8)
+    let doctors: Vec<Running> = (0..8)
         .map(|_| {
-            scratch
-                .codex_oss()
-                .arg("doctor")
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("spawn doctor")
+            let mut cmd = scratch.codex_oss();
+            cmd.arg("doctor");
+            Running::start(cmd)
         })
         .collect();
-    for child in children {
-        let output = child.wait_with_output().unwrap();
-        assert_success(&output, "one of 8 simultaneous doctors");
+    for doctor in doctors {
+        assert_success(&doctor.finish(STEP), "one of 8 simultaneous doctors");
     }
     let home = scratch.oss_home();
     for name in ["ollama", "codex"] {
@@ -357,8 +338,7 @@ fn damaged_or_missing_files_are_repaired_by_the_next_run() {
             files(&good),
             "{what}: the damage did not change anything"
         );
-        let output = doctor(&scratch);
-        assert_success(&output, &format!("doctor after {what}"));
+        assert_success(&doctor(&scratch), &format!("doctor after {what}"));
         assert_eq!(
             scratch.unpacked("codex"),
             codex,
@@ -409,7 +389,10 @@ fn link_tree(from: &Path, to: &Path) {
 }
 
 /// `flock -s <lease> ...` in its own process group: another instance using a version.
-struct LeaseHolder(std::process::Child);
+struct LeaseHolder {
+    flock: std::process::Child,
+    lease: PathBuf,
+}
 
 impl LeaseHolder {
     fn hold(lease: &Path, ready: &Path) -> LeaseHolder {
@@ -421,7 +404,10 @@ impl LeaseHolder {
             .process_group(0)
             .spawn()
             .expect("run flock (util-linux)");
-        let holder = LeaseHolder(child);
+        let holder = LeaseHolder {
+            flock: child,
+            lease: lease.to_owned(),
+        };
         let start = Instant::now();
         while !ready.exists() {
             assert!(
@@ -437,9 +423,16 @@ impl LeaseHolder {
 impl Drop for LeaseHolder {
     fn drop(&mut self) {
         // The whole group: flock and the sleep that inherited the locked descriptor.
-        let pgid = nix::unistd::Pid::from_raw(self.0.id() as i32);
+        let pgid = nix::unistd::Pid::from_raw(self.flock.id() as i32);
         let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
-        let _ = self.0.wait();
+        let _ = self.flock.wait();
+        // The sleep (not our child) closes the descriptor when it is gone, a moment later.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline
+            && !fs::File::open(&self.lease).is_ok_and(|file| file.try_lock().is_ok())
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
 
@@ -456,15 +449,16 @@ fn an_unused_old_version_is_removed_but_not_while_leased() {
     // Another instance still runs the old version: it stays.
     let lease = parent.join(".0.148.0-aaaaaaaaaaaa.lease");
     let holder = LeaseHolder::hold(&lease, &scratch.home().join("lease-held"));
-    let output = doctor(&scratch);
-    assert_success(&output, "doctor while the old version is leased");
+    assert_success(&doctor(&scratch), "doctor while the old version is leased");
     assert!(old.is_dir(), "a leased version was removed");
     assert_eq!(snapshot(&old), old_snapshot, "a leased version was changed");
     drop(holder);
 
     // Nobody uses it any more: the next run removes it, and its lease file.
-    let output = doctor(&scratch);
-    assert_success(&output, "doctor after the old version's user ended");
+    assert_success(
+        &doctor(&scratch),
+        "doctor after the old version's user ended",
+    );
     assert!(!old.exists(), "an unused old version was kept");
     assert!(!lease.exists(), "the old version's lease file was kept");
     assert_eq!(version_dirs(&parent), vec![current.clone()]);
@@ -496,12 +490,12 @@ fn unshare_flags() -> &'static [&'static str] {
 
 /// Runs `script` with sh in a private user + mount namespace, with the environment of
 /// `codex-oss` for this scratch home plus BIN (codex-oss), H (`CODEX_OSS_HOME`) and
-/// OUT (a directory outside the namespace's mounts for results).
+/// OUT (a directory outside the namespace's mounts for results), which it returns.
 pub(crate) fn in_mount_namespace(
     scratch: &Scratch,
     script: &str,
     extra: &[(&str, &Path)],
-) -> (Output, PathBuf) {
+) -> PathBuf {
     let template = scratch.codex_oss();
     let out = scratch.home().join("out");
     fs::create_dir_all(&out).unwrap();
@@ -520,9 +514,12 @@ pub(crate) fn in_mount_namespace(
         cmd.env(key, value);
     }
     fs::create_dir_all(scratch.oss_home()).unwrap();
-    let output = cmd.output().expect("run unshare (util-linux)");
-    assert_success(&output, "the namespace script");
-    (output, out)
+    // Unpacking the 300 MB Codex, once or twice, on a busy machine.
+    assert_success(
+        &Running::start(cmd).finish(5 * STEP),
+        "the namespace script (unshare, from util-linux)",
+    );
+    out
 }
 
 /// A previous good copy of an older Codex, with files of known content.
@@ -549,158 +546,123 @@ fn old_codex_copy(dir: &Path) -> PathBuf {
     old
 }
 
-fn read(path: &Path) -> String {
-    fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
-}
-
-/// The line of doctor's output that reports the Codex failure.
-fn error_line(stdout: &str, stderr: &str, needle: &str) -> String {
-    stdout
-        .lines()
-        .chain(stderr.lines())
-        .find(|line| line.contains(needle))
-        .unwrap_or_else(|| panic!("no line with {needle:?}:\nstdout:\n{stdout}\nstderr:\n{stderr}"))
-        .to_owned()
-}
-
 const OLD: &str = "0.148.0-aaaaaaaaaaaa";
+
+/// Shell for `in_mount_namespace`: a home on a 1 GiB tmpfs that an earlier doctor
+/// filled (run/, logs/, the payloads).
+const USED_HOME: &str = r#"
+    set -eu
+    mount -t tmpfs -o size=1g,mode=0700 codex-oss-test "$H"
+    "$BIN" doctor >"$OUT/setup" 2>&1
+"#;
+
+/// Shell for `in_mount_namespace`: doctor, with its output and exit status left in OUT
+/// for `Finished::read_from`.
+const DOCTOR_INTO_OUT: &str = r#"
+    set +e
+    "$BIN" doctor >"$OUT/stdout" 2>"$OUT/stderr"
+    echo $? >"$OUT/status"
+    set -e
+"#;
+
+/// Runs doctor after `setup` (shell that mounts the home at $H and puts a previous good
+/// copy of an older Codex, from $`OLD_SRC`, in it as codex/$`OLD_NAME`). Doctor must fail
+/// with one line on Codex, the snapshot `name`, leave no temporary files behind and the
+/// previous copy untouched.
+fn doctor_fails_and_keeps_the_previous_copy(scratch: &Scratch, setup: &str, name: &str) {
+    let old = old_codex_copy(scratch.home());
+    let script = format!(
+        r#"{setup}
+        {DOCTOR_INTO_OUT}
+        (cd "$H" && find . -name '.tmp-*' -o -name '.trash-*') >"$OUT/leftovers"
+        cp -a "$H/codex/$OLD_NAME" "$OUT/old-after"
+        df -k "$H" | tail -n 1 >"$OUT/df"
+        "#
+    );
+    let out = in_mount_namespace(
+        scratch,
+        &script,
+        &[("OLD_SRC", &old), ("OLD_NAME", Path::new(OLD))],
+    );
+    let doctor = Finished::read_from(&out);
+    assert!(
+        !doctor.status.success(),
+        "doctor succeeded:\n{}",
+        doctor.text()
+    );
+    assert_user_sees!(
+        scratch,
+        name,
+        doctor.line(&format!("Codex {CODEX_VERSION}: "))
+    );
+    assert_eq!(
+        fs_read(&out.join("leftovers")),
+        "",
+        "a failed unpack left files behind; df: {}",
+        fs_read(&out.join("df"))
+    );
+    assert_eq!(
+        snapshot(&out.join("old-after")),
+        snapshot(&old),
+        "the previous copy was touched"
+    );
+}
 
 #[test]
 fn a_full_home_fails_clearly_and_keeps_the_previous_copy() {
-    let scratch = Scratch::new();
-    let old = old_codex_copy(scratch.home());
     // The raw Codex is over 300 MB: a 150 MB home runs out of space half way.
-    let script = r#"
+    let setup = r#"
         set -eu
         mount -t tmpfs -o size=150m,mode=0700 codex-oss-test "$H"
         mkdir -m 0700 "$H/codex"
         cp -a "$OLD_SRC" "$H/codex/$OLD_NAME"
-        set +e
-        "$BIN" doctor >"$OUT/stdout" 2>"$OUT/stderr"
-        echo $? >"$OUT/status"
-        set -e
-        (cd "$H" && find . -name '.tmp-*' -o -name '.trash-*') >"$OUT/leftovers"
-        cp -a "$H/codex/$OLD_NAME" "$OUT/old-after"
-        df -k "$H" | tail -n 1 >"$OUT/df"
     "#;
-    let (_, out) = in_mount_namespace(
-        &scratch,
-        script,
-        &[("OLD_SRC", &old), ("OLD_NAME", Path::new(OLD))],
-    );
-    let (stdout, stderr) = (read(&out.join("stdout")), read(&out.join("stderr")));
-    assert_ne!(
-        read(&out.join("status")).trim(),
-        "0",
-        "doctor succeeded on a full home:\n{stdout}{stderr}"
-    );
-    let line = error_line(&stdout, &stderr, "not enough disk space");
-    assert!(
-        line.contains("CODEX_OSS_HOME"),
-        "the error does not say what to do: {line}"
-    );
-    assert!(
-        line.contains(&format!("Codex {CODEX_VERSION}")),
-        "the error does not say what was unpacked: {line}"
-    );
-    assert!(
-        !line.contains(".tmp-"),
-        "the error names a temporary directory that no longer exists: {line}"
-    );
-    assert_eq!(
-        read(&out.join("leftovers")),
-        "",
-        "a failed unpack left files behind; df: {}",
-        read(&out.join("df"))
-    );
-    assert_eq!(
-        snapshot(&out.join("old-after")),
-        snapshot(&old),
-        "the previous copy was touched"
-    );
+    doctor_fails_and_keeps_the_previous_copy(&Scratch::new(), setup, "doctor_on_a_full_home");
 }
 
 #[test]
 fn a_read_only_home_without_the_current_copy_fails_clearly_and_keeps_the_previous_copy() {
-    let scratch = Scratch::new();
-    let old = old_codex_copy(scratch.home());
     // A home used by an earlier codex-oss (run/, logs/, an older Codex), now read-only.
-    let script = r#"
-        set -eu
-        mount -t tmpfs -o size=1g,mode=0700 codex-oss-test "$H"
-        "$BIN" doctor >"$OUT/setup" 2>&1
+    let setup = format!(
+        r#"{USED_HOME}
         rm -rf "$H"/codex/*
         cp -a "$OLD_SRC" "$H/codex/$OLD_NAME"
         mount -o remount,ro "$H"
-        set +e
-        "$BIN" doctor >"$OUT/stdout" 2>"$OUT/stderr"
-        echo $? >"$OUT/status"
-        set -e
-        cp -a "$H/codex/$OLD_NAME" "$OUT/old-after"
-    "#;
-    let (_, out) = in_mount_namespace(
-        &scratch,
-        script,
-        &[("OLD_SRC", &old), ("OLD_NAME", Path::new(OLD))],
+        "#
     );
-    let (stdout, stderr) = (read(&out.join("stdout")), read(&out.join("stderr")));
-    assert_ne!(
-        read(&out.join("status")).trim(),
-        "0",
-        "doctor succeeded on a read-only home:\n{stdout}{stderr}"
-    );
-    let line = error_line(&stdout, &stderr, "cannot write");
-    assert!(
-        line.contains("CODEX_OSS_HOME"),
-        "the error does not say what to do: {line}"
-    );
-    assert!(line.contains(&format!("Codex {CODEX_VERSION}")), "{line}");
-    assert!(
-        !line.contains(".tmp-"),
-        "the error names a temporary directory that does not exist: {line}"
-    );
-    assert_eq!(
-        snapshot(&out.join("old-after")),
-        snapshot(&old),
-        "the previous copy was touched"
-    );
+    doctor_fails_and_keeps_the_previous_copy(&Scratch::new(), &setup, "doctor_on_a_read_only_home");
 }
 
 #[test]
 fn a_read_only_home_with_an_intact_copy_still_works() {
     let scratch = Scratch::new();
-    let script = r#"
-        set -eu
-        mount -t tmpfs -o size=1g,mode=0700 codex-oss-test "$H"
-        "$BIN" doctor >"$OUT/setup" 2>&1
+    let script = format!(
+        r#"{USED_HOME}
         mount -o remount,ro "$H"
+        {DOCTOR_INTO_OUT}
         set +e
-        "$BIN" doctor >"$OUT/stdout" 2>"$OUT/stderr"
-        echo $? >"$OUT/status"
         codex=$(ls -d "$H"/codex/*/)
-        "${codex}bin/codex" --version >"$OUT/codex-version" 2>&1
+        "${{codex}}bin/codex" --version >"$OUT/codex-version" 2>&1
         echo $? >"$OUT/codex-status"
-    "#;
-    let (_, out) = in_mount_namespace(&scratch, script, &[]);
-    let (stdout, stderr) = (read(&out.join("stdout")), read(&out.join("stderr")));
-    assert_eq!(
-        read(&out.join("status")).trim(),
-        "0",
-        "doctor failed on a read-only home with an intact copy:\n{stdout}{stderr}"
+        "#
     );
+    let out = in_mount_namespace(&scratch, &script, &[]);
+    let doctor = Finished::read_from(&out);
     assert!(
-        stdout.contains(&format!("Codex {CODEX_VERSION}: ok")),
-        "{stdout}{stderr}"
+        doctor.status.success(),
+        "doctor failed on a read-only home with an intact copy:\n{}",
+        doctor.text()
     );
-    assert!(
-        stdout.contains(&format!("Ollama {OLLAMA_VERSION}: ok")),
-        "{stdout}{stderr}"
+    assert_user_sees!(
+        &scratch,
+        "doctor_on_a_read_only_home_with_an_intact_copy",
+        doctor.stdout
     );
     assert_eq!(
-        read(&out.join("codex-status")).trim(),
+        fs_read(&out.join("codex-status")).trim(),
         "0",
         "{}",
-        read(&out.join("codex-version"))
+        fs_read(&out.join("codex-version"))
     );
-    assert!(read(&out.join("codex-version")).contains(&format!("codex-cli {CODEX_VERSION}")));
+    assert!(fs_read(&out.join("codex-version")).contains(&format!("codex-cli {CODEX_VERSION}")));
 }

@@ -1,240 +1,60 @@
 //! Faults, as a user meets them: a taken port, a failed pull, Ollama dying under
 //! Codex, the launcher killed or signalled, Ctrl-C during a download, and a server
 //! left behind by a crashed launcher. Each test checks the exit status, a one-line
-//! message on stderr, and that no process of the scratch home is left.
+//! message on stderr (against its snapshot), and that no process of the scratch home
+//! is left.
 //!
 //! Where Codex itself is not the point, `CODEX_OSS_CODEX` names a small shell script
 //! in the scratch dir that stands in for it (sleeps, traps signals, leaves markers).
 
-use std::io::{BufRead, BufReader, Read};
-use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use crate::support::{assert_no_processes_within, processes_mentioning, Scratch};
+use crate::support::{
+    assert_no_processes_within, assert_user_sees, exec_say_hi, exec_with, fs_read, run, script,
+    Finished, Running, Scratch, GONE, REPLY, STEP,
+};
 
-pub(crate) const REPLY: &str = "Hello from the stand-in model.";
-/// How long any one step may take before the test fails with what it saw.
-pub(crate) const STEP: Duration = Duration::from_secs(60);
-/// How long Ollama and its runner may take to go away.
-pub(crate) const GONE: Duration = Duration::from_secs(10);
-
-/// A `codex-oss` run whose output is collected while it runs.
-pub(crate) struct Running {
-    child: Child,
-    stdout: Arc<Mutex<String>>,
-    stderr: Arc<Mutex<String>>,
-    readers: Vec<std::thread::JoinHandle<()>>,
+/// A stand-in Codex that runs `body` (shell, in which `$STARTED` names a file for it to
+/// create when the test may go on), but accepts codex-oss's model catalog at once
+/// (`codex -c model_catalog_json=FILE debug models`, which the launcher runs first).
+/// Returns the script and the `$STARTED` file.
+fn stand_in_codex(scratch: &Scratch, name: &str, body: &str) -> (PathBuf, PathBuf) {
+    let started = scratch.home().join(format!("{name}-started"));
+    let codex = script(
+        scratch,
+        name,
+        &format!(
+            "[ \"$3 $4\" = 'debug models' ] && exit 0\nSTARTED='{}'\n{body}",
+            started.display()
+        ),
+    );
+    (codex, started)
 }
 
-pub(crate) struct Finished {
-    pub(crate) status: ExitStatus,
-    pub(crate) stdout: String,
-    pub(crate) stderr: String,
-}
-
-impl Finished {
-    pub(crate) fn text(&self) -> String {
-        format!(
-            "status: {}\nstdout:\n{}\nstderr:\n{}",
-            self.status, self.stdout, self.stderr
-        )
-    }
-
-    /// The launcher's `codex-oss: error: ...` line; there must be exactly one, alone.
-    pub(crate) fn error_line(&self) -> String {
-        let lines: Vec<&str> = self.stderr.lines().collect();
-        let errors: Vec<usize> = (0..lines.len())
-            .filter(|i| lines[*i].starts_with("codex-oss: error: "))
-            .collect();
-        assert_eq!(errors.len(), 1, "expected one error line:\n{}", self.text());
-        if let Some(next) = lines.get(errors[0] + 1) {
-            assert!(
-                !next.starts_with(' '),
-                "the error runs over more than one line:\n{}",
-                self.text()
-            );
-        }
-        lines[errors[0]].to_owned()
-    }
-}
-
-fn collect(
-    reader: impl Read + Send + 'static,
-    into: Arc<Mutex<String>>,
-) -> std::thread::JoinHandle<()> {
-    std::thread::spawn(move || {
-        let mut reader = BufReader::new(reader);
-        let mut line = String::new();
-        while reader.read_line(&mut line).unwrap_or(0) > 0 {
-            into.lock().unwrap().push_str(&line);
-            line.clear();
-        }
-    })
-}
-
-impl Running {
-    pub(crate) fn start(mut cmd: Command) -> Running {
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start codex-oss");
-        let stdout = Arc::new(Mutex::new(String::new()));
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let readers = vec![
-            collect(child.stdout.take().unwrap(), stdout.clone()),
-            collect(child.stderr.take().unwrap(), stderr.clone()),
-        ];
-        Running {
-            child,
-            stdout,
-            stderr,
-            readers,
-        }
-    }
-
-    pub(crate) fn pid(&self) -> Pid {
-        Pid::from_raw(self.child.id() as i32)
-    }
-
-    pub(crate) fn stdout(&self) -> String {
-        self.stdout.lock().unwrap().clone()
-    }
-
-    pub(crate) fn stderr(&self) -> String {
-        self.stderr.lock().unwrap().clone()
-    }
-
-    pub(crate) fn signal(&self, signal: Signal) {
-        kill(self.pid(), signal).expect("signal codex-oss");
-    }
-
-    /// Waits until `ready` holds, failing with the output so far after `timeout`.
-    pub(crate) fn wait_until(
-        &mut self,
-        what: &str,
-        timeout: Duration,
-        mut ready: impl FnMut(&Running) -> bool,
-    ) {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if ready(self) {
-                return;
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!(
-                    "codex-oss ended ({status}) before {what}:\nstderr:\n{}",
-                    self.stderr()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no {what} within {timeout:?}:\nstderr:\n{}",
-                self.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(25));
-        }
-    }
-
-    /// Waits for the exit (killing it after `timeout`) and returns what it printed.
-    pub(crate) fn finish(mut self, timeout: Duration) -> Finished {
-        let deadline = Instant::now() + timeout;
-        let status = loop {
-            if let Some(status) = self.child.try_wait().expect("wait for codex-oss") {
-                break status;
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                panic!(
-                    "codex-oss did not exit within {timeout:?}:\nstderr:\n{}",
-                    self.stderr()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(25));
-        };
-        for reader in self.readers.drain(..) {
-            let _ = reader.join();
-        }
-        Finished {
-            status,
-            stdout: self.stdout.lock().unwrap().clone(),
-            stderr: self.stderr(),
-        }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        // A failed test must not leave the launcher running.
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-pub(crate) fn run(cmd: Command) -> Finished {
-    Running::start(cmd).finish(STEP)
-}
-
-/// `codex-oss exec --skip-git-repo-check "say hi"` with the real Codex.
-pub(crate) fn exec_say_hi(scratch: &Scratch) -> Command {
-    let mut cmd = scratch.codex_oss();
-    cmd.args(["exec", "--skip-git-repo-check", "say hi"])
-        .env("STAND_IN_OLLAMA_REQUEST_LOG", request_log(scratch));
-    cmd
-}
-
-fn request_log(scratch: &Scratch) -> PathBuf {
-    scratch.home().join("requests.log")
-}
-
-fn requests(scratch: &Scratch) -> String {
-    std::fs::read_to_string(request_log(scratch)).unwrap_or_default()
-}
-
-/// An executable shell script in the scratch home.
-pub(crate) fn script(scratch: &Scratch, name: &str, body: &str) -> PathBuf {
-    let path = scratch.home().join(name);
-    std::fs::write(&path, format!("#!/bin/sh\n{body}")).expect("write script");
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod script");
-    path
-}
-
-/// `codex-oss exec` running a stand-in Codex script.
-pub(crate) fn exec_with(scratch: &Scratch, codex: &Path) -> Command {
-    let mut cmd = scratch.codex_oss();
-    cmd.args(["exec", "--skip-git-repo-check", "say hi"])
-        .env("CODEX_OSS_CODEX", codex);
-    cmd
-}
-
-/// A first run that pulls the model, with a Codex that exits at once.
-fn pull_model(scratch: &Scratch) {
-    let done = script(scratch, "codex-exits", "exit 0\n");
-    let out = run(exec_with(scratch, &done));
+/// A scratch home where a first run pulled the model (with a Codex that exits at once)
+/// and ended, and a stand-in Codex there (see `stand_in_codex`).
+fn pulled_with_codex(name: &str, body: &str) -> (Scratch, PathBuf, PathBuf) {
+    let scratch = Scratch::new();
+    let done = script(&scratch, "codex-exits", "exit 0\n");
+    let out = run(exec_with(&scratch, &done));
+    let manifest = scratch
+        .oss_home()
+        .join("models/manifests/registry.ollama.ai/library/gpt-oss/20b");
     assert!(
-        out.status.success(),
+        out.status.success() && manifest.is_file(),
         "pulling the model failed:\n{}",
         out.text()
     );
-    assert!(
-        scratch
-            .oss_home()
-            .join("models/manifests/registry.ollama.ai/library/gpt-oss/20b")
-            .is_file(),
-        "{}",
-        out.text()
-    );
+    // The shared server stops when its last run is gone: the next run starts its own.
+    assert_no_processes_within(scratch.home(), GONE);
+    let (codex, started) = stand_in_codex(&scratch, name, body);
+    (scratch, codex, started)
 }
 
 #[test]
@@ -247,30 +67,31 @@ fn a_taken_port_is_a_clear_error() {
     let out = run(cmd);
     assert!(!out.status.success(), "{}", out.text());
     let error = out.error_line();
+    // The snapshot shows any port as [PORT]: this one it must be.
     assert!(
-        error.contains("already in use")
-            && error.contains("CODEX_OSS_PORT")
-            && error.contains(&port.to_string()),
-        "the error should say port {port} (CODEX_OSS_PORT) is in use: {error}"
+        error.contains(&format!("port {port} ")),
+        "the error should name port {port}: {error}"
     );
+    assert_user_sees!(&scratch, "a_taken_port", error);
     assert!(
-        !requests(&scratch).contains("/v1/"),
+        !scratch.requests().contains("/v1/"),
         "{}",
-        requests(&scratch)
+        scratch.requests()
     );
     assert_no_processes_within(scratch.home(), GONE);
     drop(taken);
 }
 
-/// A pull that fails as `env` makes the stand-in fail: the error line, and no Codex.
-fn failed_pull(env: &[(&str, &str)]) -> (Scratch, String) {
+/// A pull that fails as `env` makes the stand-in fail: the error line (the snapshot
+/// `name`), and no Codex.
+fn failed_pull(name: &str, env: &[(&str, &str)]) {
     let scratch = Scratch::new();
     let mut cmd = exec_say_hi(&scratch);
     cmd.envs(env.iter().copied());
     let out = run(cmd);
     assert!(!out.status.success(), "{}", out.text());
     let error = out.error_line();
-    let requests = requests(&scratch);
+    let requests = scratch.requests();
     assert!(
         requests.contains("POST /api/pull"),
         "no pull was tried:\n{requests}"
@@ -282,49 +103,43 @@ fn failed_pull(env: &[(&str, &str)]) -> (Scratch, String) {
     );
     assert!(!out.stdout.contains(REPLY), "{}", out.text());
     assert_no_processes_within(scratch.home(), GONE);
-    (scratch, error)
+    assert_user_sees!(&scratch, name, error);
 }
 
 #[test]
 fn an_error_line_in_the_pull_stream_is_reported() {
-    let (_scratch, error) =
-        failed_pull(&[("STAND_IN_OLLAMA_PULL_ERROR", "registry exploded: try later")]);
-    assert!(
-        error.contains("registry exploded: try later") && error.contains("gpt-oss:20b"),
-        "{error}"
+    failed_pull(
+        "an_error_line_in_the_pull_stream",
+        &[("STAND_IN_OLLAMA_PULL_ERROR", "registry exploded: try later")],
     );
 }
 
 #[test]
 fn a_404_before_the_pull_stream_is_reported() {
-    let (_scratch, error) = failed_pull(&[("STAND_IN_OLLAMA_PULL_HTTP", "404")]);
-    assert!(
-        error.contains("404") && error.contains("gpt-oss:20b"),
-        "{error}"
+    failed_pull(
+        "a_404_before_the_pull_stream",
+        &[("STAND_IN_OLLAMA_PULL_HTTP", "404")],
     );
 }
 
 #[test]
 fn an_unknown_model_is_named() {
-    let (_scratch, error) = failed_pull(&[("CODEX_OSS_MODEL", "nosuch:1b")]);
-    assert!(error.contains("nosuch:1b"), "{error}");
+    failed_pull("an_unknown_model", &[("CODEX_OSS_MODEL", "nosuch:1b")]);
 }
 
 #[test]
 fn a_malformed_pull_line_is_reported() {
-    let (_scratch, error) = failed_pull(&[("STAND_IN_OLLAMA_PULL_MALFORMED", "1")]);
-    assert!(error.contains("malformed"), "{error}");
+    failed_pull(
+        "a_malformed_pull_line",
+        &[("STAND_IN_OLLAMA_PULL_MALFORMED", "1")],
+    );
 }
 
 #[test]
 fn ollama_dying_mid_session_is_a_clear_error() {
-    let scratch = Scratch::new();
-    pull_model(&scratch);
-    let started = scratch.home().join("codex-started");
-    let codex = script(
-        &scratch,
+    let (scratch, codex, started) = pulled_with_codex(
         "codex-outlives-ollama",
-        &format!("touch '{}'\nsleep 6\nexit 0\n", started.display()),
+        "touch \"$STARTED\"\nsleep 6\nexit 0\n",
     );
     let mut cmd = exec_with(&scratch, &codex);
     cmd.env("STAND_IN_OLLAMA_EXIT_AFTER_MS", "2500");
@@ -336,12 +151,8 @@ fn ollama_dying_mid_session_is_a_clear_error() {
         out.text()
     );
     let error = out.error_line();
+    assert_user_sees!(&scratch, "ollama_dying_mid_session", error);
     let logs = scratch.oss_home().join("logs");
-    assert!(
-        error.contains("Ollama stopped unexpectedly")
-            && error.contains(&logs.display().to_string()),
-        "{error}"
-    );
     let log = error[error.find(&logs.display().to_string()).unwrap()..]
         .split_whitespace()
         .next()
@@ -356,38 +167,34 @@ fn ollama_dying_mid_session_is_a_clear_error() {
 }
 
 /// The launcher is `SIGKILLed`: no chance to clean up. Ollama and its runner must
-/// still go (parent-death signal, watchdog), and so must Codex (parent-death signal):
-/// nothing started from the scratch home may survive.
+/// still go (the shared server's keeper sees the last lease go; a server's
+/// parent-death signal and watchdog if the keeper goes too), and so must Codex
+/// (parent-death signal): nothing started from the scratch home may survive.
 #[test]
 fn sigkilled_launcher_leaves_no_server_20_times() {
-    let scratch = Scratch::new();
-    pull_model(&scratch);
-    let started = scratch.home().join("codex-started");
-    let codex = script(
-        &scratch,
+    let (scratch, codex, started) = pulled_with_codex(
         "codex-sleeps",
-        &format!("touch '{}'\nwhile :; do sleep 1; done\n", started.display()),
+        "touch \"$STARTED\"\nwhile :; do sleep 1; done\n",
     );
     let logs = scratch.oss_home().join("logs");
+    let server_logs = || -> Vec<PathBuf> {
+        std::fs::read_dir(&logs)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .collect()
+    };
     for round in 0..20 {
         let _ = std::fs::remove_file(&started);
+        let earlier = server_logs();
         let mut launcher = Running::start(exec_with(&scratch, &codex));
-        let pid = launcher.child.id();
+        // This round's server (whoever started it) logs anew.
         let listening = |_: &Running| {
-            std::fs::read_dir(&logs)
-                .into_iter()
-                .flatten()
-                .flatten()
-                .filter(|e| {
-                    e.file_name()
-                        .to_string_lossy()
-                        .ends_with(&format!("-{pid}.log"))
-                })
-                .any(|e| {
-                    std::fs::read_to_string(e.path())
-                        .unwrap_or_default()
-                        .contains("Listening on")
-                })
+            server_logs()
+                .iter()
+                .filter(|log| !earlier.contains(log))
+                .any(|log| fs_read(log).contains("Listening on"))
         };
         // Alternate the moment: Ollama just listening, or Codex running.
         if round % 2 == 0 {
@@ -395,20 +202,10 @@ fn sigkilled_launcher_leaves_no_server_20_times() {
         } else {
             launcher.wait_until("the stand-in Codex", STEP, |_| started.exists());
         }
-        launcher.child.kill().expect("SIGKILL the launcher");
-        let _ = launcher.child.wait();
-        let deadline = Instant::now() + GONE;
-        loop {
-            let left = processes_mentioning(scratch.home());
-            if left.is_empty() {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "round {round}: left behind {GONE:?} after SIGKILL of the launcher: {left:#?}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        // Shown with the test's output when it fails.
+        println!("round {round}: SIGKILL of the launcher");
+        launcher.kill();
+        assert_no_processes_within(scratch.home(), GONE);
     }
     // The next run finds the records of the killed launchers and runs normally.
     let done = script(&scratch, "codex-exits", "exit 0\n");
@@ -421,17 +218,15 @@ fn sigkilled_launcher_leaves_no_server_20_times() {
 /// SIGTERM or SIGHUP reaches Codex, which exits; then Ollama is stopped.
 fn signal_during_codex(signal: Signal, name: &str) {
     let scratch = Scratch::new();
-    let started = scratch.home().join("codex-started");
     let marker = scratch.home().join("codex-got-signal");
     let code = 128 + signal as i32;
-    let codex = script(
+    let (codex, started) = stand_in_codex(
         &scratch,
         "codex-traps",
         &format!(
             "trap 'echo {name} > \"{marker}\"; kill $child; exit {code}' {name}\n\
-             sleep 60 &\nchild=$!\ntouch '{started}'\nwait $child\n",
+             sleep 60 &\nchild=$!\ntouch \"$STARTED\"\nwait $child\n",
             marker = marker.display(),
-            started = started.display(),
         ),
     );
     let mut launcher = Running::start(exec_with(&scratch, &codex));
@@ -479,17 +274,15 @@ fn ctrl_c_during_a_pull_stops_cleanly_and_the_next_run_resumes() {
     launcher.signal(Signal::SIGINT);
     let out = launcher.finish(STEP);
     assert_eq!(out.status.code(), Some(130), "{}", out.text());
-    assert!(
-        out.stderr
-            .lines()
-            .any(|l| l.starts_with("codex-oss: ") && l.contains("resumes")),
-        "no word that the download resumes:\n{}",
-        out.text()
+    assert_user_sees!(
+        &scratch,
+        "ctrl_c_during_a_pull",
+        out.line("codex-oss: stopped")
     );
     assert!(
-        !requests(&scratch).contains("/v1/"),
+        !scratch.requests().contains("/v1/"),
         "{}",
-        requests(&scratch)
+        scratch.requests()
     );
     assert_no_processes_within(scratch.home(), GONE);
     let blobs = scratch.oss_home().join("models/blobs");
@@ -591,21 +384,23 @@ fn a_stale_server_from_a_crashed_launcher_is_stopped() {
     .unwrap();
 
     let out = run(exec_say_hi(&scratch));
-    let cleanup = |what: &str| {
+    let cleanup = |what: &str| -> ! {
         let _ = kill(Pid::from_raw(-(server_pid as i32)), Signal::SIGKILL);
         panic!("{what}");
     };
     if !out.status.success() || !out.stdout.contains(REPLY) {
         cleanup(&out.text());
     }
-    let warning = format!("stopping an Ollama server (pid {server_pid}) left by an earlier run");
-    if !out
+    // The snapshot shows any pid as [PID]: the warning must name this one.
+    let named = format!("(pid {server_pid})");
+    let warning = out
         .stderr
         .lines()
-        .any(|l| l.starts_with("codex-oss: warning: ") && l.contains(&warning))
-    {
-        cleanup(&format!("no warning `{warning}`:\n{}", out.text()));
-    }
+        .find(|l| l.starts_with("codex-oss: warning: ") && l.contains(&named))
+        .map_or_else(
+            || cleanup(&format!("no warning naming {named}:\n{}", out.text())),
+            str::to_owned,
+        );
     let deadline = Instant::now() + GONE;
     while !reaper.is_finished() {
         if Instant::now() > deadline {
@@ -621,6 +416,8 @@ fn a_stale_server_from_a_crashed_launcher_is_stopped() {
         "the stale record was not removed"
     );
     assert_no_processes_within(scratch.home(), GONE);
+    assert_eq!(out.line("codex-oss: warning: "), warning, "{}", out.text());
+    assert_user_sees!(&scratch, "a_stale_server_from_a_crashed_launcher", warning);
 }
 
 /// A model store too small for the model: a plain message before any download, both
@@ -629,43 +426,35 @@ fn a_stale_server_from_a_crashed_launcher_is_stopped() {
 #[test]
 fn a_full_model_disk_is_named_before_the_download() {
     let scratch = Scratch::new();
-    let requests = scratch.home().join("requests.log");
     let script = r#"
         mkdir -p "$H/models" && mount -t tmpfs -o size=16m none "$H/models" || exit 99
         for model in gpt-oss:20b tiny:1b; do
+            mkdir "$OUT/$model"
             CODEX_OSS_MODEL=$model "$BIN" exec --skip-git-repo-check "say hi" </dev/null \
-                >"$OUT/$model.stdout" 2>"$OUT/$model.stderr"
-            echo $? >"$OUT/$model.status"
+                >"$OUT/$model/stdout" 2>"$OUT/$model/stderr"
+            echo $? >"$OUT/$model/status"
         done
         exit 0
     "#;
-    let (_, out) = crate::bundle::in_mount_namespace(
+    let out = crate::bundle::in_mount_namespace(
         &scratch,
         script,
         &[
-            ("STAND_IN_OLLAMA_REQUEST_LOG", &requests),
+            ("STAND_IN_OLLAMA_REQUEST_LOG", &scratch.request_log()),
             ("STAND_IN_OLLAMA_KNOWN", Path::new("tiny:1b")),
             ("STAND_IN_OLLAMA_MODEL_BYTES", Path::new("33554432")),
         ],
     );
     // tiny:1b is pullable with a 32 MiB blob: more than the 16 MiB store holds.
-    for (model, needs) in [
-        ("gpt-oss:20b", "it needs 14.0 GB"),
-        ("tiny:1b", "it needs 33.6 MB"),
+    for (model, name) in [
+        ("gpt-oss:20b", "a_full_model_disk_for_a_known_model"),
+        ("tiny:1b", "a_full_model_disk_for_a_model_the_pull_sizes"),
     ] {
-        let status = fs_read(&out.join(format!("{model}.status")));
-        let stderr = fs_read(&out.join(format!("{model}.stderr")));
-        assert_ne!(status.trim(), "0", "{model}: {stderr}");
-        assert!(
-            stderr.contains(&format!("not enough disk space to pull {model}: {needs}")),
-            "{model}: {stderr}"
-        );
-        assert!(
-            stderr.contains("set OLLAMA_MODELS to a larger disk"),
-            "{model}: {stderr}"
-        );
+        let out = Finished::read_from(&out.join(model));
+        assert!(!out.status.success(), "{model}: {}", out.text());
+        assert_user_sees!(&scratch, name, out.error_line());
     }
-    let requests = fs_read(&requests);
+    let requests = scratch.requests();
     assert!(
         !requests.contains("POST /api/pull gpt-oss:20b"),
         "pulled although the disk is short:\n{requests}"
@@ -675,8 +464,4 @@ fn a_full_model_disk_is_named_before_the_download() {
         "Codex ran:\n{requests}"
     );
     assert_no_processes_within(scratch.home(), GONE);
-}
-
-pub(crate) fn fs_read(path: &Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
 }

@@ -2,83 +2,74 @@
 //! stand-in Ollama, and a recording stand-in Codex where the exact arguments and
 //! environment Codex receives are the point.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::support::{assert_no_processes_within, output_text, Scratch};
+use crate::support::{
+    assert_no_processes_within, assert_user_sees, exec_with, run, script, Finished, Scratch, REPLY,
+};
 
-const REPLY: &str = "Hello from the stand-in model.";
-
-fn exec(scratch: &Scratch, args: &[&str]) -> (Output, String) {
+fn exec(scratch: &Scratch, args: &[&str]) -> (Finished, String) {
     let mut cmd = scratch.codex_oss();
-    cmd.arg("exec")
-        .arg("--skip-git-repo-check")
-        .args(args)
-        .stdin(Stdio::null());
-    run(scratch, cmd)
+    cmd.arg("exec").arg("--skip-git-repo-check").args(args);
+    logged(scratch, cmd)
 }
 
-fn run(scratch: &Scratch, mut cmd: Command) -> (Output, String) {
-    let log = scratch.home().join("requests.log");
-    let output = cmd
-        .env("STAND_IN_OLLAMA_REQUEST_LOG", &log)
-        .output()
-        .expect("run codex-oss");
-    let requests = std::fs::read_to_string(&log).unwrap_or_default();
-    (output, requests)
+/// Runs `cmd` with the stand-in noting its requests: what it printed, and the requests
+/// so far (of every run in this scratch home).
+fn logged(scratch: &Scratch, mut cmd: Command) -> (Finished, String) {
+    cmd.env("STAND_IN_OLLAMA_REQUEST_LOG", scratch.request_log());
+    let out = run(cmd);
+    (out, scratch.requests())
 }
 
-fn count(requests: &str, line_start: &str) -> usize {
-    requests
-        .lines()
-        .filter(|l| l.starts_with(line_start))
-        .count()
+/// How many of the `requests` start with each of `starts`.
+fn counts<const N: usize>(requests: &str, starts: [&str; N]) -> [usize; N] {
+    starts.map(|start| requests.lines().filter(|l| l.starts_with(start)).count())
+}
+
+/// The first run in a new home, as a user without a terminal reads it: the pull of the
+/// model, line by line (a stand-in Codex that exits at once).
+#[test]
+fn the_first_run_tells_what_it_pulls() {
+    let scratch = Scratch::new();
+    let codex = script(&scratch, "codex-exits", "exit 0\n");
+    let out = run(exec_with(&scratch, &codex));
+    assert!(out.status.success(), "{}", out.text());
+    assert_eq!(out.stdout, "", "{}", out.text());
+    assert_user_sees!(&scratch, "the_first_run", out.stderr);
 }
 
 #[test]
 fn exec_with_real_codex_answers_and_pulls_the_model_once() {
     let scratch = Scratch::new();
     let (first, requests) = exec(&scratch, &["say hi"]);
-    assert!(first.status.success(), "{}", output_text(&first));
+    assert!(first.status.success(), "{}", first.text());
+    assert!(first.stdout.contains(REPLY), "{}", first.text());
     assert!(
-        String::from_utf8_lossy(&first.stdout).contains(REPLY),
+        first.stderr.contains("pulling gpt-oss:20b"),
         "{}",
-        output_text(&first)
-    );
-    assert!(
-        String::from_utf8_lossy(&first.stderr).contains("pulling gpt-oss:20b"),
-        "{}",
-        output_text(&first)
+        first.text()
     );
     assert_eq!(
-        count(&requests, "POST /api/pull gpt-oss:20b"),
-        1,
+        counts(&requests, ["POST /api/pull gpt-oss:20b"]),
+        [1],
         "{requests}"
     );
     assert_no_processes_within(scratch.home(), Duration::from_secs(5));
 
     let (second, requests) = exec(&scratch, &["say hi again"]);
-    assert!(second.status.success(), "{}", output_text(&second));
-    assert!(
-        String::from_utf8_lossy(&second.stdout).contains(REPLY),
-        "{}",
-        output_text(&second)
-    );
-    assert!(
-        !String::from_utf8_lossy(&second.stderr).contains("pulling"),
-        "{}",
-        output_text(&second)
-    );
+    assert!(second.status.success(), "{}", second.text());
+    assert!(second.stdout.contains(REPLY), "{}", second.text());
+    assert!(!second.stderr.contains("pulling"), "{}", second.text());
     assert_eq!(
-        count(&requests, "POST /api/pull"),
-        1,
-        "pulled again on the second run:\n{requests}"
-    );
-    assert_eq!(
-        count(&requests, "POST /v1/responses gpt-oss:20b"),
-        2,
-        "{requests}"
+        counts(
+            &requests,
+            ["POST /api/pull", "POST /v1/responses gpt-oss:20b"]
+        ),
+        [1, 2],
+        "pulled once, answered twice:\n{requests}"
     );
     assert_no_processes_within(scratch.home(), Duration::from_secs(5));
 
@@ -99,6 +90,13 @@ fn exec_with_real_codex_answers_and_pulls_the_model_once() {
     assert_eq!(logs.len(), 2, "one Ollama log per run");
 }
 
+/// tiny:1b pulled and asked, gpt-oss:20b never pulled.
+const TINY_NOT_20B: [&str; 3] = [
+    "POST /api/pull tiny:1b",
+    "POST /v1/responses tiny:1b",
+    "POST /api/pull gpt-oss:20b",
+];
+
 #[test]
 fn root_flags_reach_the_subcommand_in_the_pinned_codex() {
     // The launcher puts `-m MODEL` before `exec`: the model Codex asks for proves it applied.
@@ -107,63 +105,38 @@ fn root_flags_reach_the_subcommand_in_the_pinned_codex() {
     let mut cmd = scratch.codex_oss();
     cmd.env("STAND_IN_OLLAMA_KNOWN", "tiny:1b")
         .env("CODEX_OSS_MODEL", "tiny:1b")
-        .args(["exec", "--skip-git-repo-check", "say hi"])
-        .stdin(Stdio::null());
-    let (output, requests) = run(&scratch, cmd);
-    assert!(output.status.success(), "{}", output_text(&output));
-    assert_eq!(count(&requests, "POST /api/pull tiny:1b"), 1, "{requests}");
-    assert_eq!(
-        count(&requests, "POST /v1/responses tiny:1b"),
-        1,
-        "{requests}"
-    );
-    assert_eq!(
-        count(&requests, "POST /api/pull gpt-oss:20b"),
-        0,
-        "{requests}"
-    );
+        .args(["exec", "--skip-git-repo-check", "say hi"]);
+    let (out, requests) = logged(&scratch, cmd);
+    assert!(out.status.success(), "{}", out.text());
+    assert_eq!(counts(&requests, TINY_NOT_20B), [1, 1, 0], "{requests}");
 }
 
 #[test]
 fn the_users_model_flag_wins_and_strict_config_accepts_our_settings() {
     let scratch = Scratch::new();
     let mut cmd = scratch.codex_oss();
-    cmd.env("STAND_IN_OLLAMA_KNOWN", "tiny:1b")
-        .args([
-            "--strict-config",
-            "exec",
-            "--skip-git-repo-check",
-            "-m",
-            "tiny:1b",
-            "say hi",
-        ])
-        .stdin(Stdio::null());
-    let (output, requests) = run(&scratch, cmd);
-    assert!(output.status.success(), "{}", output_text(&output));
-    assert!(String::from_utf8_lossy(&output.stdout).contains(REPLY));
-    assert_eq!(
-        count(&requests, "POST /v1/responses tiny:1b"),
-        1,
-        "{requests}"
-    );
-    assert_eq!(
-        count(&requests, "POST /api/pull gpt-oss:20b"),
-        0,
-        "{requests}"
-    );
+    cmd.env("STAND_IN_OLLAMA_KNOWN", "tiny:1b").args([
+        "--strict-config",
+        "exec",
+        "--skip-git-repo-check",
+        "-m",
+        "tiny:1b",
+        "say hi",
+    ]);
+    let (out, requests) = logged(&scratch, cmd);
+    assert!(out.status.success(), "{}", out.text());
+    assert!(out.stdout.contains(REPLY), "{}", out.text());
+    assert_eq!(counts(&requests, TINY_NOT_20B), [1, 1, 0], "{requests}");
 }
 
 /// A stand-in Codex that records its arguments and environment, then exits with $`EXIT_WITH`.
-fn recording_codex(dir: &Path) -> PathBuf {
-    let script = dir.join("recording-codex");
-    std::fs::write(
-        &script,
-        "#!/bin/sh\nprintf '%s\\n' \"$@\" > \"$RECORD_DIR/args\"\n\
+fn recording_codex(scratch: &Scratch) -> PathBuf {
+    script(
+        scratch,
+        "recording-codex",
+        "printf '%s\\n' \"$@\" > \"$RECORD_DIR/args\"\n\
          env | grep -E '^(CODEX_OSS|OLLAMA)_' | sort > \"$RECORD_DIR/env\"\nexit \"${EXIT_WITH:-0}\"\n",
     )
-    .unwrap();
-    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    script
 }
 
 fn free_port() -> u16 {
@@ -180,21 +153,19 @@ fn codex_gets_the_local_provider_the_context_window_and_the_server_address() {
     let record = scratch.home().join("record");
     std::fs::create_dir_all(&record).unwrap();
     let port = free_port();
-    let output = scratch
-        .codex_oss()
-        .env("CODEX_OSS_CODEX", recording_codex(scratch.home()))
+    let mut cmd = scratch.codex_oss();
+    cmd.env("CODEX_OSS_CODEX", recording_codex(&scratch))
         .env("RECORD_DIR", &record)
         .env("EXIT_WITH", "7")
         .env("CODEX_OSS_PORT", port.to_string())
         .env("OLLAMA_CONTEXT_LENGTH", "40000")
-        .args(["review", "--uncommitted", "--", "-m is not a flag here"])
-        .output()
-        .unwrap();
+        .args(["review", "--uncommitted", "--", "-m is not a flag here"]);
+    let out = run(cmd);
     assert_eq!(
-        output.status.code(),
+        out.status.code(),
         Some(7),
         "Codex's exit status is ours:\n{}",
-        output_text(&output)
+        out.text()
     );
     let args = std::fs::read_to_string(record.join("args")).unwrap();
     assert_eq!(
@@ -209,6 +180,14 @@ fn codex_gets_the_local_provider_the_context_window_and_the_server_address() {
             "model_context_window=40000",
             "-c",
             "model_auto_compact_token_limit=36000",
+            "-c",
+            "model_reasoning_effort=medium",
+            "-c",
+            "web_search=\"disabled\"",
+            "-c",
+            "check_for_update_on_startup=false",
+            "-c",
+            "tui.show_tooltips=false",
             "review",
             "--uncommitted",
             "--",
@@ -240,8 +219,8 @@ fn codex_gets_the_local_provider_the_context_window_and_the_server_address() {
 #[test]
 fn a_users_own_server_is_used_and_none_is_started() {
     let scratch = Scratch::new();
-    let doctor = scratch.codex_oss().arg("doctor").output().unwrap();
-    assert!(doctor.status.success(), "{}", output_text(&doctor));
+    let doctor = crate::bundle::doctor(&scratch);
+    assert!(doctor.status.success(), "{}", doctor.text());
     let ollama = scratch.unpacked("ollama").join("bin/ollama");
     let port = free_port();
     let mut server = Command::new(&ollama)
@@ -264,15 +243,14 @@ fn a_users_own_server_is_used_and_none_is_started() {
     }
     let mut cmd = scratch.codex_oss();
     cmd.env("CODEX_OSS_BASE_URL", &base)
-        .args(["exec", "--skip-git-repo-check", "say hi"])
-        .stdin(Stdio::null());
-    let (output, _) = run(&scratch, cmd);
+        .args(["exec", "--skip-git-repo-check", "say hi"]);
+    let out = run(cmd);
     // SIGTERM, as a user stops it: Ollama then stops its runner too.
     let _ = Command::new("kill").arg(server.id().to_string()).status();
     let _ = server.wait();
     assert_no_processes_within(scratch.home(), Duration::from_secs(10));
-    assert!(output.status.success(), "{}", output_text(&output));
-    assert!(String::from_utf8_lossy(&output.stdout).contains(REPLY));
+    assert!(out.status.success(), "{}", out.text());
+    assert!(out.stdout.contains(REPLY), "{}", out.text());
     let logs =
         std::fs::read_dir(scratch.oss_home().join("logs")).map_or(0, std::iter::Iterator::count);
     assert_eq!(
@@ -285,40 +263,32 @@ fn a_users_own_server_is_used_and_none_is_started() {
     );
 
     // An unreachable server is a clear error, not a hang.
-    let output = scratch
-        .codex_oss()
-        .env(
-            "CODEX_OSS_BASE_URL",
-            format!("http://127.0.0.1:{}/v1", free_port()),
-        )
-        .args(["exec", "hi"])
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stderr.contains("cannot reach the Ollama server at CODEX_OSS_BASE_URL"),
-        "{stderr}"
-    );
+    let mut cmd = scratch.codex_oss();
+    cmd.env(
+        "CODEX_OSS_BASE_URL",
+        format!("http://127.0.0.1:{}/v1", free_port()),
+    )
+    .args(["exec", "hi"]);
+    let out = run(cmd);
+    assert!(!out.status.success(), "{}", out.text());
+    assert_user_sees!(&scratch, "an_unreachable_own_server", out.error_line());
 }
 
 #[test]
 fn models_pull_list_and_remove() {
     let scratch = Scratch::new();
     let models = |args: &[&str]| {
-        let output = scratch
-            .codex_oss()
-            .arg("models")
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(output.status.success(), "{}", output_text(&output));
-        String::from_utf8_lossy(&output.stdout).into_owned()
+        let mut cmd = scratch.codex_oss();
+        cmd.arg("models").args(args);
+        let out = run(cmd);
+        assert!(out.status.success(), "{}", out.text());
+        out.stdout
     };
-    assert!(models(&["list"]).contains("no models yet"));
+    let empty = models(&["list"]);
+    assert_user_sees!(&scratch, "models_list_with_no_models", empty);
     models(&["pull"]);
     assert!(models(&["list"]).contains("gpt-oss:20b"));
-    assert!(models(&["rm", "gpt-oss:20b"]).contains("removed gpt-oss:20b"));
-    assert!(!models(&["list"]).contains("gpt-oss:20b\t"));
+    assert_user_sees!(&scratch, "models_rm", models(&["rm", "gpt-oss:20b"]));
+    assert_eq!(models(&["list"]), empty);
     assert_no_processes_within(&scratch.oss_home().join("ollama"), Duration::from_secs(5));
 }

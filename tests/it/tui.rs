@@ -7,9 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use crate::support::{assert_no_processes_within, Scratch};
-
-const REPLY: &str = "Hello from the stand-in model.";
+use crate::support::{assert_no_processes_within, Scratch, REPLY};
 
 /// A tmux server of its own; killed when dropped, whatever the test did.
 struct Tmux {
