@@ -153,26 +153,37 @@ pub fn write(home: &Home, model: &str, context_length: u32) -> Result<PathBuf> {
 }
 
 /// Checks once per Codex executable that Codex loads the catalog (`codex -c
-/// model_catalog_json=FILE debug models`); remembers success beside the catalog.
-pub fn codex_accepts(codex: &Path, catalog: &Path) -> bool {
+/// model_catalog_json=FILE debug models`); remembers success beside the catalog. A Codex
+/// that does not answer within `CHECK_DEADLINE` counts as rejecting it (and is killed).
+pub async fn codex_accepts(codex: &Path, catalog: &Path) -> bool {
     let stamp = catalog.with_extension(format!("ok-{}", executable_id(codex)));
     if stamp.exists() {
         return true;
     }
-    let accepted = std::process::Command::new(codex)
+    let mut command = tokio::process::Command::new(codex);
+    command
         .arg("-c")
         .arg(format!("model_catalog_json={}", toml_string(catalog)))
         .args(["debug", "models"])
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success());
+        .kill_on_drop(true);
+    crate::platform::die_with_launcher(&mut command);
+    let accepted = match command.spawn() {
+        Ok(mut child) => tokio::time::timeout(CHECK_DEADLINE, child.wait())
+            .await
+            .is_ok_and(|status| status.is_ok_and(|s| s.success())),
+        Err(_) => false,
+    };
     if accepted {
         let _ = std::fs::write(&stamp, b"");
     }
     accepted
 }
+
+/// How long `codex debug models` may take (it answers in milliseconds).
+const CHECK_DEADLINE: std::time::Duration = std::time::Duration::from_secs(20);
 
 /// Says once per Codex executable that it rejected the catalog: the run goes on
 /// without it, with Codex's fallback metadata.

@@ -51,7 +51,7 @@ async fn session(
     }
 
     let v1 = connection.v1_url().to_owned();
-    let catalog = catalog_for(settings, codex, user_args);
+    let catalog = catalog_for(settings, codex, user_args).await;
     let target = Target {
         base_url: &v1,
         port: connection.port(),
@@ -75,7 +75,7 @@ async fn session(
 
 /// The model catalog for this run, unless the user has their own or Codex rejects ours
 /// (then one warning, and Codex runs on its fallback metadata).
-fn catalog_for(
+async fn catalog_for(
     settings: &Settings,
     codex: &std::path::Path,
     user_args: &[OsString],
@@ -86,7 +86,7 @@ fn catalog_for(
     let path = catalog::write(&settings.home, &settings.model, settings.context_length)
         .map_err(|err| ui::warn(format!("running Codex without a model catalog: {err:#}")))
         .ok()?;
-    if catalog::codex_accepts(codex, &path) {
+    if catalog::codex_accepts(codex, &path).await {
         return Some(path);
     }
     catalog::warn_rejected_once(codex, &path);

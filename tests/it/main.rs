@@ -4,10 +4,13 @@
 //! What users read is checked against snapshots in tests/it/snapshots (insta): set
 //! `INSTA_UPDATE=always` to write them anew, then read the changes before committing.
 
+mod agent;
 mod bundle;
 mod faults;
 mod hardening;
 mod help;
+mod import;
 mod run;
+mod sharing;
 mod support;
 mod tui;

@@ -1,0 +1,225 @@
+//! One embedded server for every codex-oss with the same settings: concurrent runs
+//! start one server, it outlives the run that started it while others use it, the last
+//! run out stops it, and other settings (or `--no-share`) get a server of their own.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+
+use crate::support::{
+    assert_no_processes_within, exec_with, fs_read, run, script, Running, Scratch, GONE, REPLY,
+    STEP,
+};
+
+/// Servers started so far: Ollama's log files, one per server.
+fn servers_started(scratch: &Scratch) -> usize {
+    std::fs::read_dir(scratch.oss_home().join("logs")).map_or(0, |entries| {
+        entries
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "log"))
+            .count()
+    })
+}
+
+/// A Codex that waits until `n` runs have reached it, then runs the real Codex: the
+/// runs overlap for certain.
+fn codex_behind_a_barrier(scratch: &Scratch, barrier: &Path, n: usize) -> PathBuf {
+    std::fs::create_dir_all(barrier).unwrap();
+    let real = scratch.unpacked("codex").join("bin/codex");
+    script(
+        scratch,
+        &format!("codex-barrier-{n}"),
+        &format!(
+            "touch {b}/$$\nwhile [ $(ls {b} | wc -l) -lt {n} ]; do sleep 0.05; done\nexec {real} \"$@\"\n",
+            b = barrier.display(),
+            real = real.display()
+        ),
+    )
+}
+
+#[test]
+fn two_and_then_eight_concurrent_runs_share_one_server() {
+    let scratch = Scratch::new();
+    assert!(crate::bundle::doctor(&scratch).status.success());
+    for n in [2, 8] {
+        let before = servers_started(&scratch);
+        let codex =
+            codex_behind_a_barrier(&scratch, &scratch.home().join(format!("barrier-{n}")), n);
+        let runs: Vec<Running> = (0..n)
+            .map(|_| Running::start(exec_with(&scratch, &codex)))
+            .collect();
+        for (i, running) in runs.into_iter().enumerate() {
+            let out = running.finish(STEP * 2);
+            assert!(out.status.success(), "run {i} of {n}: {}", out.text());
+            assert!(out.stdout.contains(REPLY), "run {i} of {n}: {}", out.text());
+        }
+        assert_eq!(
+            servers_started(&scratch) - before,
+            1,
+            "{n} runs, servers started"
+        );
+        assert_no_processes_within(scratch.home(), GONE);
+    }
+}
+
+/// Waits until `path` exists.
+fn wait_for(path: &Path, what: &str) {
+    let deadline = Instant::now() + STEP;
+    while !path.exists() {
+        assert!(Instant::now() < deadline, "no {what}");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+#[test]
+fn the_run_that_started_the_server_is_killed_and_the_other_goes_on() {
+    let scratch = Scratch::new();
+    let (a_ready, b_ready, go) = (
+        scratch.home().join("a-ready"),
+        scratch.home().join("b-ready"),
+        scratch.home().join("go"),
+    );
+    let a_codex = script(
+        &scratch,
+        "codex-a",
+        &format!("touch {}\nsleep 60\n", a_ready.display()),
+    );
+    // B uses the server after A is gone: it must still answer.
+    let b_codex = script(
+        &scratch,
+        "codex-b",
+        &format!(
+            "touch {}\nwhile [ ! -e {} ]; do sleep 0.05; done\ncurl -sf \"${{CODEX_OSS_BASE_URL%/v1}}/api/version\"\n",
+            b_ready.display(),
+            go.display()
+        ),
+    );
+    let a = Running::start(exec_with(&scratch, &a_codex));
+    wait_for(&a_ready, "run A");
+    let b = Running::start(exec_with(&scratch, &b_codex));
+    wait_for(&b_ready, "run B");
+    a.signal(Signal::SIGKILL);
+    let _ = a.finish(STEP);
+    std::thread::sleep(Duration::from_millis(500));
+    std::fs::write(&go, b"").unwrap();
+    let out = b.finish(STEP);
+    assert!(out.status.success(), "B lost its server:\n{}", out.text());
+    assert!(out.stdout.contains("\"version\""), "{}", out.text());
+    assert_eq!(servers_started(&scratch), 1);
+    assert_no_processes_within(scratch.home(), GONE);
+}
+
+/// The key of the shared server for the default settings: the name of its lock file.
+fn shared_key(scratch: &Scratch) -> String {
+    let dir = scratch.oss_home().join("run/shared");
+    std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .find_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.strip_suffix(".lock").map(str::to_owned)
+        })
+        .expect("a shared server's lock")
+}
+
+#[test]
+fn a_stale_record_is_replaced_and_never_acted_on() {
+    let scratch = Scratch::new();
+    let done = script(&scratch, "codex-exits", "exit 0\n");
+    assert!(run(exec_with(&scratch, &done)).status.success());
+    let key = shared_key(&scratch);
+
+    // A record left behind: its keeper's pid now belongs to another program.
+    let mut victim = Command::new("sleep")
+        .arg("300")
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut keeper = crate::hardening::identity(victim.id());
+    keeper["start_time"] = (keeper["start_time"].as_u64().unwrap() - 1).into();
+    let record = scratch.oss_home().join(format!("run/shared/{key}.json"));
+    std::fs::write(
+        &record,
+        serde_json::json!({
+            "keeper": keeper,
+            "addr": "127.0.0.1:9",
+            "log": "/nonexistent.log",
+            "settings": {"executable": "/x", "models": "/y", "context_length": 32768, "bind": "127.0.0.1:0"},
+        })
+        .to_string(),
+    )
+    .unwrap();
+
+    let out = run(crate::support::exec_say_hi(&scratch));
+    let alive = victim.try_wait().unwrap().is_none();
+    let _ = victim.kill();
+    let _ = victim.wait();
+    assert!(out.status.success(), "{}", out.text());
+    assert!(out.stdout.contains(REPLY), "{}", out.text());
+    assert!(alive, "the stale record's pid was acted on");
+    // The new server's keeper removes its record when it stops, after the run.
+    assert_no_processes_within(scratch.home(), GONE);
+    assert!(
+        !record.exists(),
+        "the stale record is still there after the run"
+    );
+}
+
+#[test]
+fn other_settings_or_no_share_get_a_server_of_their_own() {
+    let scratch = Scratch::new();
+    let (ready, go) = (scratch.home().join("ready"), scratch.home().join("go"));
+    let waits = script(
+        &scratch,
+        "codex-waits",
+        &format!(
+            "touch {}.$$\nwhile [ ! -e {} ]; do sleep 0.05; done\n",
+            ready.display(),
+            go.display()
+        ),
+    );
+    let first = Running::start(exec_with(&scratch, &waits));
+    let ready_count = |n: usize| {
+        let deadline = Instant::now() + STEP;
+        loop {
+            let count = std::fs::read_dir(scratch.home())
+                .unwrap()
+                .flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with("ready."))
+                .count();
+            if count >= n {
+                return;
+            }
+            assert!(Instant::now() < deadline, "only {count} runs reached Codex");
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    };
+    ready_count(1);
+    let mut other_store = exec_with(&scratch, &waits);
+    other_store.env("OLLAMA_MODELS", scratch.home().join("other-models"));
+    let second = Running::start(other_store);
+    ready_count(2);
+    let mut private = scratch.codex_oss();
+    private
+        .args(["--no-share", "exec", "--skip-git-repo-check", "say hi"])
+        .env("CODEX_OSS_CODEX", &waits);
+    let third = Running::start(private);
+    ready_count(3);
+    assert_eq!(servers_started(&scratch), 3);
+    std::fs::write(&go, b"").unwrap();
+    let outs = [first.finish(STEP), second.finish(STEP), third.finish(STEP)];
+    for out in &outs {
+        assert!(out.status.success(), "{}", out.text());
+    }
+    assert!(
+        outs[1].stderr.lines().any(|l| l.starts_with(
+            "codex-oss: another codex-oss shares an Ollama with other settings (model store"
+        )),
+        "{}",
+        outs[1].text()
+    );
+    assert!(!fs_read(&scratch.home().join("codex-waits")).is_empty());
+    assert_no_processes_within(scratch.home(), GONE);
+}
