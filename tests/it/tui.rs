@@ -157,6 +157,11 @@ fn tui_shows_the_local_model_answers_and_quits_leaving_no_ollama() {
     tmux.wait_for("the stand-in's reply", Duration::from_secs(30), |s| {
         s.contains(REPLY)
     });
+    // Codex knows the model (the catalog) and finds its bubblewrap (on its PATH).
+    let screen = tmux.screen();
+    for warning in ["Model metadata", "bubblewrap"] {
+        assert!(!screen.contains(warning), "{warning} warning:\n{screen}");
+    }
 
     tmux.type_text("/quit");
     std::thread::sleep(Duration::from_millis(500));
