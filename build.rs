@@ -5,6 +5,10 @@
 //! else the release pinned in `bundle.toml`, downloaded once into a cache and checked
 //! against its SHA-256), keeps only what codex-oss runs, compresses that with zstd and
 //! writes `payloads.rs`, which `src/payload.rs` includes.
+//!
+//! It also checks the minisign public key that `codex-oss update` verifies releases with
+//! (`keys/update.pub`, or the file `CODEX_OSS_UPDATE_PUBLIC_KEY` names) and writes it
+//! into `update-public-key.b64`, which `src/update` compiles in.
 
 #[path = "build/archive.rs"]
 mod archive;
@@ -18,7 +22,7 @@ mod pack;
 mod pins;
 
 use std::env;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use pins::Component;
 
@@ -41,6 +45,8 @@ fn run() -> Result<(), String> {
     let out_dir = PathBuf::from(env::var("OUT_DIR").map_err(|e| e.to_string())?);
     let target = env::var("TARGET").map_err(|e| e.to_string())?;
     let release = env::var("PROFILE").as_deref() == Ok("release");
+
+    update_public_key(&manifest_dir, &out_dir)?;
 
     let bundle = pins::Bundle::load(&manifest_dir.join("bundle.toml"))?;
     let level = pack::zstd_level(release)?;
@@ -90,6 +96,49 @@ fn run() -> Result<(), String> {
     std::fs::write(out_dir.join("payloads.rs"), generated).map_err(|e| {
         format!(
             "could not write payloads.rs into {}: {e}",
+            out_dir.display()
+        )
+    })
+}
+
+/// The build variable naming the minisign public key `codex-oss update` trusts.
+const UPDATE_KEY_VAR: &str = "CODEX_OSS_UPDATE_PUBLIC_KEY";
+
+/// Checks the update public key (the repository's `keys/update.pub`, or the file
+/// `CODEX_OSS_UPDATE_PUBLIC_KEY` names, relative to the repository root) and writes its
+/// base64 line into `update-public-key.b64`. A key that does not parse fails the build:
+/// a binary that could verify no release must never ship.
+fn update_public_key(manifest_dir: &Path, out_dir: &Path) -> Result<(), String> {
+    println!("cargo:rerun-if-env-changed={UPDATE_KEY_VAR}");
+    let path = match env::var_os(UPDATE_KEY_VAR) {
+        Some(file) if !file.is_empty() => manifest_dir.join(file),
+        _ => manifest_dir.join("keys/update.pub"),
+    };
+    println!("cargo:rerun-if-changed={}", path.display());
+    let hint = format!(
+        "{UPDATE_KEY_VAR}=FILE names another minisign public key (`minisign -G` writes one)"
+    );
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        format!(
+            "could not read the update public key {}: {e}; {hint}",
+            path.display()
+        )
+    })?;
+    // A minisign .pub file: an "untrusted comment:" line, then the key in base64.
+    let line = text
+        .lines()
+        .map(str::trim)
+        .rfind(|line| !line.is_empty() && !line.starts_with("untrusted comment:"))
+        .unwrap_or_default();
+    minisign_verify::PublicKey::from_base64(line).map_err(|e| {
+        format!(
+            "{} is not a minisign public key ({e}); {hint}",
+            path.display()
+        )
+    })?;
+    std::fs::write(out_dir.join("update-public-key.b64"), line).map_err(|e| {
+        format!(
+            "could not write update-public-key.b64 into {}: {e}",
             out_dir.display()
         )
     })

@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DIST_VERSION=0.34.0
-DEBS=(tmux ruby wixl msitools zstd xz-utils python3 curl util-linux
+DEBS=(tmux ruby wixl msitools zstd xz-utils python3 curl util-linux minisign
   # Debian's Rust with its std sources and MinGW, for scripts/check-windows.sh.
   rustc-web cargo-web rust-web-src gcc-mingw-w64-x86-64-posix)
 

@@ -45,11 +45,33 @@ pub enum Command {
     },
 }
 
+/// `codex-oss update [VERSION]`: the text after the options says what is verified.
 #[derive(Debug, Args)]
+#[command(
+    after_help = "Before replacing anything, codex-oss checks the download's SHA-256 and its \
+    minisign signature by the codex-oss release key built into it; a download that does not \
+    check out leaves the installed codex-oss as it is. Releases come from GitHub's releases \
+    API; CODEX_OSS_UPDATE_API_URL names another server with the same API. GITHUB_TOKEN (or \
+    CODEX_OSS_GITHUB_TOKEN) is sent to that server only, for a higher rate limit. A Homebrew \
+    install updates with `brew upgrade codex-oss`, an MSI install with a newer MSI."
+)]
 pub struct UpdateArgs {
-    /// Only say whether an update is available.
-    #[arg(long)]
-    pub dry_run: bool,
+    /// Install this version (0.2.0 or v0.2.0) instead of the newest.
+    pub version: Option<String>,
+
+    /// Only report the installed and the newest version and the Ollama and Codex each
+    /// embeds; exit 0 when up to date, 1 when an update is available, 2 when the check
+    /// failed.
+    #[arg(long, alias = "dry-run", conflicts_with_all = ["version", "yes", "allow_downgrade"])]
+    pub check: bool,
+
+    /// Replace without asking (codex-oss asks first when run in a terminal).
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+
+    /// Install VERSION even when it is older than the installed codex-oss.
+    #[arg(long, requires = "version")]
+    pub allow_downgrade: bool,
 }
 
 #[derive(Debug, Args)]

@@ -32,6 +32,8 @@ mod settings;
 mod shared;
 mod tools;
 mod ui;
+#[cfg_attr(not(feature = "self-update"), allow(dead_code))]
+mod update;
 
 use std::process::ExitCode;
 

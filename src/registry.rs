@@ -124,7 +124,7 @@ fn is_our_server(record: &Record, home: &Home, executable: &Path) -> bool {
             && record.executable.starts_with(home.payload_dir("ollama")));
     ours && record.server.is_alive()
         && platform::leads_its_tree(record.server.pid)
-        && runs(record.server.pid, executable)
+        && runs(record.server.pid, &record.executable)
 }
 
 /// True when `pid` runs `executable`: the process image or, for a script, one of its

@@ -873,6 +873,14 @@ impl Package {
             toml::to_string(&bundle).unwrap(),
         )
         .unwrap();
+        // The build script also compiles in the update public key.
+        let keys = dir.path().join("keys");
+        std::fs::create_dir_all(&keys).unwrap();
+        std::fs::copy(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("keys/update.pub"),
+            keys.join("update.pub"),
+        )
+        .unwrap();
         let out_dir = dir.path().join("out");
         let cache = dir.path().join("cache");
         std::fs::create_dir_all(&out_dir).unwrap();
