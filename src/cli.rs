@@ -13,7 +13,9 @@ use clap::{Args, Parser, Subcommand};
 ///
 /// Any arguments other than the subcommands below go to Codex unchanged, with the
 /// embedded Ollama and the local model applied: `codex-oss`, `codex-oss exec "fix the
-/// test"`, `codex-oss resume --last`.
+/// test"`, `codex-oss resume --last`, `codex-oss --search` (web search on). One of them
+/// is codex-oss's own: `--no-share` runs an Ollama for this run alone, instead of the
+/// one shared by every codex-oss with the same settings.
 #[derive(Debug, Parser)]
 #[command(name = "codex-oss", disable_version_flag = true)]
 pub struct Cli {
@@ -31,7 +33,7 @@ pub enum Command {
     Update(UpdateArgs),
     /// Check the installation, the unpacked payloads, the model and the machine.
     Doctor,
-    /// List, pull or remove local models.
+    /// List, pull, import or remove local models.
     #[command(subcommand)]
     Models(ModelsCommand),
     /// Run the embedded Ollama in the foreground (for other clients), until Ctrl-C.
@@ -86,9 +88,15 @@ pub enum ModelsCommand {
     /// List the models in the local store.
     List,
     /// Download a model (default: `CODEX_OSS_MODEL` or gpt-oss:20b).
-    Pull { model: Option<String> },
+    Pull {
+        /// The model, as Ollama names it (default: `CODEX_OSS_MODEL` or gpt-oss:20b).
+        model: Option<String>,
+    },
     /// Delete a model from the local store.
-    Rm { model: String },
+    Rm {
+        /// The model, as `codex-oss models list` names it.
+        model: String,
+    },
     /// Take a model from another Ollama's store (hard links on the same disk, else a copy;
     /// every blob checked), instead of downloading it again.
     Import {

@@ -101,7 +101,7 @@ impl Home {
             match platform::exposure(&meta) {
                 None => {}
                 Some(Exposure::OtherOwner(uid)) => bail!(
-                    "{} belongs to {}, not to you, and codex-oss runs programs from it: set CODEX_OSS_HOME to a directory of your own, or make it yours (chown -R)",
+                    "{} belongs to another user ({}), and codex-oss runs programs from it: set CODEX_OSS_HOME to a directory of your own, or make it yours (chown -R)",
                     dir.display(),
                     platform::user_name(uid)
                 ),

@@ -207,6 +207,10 @@ impl Ollama {
                 })?;
                 if let Some(error) = parsed.error {
                     progress.abandon();
+                    if error.contains("file does not exist") {
+                        // Ollama's words for a name the registry does not have.
+                        bail!("Ollama could not pull {model}: there is no such model in Ollama's library; check the name, e.g. gpt-oss:20b");
+                    }
                     bail!("Ollama could not pull {model}: {error}");
                 }
                 if !space_checked {
