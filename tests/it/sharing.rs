@@ -64,6 +64,19 @@ fn two_and_then_eight_concurrent_runs_share_one_server() {
     }
 }
 
+/// A Codex that says it has started (`touch STARTED`), waits for `go` to exist, then
+/// runs `then`.
+fn waiting_codex(scratch: &Scratch, name: &str, started: &str, go: &Path, then: &str) -> PathBuf {
+    script(
+        scratch,
+        name,
+        &format!(
+            "touch {started}\nwhile [ ! -e {} ]; do sleep 0.05; done\n{then}\n",
+            go.display()
+        ),
+    )
+}
+
 /// Waits until `path` exists.
 fn wait_for(path: &Path, what: &str) {
     let deadline = Instant::now() + STEP;
@@ -87,14 +100,12 @@ fn the_run_that_started_the_server_is_killed_and_the_other_goes_on() {
         &format!("touch {}\nsleep 60\n", a_ready.display()),
     );
     // B uses the server after A is gone: it must still answer.
-    let b_codex = script(
+    let b_codex = waiting_codex(
         &scratch,
         "codex-b",
-        &format!(
-            "touch {}\nwhile [ ! -e {} ]; do sleep 0.05; done\ncurl -sf \"${{CODEX_OSS_BASE_URL%/v1}}/api/version\"\n",
-            b_ready.display(),
-            go.display()
-        ),
+        &b_ready.display().to_string(),
+        &go,
+        "curl -sf \"${CODEX_OSS_BASE_URL%/v1}/api/version\"",
     );
     let a = Running::start(exec_with(&scratch, &a_codex));
     wait_for(&a_ready, "run A");
@@ -171,14 +182,12 @@ fn a_stale_record_is_replaced_and_never_acted_on() {
 fn other_settings_or_no_share_get_a_server_of_their_own() {
     let scratch = Scratch::new();
     let (ready, go) = (scratch.home().join("ready"), scratch.home().join("go"));
-    let waits = script(
+    let waits = waiting_codex(
         &scratch,
         "codex-waits",
-        &format!(
-            "touch {}.$$\nwhile [ ! -e {} ]; do sleep 0.05; done\n",
-            ready.display(),
-            go.display()
-        ),
+        &format!("{}.$$", ready.display()),
+        &go,
+        "true",
     );
     let first = Running::start(exec_with(&scratch, &waits));
     let ready_count = |n: usize| {
