@@ -32,7 +32,10 @@ pub enum Command {
     /// Update codex-oss, and with it the embedded Ollama and Codex.
     Update(UpdateArgs),
     /// Check the installation, the unpacked payloads, the model and the machine.
-    Doctor,
+    Doctor(DoctorArgs),
+    /// Fetch, remove or show the NVIDIA GPU libraries of the embedded Ollama.
+    #[command(subcommand)]
+    Gpu(GpuCommand),
     /// List, pull, import or remove local models.
     #[command(subcommand)]
     Models(ModelsCommand),
@@ -74,6 +77,30 @@ pub struct UpdateArgs {
     /// Install VERSION even when it is older than the installed codex-oss.
     #[arg(long, requires = "version")]
     pub allow_downgrade: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Print the report as one JSON object, with stable field names, for scripts.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// On Linux and Windows the embedded Ollama carries only its CPU libraries; with an
+/// NVIDIA GPU, a run fetches the CUDA libraries from the pinned Ollama release (checked
+/// against its SHA-256) before it starts Ollama. These commands do it by hand.
+#[derive(Debug, Subcommand)]
+#[command(
+    after_help = "CODEX_OSS_GPU=auto|cuda|none (default auto) overrides the detection; \
+    CODEX_OSS_PAYLOAD_MIRROR=URL downloads the archive from URL/<file name> instead of GitHub."
+)]
+pub enum GpuCommand {
+    /// Fetch and install the CUDA libraries now, whether or not a GPU is found.
+    Install,
+    /// Remove them; runs then use the CPU until `gpu install`.
+    Remove,
+    /// Show the GPU found, the libraries, and the device Ollama used last.
+    Status,
 }
 
 #[derive(Debug, Args)]

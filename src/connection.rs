@@ -50,10 +50,13 @@ impl Connection {
             });
         }
         let tool = tools::resolve(tools::ollama, settings).await?;
+        // An NVIDIA GPU gets Ollama's CUDA libraries before Ollama starts (see `gpu`).
+        crate::gpu::prepare(settings, &tool.path).await;
         crate::registry::stop_stale(&settings.home, &tool.path);
         if share {
             if let Some(shared) = Shared::join(settings, &tool.path).await? {
                 let base = shared.base_url();
+                crate::gpu::check_device(&settings.home, &base, None).await;
                 return Ok(Connection {
                     v1_url: format!("{base}/v1"),
                     base,
@@ -72,6 +75,7 @@ impl Connection {
         })
         .await?;
         let base = server.base_url();
+        crate::gpu::check_device(&settings.home, &base, Some(server.log_path())).await;
         Ok(Connection {
             v1_url: format!("{base}/v1"),
             base,

@@ -32,6 +32,11 @@ impl EnvVars {
     pub const GITHUB_TOKEN: &'static str = "GITHUB_TOKEN";
     /// The launcher's diagnostics, an env-filter (`warn`, `info`, `debug`).
     pub const CODEX_OSS_LOG: &'static str = "CODEX_OSS_LOG";
+    /// `auto` (look for a GPU), `cuda` (take an NVIDIA GPU as found) or `none` (CPU only).
+    pub const CODEX_OSS_GPU: &'static str = "CODEX_OSS_GPU";
+    /// A base URL to download the pinned release assets from instead of GitHub (the GPU
+    /// libraries at run time; the payloads at build time).
+    pub const CODEX_OSS_PAYLOAD_MIRROR: &'static str = "CODEX_OSS_PAYLOAD_MIRROR";
 
     /// Ollama's bind address; taken only when it is a loopback address.
     pub const OLLAMA_HOST: &'static str = "OLLAMA_HOST";

@@ -19,14 +19,14 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Deserialize;
 
 /// What a known model needs, to say plainly what is short before a long download.
-struct Needs {
-    disk: u64,
-    memory: u64,
+pub struct Needs {
+    pub disk: u64,
+    pub memory: u64,
 }
 
 const GB: u64 = 1_000_000_000;
 
-fn needs(model: &str) -> Option<Needs> {
+pub fn needs(model: &str) -> Option<Needs> {
     match canonical(model).as_str() {
         "gpt-oss:20b" | "gpt-oss:latest" => Some(Needs {
             disk: 14 * GB,

@@ -228,6 +228,8 @@ impl Payload {
         write_synced(&temp.path().join(MANIFEST), &json).map_err(err)?;
 
         if dest.exists() {
+            // The GPU libraries fetched into it on demand are not the payload's: keep them.
+            crate::gpu::carry_over(dest, temp.path());
             // A damaged copy: move it aside (a running instance keeps its open files).
             let trash = tempfile::Builder::new()
                 .prefix(".trash-")
@@ -619,8 +621,8 @@ fn mtime_of(meta: &std::fs::Metadata) -> u128 {
 }
 
 /// Takes the payload's unpack lock, waiting (and saying so) while another codex-oss
-/// unpacks it.
-fn unpack_lock(home: &Home, name: &str) -> io::Result<File> {
+/// unpacks it. The GPU libraries are put into the unpacked Ollama under it too.
+pub fn unpack_lock(home: &Home, name: &str) -> io::Result<File> {
     lock::wait(
         &home.run().join(format!("unpack-{name}.lock")),
         lock::Mode::Exclusive,

@@ -15,6 +15,10 @@
 //! The port: with no `CODEX_OSS_PORT`, Ollama binds port 0 and the launcher reads the
 //! real address from its `Listening on ADDR (version X)` log line, so there is no
 //! window between choosing a port and binding it.
+//!
+//! The device: Ollama logs the one it computes on before it serves HTTP (`msg="inference
+//! compute" ... library=CUDA`); `inference_compute` reads it back from the log, for the
+//! GPU check at start (see `gpu`) and for `doctor`.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -361,6 +365,131 @@ pub fn log_tail(path: &Path, n: usize) -> String {
         .join("\n")
 }
 
+/// The device Ollama computes on, as it logs it at start (`msg="inference compute"`,
+/// one line a device, before it serves HTTP): `library=CUDA ... name=CUDA0
+/// description="NVIDIA GeForce RTX 4090" libdirs=ollama,cuda_v13 ... total="24.0 GiB"`
+/// (Ollama 0.32's discover.LogDetails; older ones wrote `name="NVIDIA ..." variant=v12`),
+/// or `id=cpu library=cpu ... total="31.3 GiB"` without a GPU.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Compute {
+    /// `CUDA`, `ROCm`, `Metal`, `Vulkan` or `cpu`.
+    pub library: String,
+    /// The device's name (`NVIDIA GeForce RTX 4090`; `cpu`).
+    pub name: String,
+    /// The library folder it runs on (`cuda_v13`), when it says.
+    pub folder: Option<String>,
+    /// The driver's CUDA version (`13.0`), when it says.
+    pub driver: Option<String>,
+    /// Its memory (`24.0 GiB`).
+    pub total: String,
+}
+
+impl Compute {
+    pub fn is_gpu(&self) -> bool {
+        !self.library.eq_ignore_ascii_case("cpu")
+    }
+
+    /// `CUDA on NVIDIA GeForce RTX 4090 (24.0 GiB, cuda_v13)`, `the CPU (31.3 GiB)`.
+    pub fn describe(&self) -> String {
+        if !self.is_gpu() {
+            return format!("the CPU ({})", self.total);
+        }
+        let details: Vec<&str> = [Some(self.total.as_str()), self.folder.as_deref()]
+            .into_iter()
+            .flatten()
+            .filter(|d| !d.is_empty())
+            .collect();
+        format!("{} on {} ({})", self.library, self.name, details.join(", "))
+    }
+}
+
+/// The `key=value` pairs of one line of Ollama's log (Go's slog text: a value is bare,
+/// or quoted as Go quotes strings).
+pub fn slog_fields(line: &str) -> Vec<(String, String)> {
+    let mut fields = Vec::new();
+    let mut chars = line.chars().peekable();
+    loop {
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        let mut key = String::new();
+        while let Some(c) = chars.next_if(|c| !c.is_whitespace() && *c != '=') {
+            key.push(c);
+        }
+        if chars.peek().is_none() {
+            return fields;
+        }
+        if chars.next_if_eq(&'=').is_none() {
+            continue; // a word without a value
+        }
+        let mut value = String::new();
+        if chars.next_if_eq(&'"').is_some() {
+            while let Some(c) = chars.next() {
+                match c {
+                    '"' => break,
+                    '\\' => match chars.next() {
+                        Some('n') => value.push('\n'),
+                        Some('t') => value.push('\t'),
+                        Some(other) => value.push(other),
+                        None => {}
+                    },
+                    other => value.push(other),
+                }
+            }
+        } else {
+            while let Some(c) = chars.next_if(|c| !c.is_whitespace()) {
+                value.push(c);
+            }
+        }
+        fields.push((key, value));
+    }
+}
+
+/// The device of one `msg="inference compute"` line.
+pub fn parse_inference_compute(line: &str) -> Option<Compute> {
+    if !line.contains("inference compute") {
+        return None;
+    }
+    let fields = slog_fields(line);
+    let get = |key: &str| {
+        fields
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+            .filter(|v| !v.is_empty())
+    };
+    if get("msg").as_deref() != Some("inference compute") {
+        return None;
+    }
+    let library = get("library")?;
+    let name = get("description")
+        .or_else(|| get("name"))
+        .unwrap_or_else(|| library.clone());
+    let folder = get("libdirs")
+        .and_then(|dirs| dirs.rsplit(',').next().map(str::to_owned))
+        .filter(|dir| dir != "ollama")
+        .or_else(|| get("variant"));
+    Some(Compute {
+        driver: get("driver").filter(|d| d != "0.0"),
+        total: get("total").unwrap_or_default(),
+        library,
+        name,
+        folder,
+    })
+}
+
+/// The devices a log says Ollama computes on (read from its start: Ollama logs them
+/// before it serves HTTP).
+pub fn inference_compute(log: &Path) -> Vec<Compute> {
+    use std::io::Read;
+    let mut head = Vec::new();
+    if let Ok(file) = std::fs::File::open(log) {
+        let _ = file.take(1 << 20).read_to_end(&mut head);
+    }
+    String::from_utf8_lossy(&head)
+        .lines()
+        .filter_map(parse_inference_compute)
+        .collect()
+}
+
 /// Checks a server the user runs (`CODEX_OSS_BASE_URL`) answers before Codex starts.
 pub async fn check_external(base_url: &str) -> Result<()> {
     let root = base_url.trim_end_matches('/').trim_end_matches("/v1");
@@ -397,5 +526,56 @@ mod tests {
             Some("[::1]:80".parse().unwrap())
         );
         assert_eq!(parse_listening("starting runner"), None);
+    }
+
+    #[test]
+    fn the_device_ollama_computes_on() {
+        // Ollama 0.32.15 (discover/types.go), with a GPU and without.
+        let cuda = r#"time=2026-01-01T10:00:00.000Z level=INFO source=types.go:32 msg="inference compute" id=GPU-452cac9f filter_id="" library=CUDA compute=8.9 name=CUDA0 description="NVIDIA GeForce RTX 4090" libdirs=ollama,cuda_v13 driver=13.0 pci_id=0000:01:00.0 type=discrete total="24.0 GiB" available="23.5 GiB""#;
+        let compute = parse_inference_compute(cuda).unwrap();
+        assert!(compute.is_gpu());
+        assert_eq!(
+            compute.describe(),
+            "CUDA on NVIDIA GeForce RTX 4090 (24.0 GiB, cuda_v13)"
+        );
+        assert_eq!(compute.driver.as_deref(), Some("13.0"));
+        let cpu = r#"time=2026-01-01T10:00:00.000Z level=INFO source=types.go:50 msg="inference compute" id=cpu library=cpu compute="" name=cpu description=cpu libdirs=ollama driver="" pci_id="" type="" total="31.3 GiB" available="30.4 GiB""#;
+        let compute = parse_inference_compute(cpu).unwrap();
+        assert!(!compute.is_gpu());
+        assert_eq!(compute.describe(), "the CPU (31.3 GiB)");
+        // Older Ollama (its app/server tests), and Metal.
+        let old = r#"time=2025-07-01T19:33:43.162Z level=INFO source=types.go:130 msg="inference compute" id=GPU-452c library=cuda variant=v12 compute=6.1 driver=12.7 name="NVIDIA GeForce GT 1030" total="3.9 GiB" available="3.9 GiB""#;
+        assert_eq!(
+            parse_inference_compute(old).unwrap().describe(),
+            "cuda on NVIDIA GeForce GT 1030 (3.9 GiB, v12)"
+        );
+        let metal = r#"time=2025-06-30T09:23:07.416-07:00 level=INFO source=types.go:130 msg="inference compute" id=0 library=metal variant="" compute="" driver=0.0 name="" total="96.0 GiB" available="96.0 GiB""#;
+        let compute = parse_inference_compute(metal).unwrap();
+        assert_eq!((compute.library.as_str(), compute.driver), ("metal", None));
+        assert_eq!(
+            parse_inference_compute(r#"msg="discovering available GPUs...""#),
+            None
+        );
+        assert_eq!(
+            parse_inference_compute(r#"msg="Matched" "inference compute"=x"#),
+            None
+        );
+    }
+
+    #[test]
+    fn slog_values_bare_and_quoted() {
+        let fields = slog_fields(
+            r#"level=WARN msg="NVIDIA driver too old" device="A \"B\" C" driver=535 empty="""#,
+        );
+        assert_eq!(
+            fields,
+            [
+                ("level".into(), "WARN".into()),
+                ("msg".into(), "NVIDIA driver too old".into()),
+                ("device".into(), "A \"B\" C".into()),
+                ("driver".into(), "535".into()),
+                ("empty".into(), String::new()),
+            ]
+        );
     }
 }

@@ -121,6 +121,11 @@ pub struct Settings {
     pub import_from: Vec<PathBuf>,
     /// Share the embedded server with other runs (`CODEX_OSS_SHARE=0`, `--no-share`: not).
     pub share: bool,
+    /// `CODEX_OSS_GPU`: look for a GPU, take an NVIDIA one as found, or use the CPU only.
+    pub gpu: crate::gpu::Mode,
+    /// `CODEX_OSS_PAYLOAD_MIRROR`: where the GPU libraries' archive is downloaded from
+    /// instead of the release's base URL.
+    pub payload_mirror: Option<String>,
     pub notices: Vec<Notice>,
 }
 
@@ -208,6 +213,8 @@ impl Settings {
                 EnvVars::CODEX_OSS_SHARE,
                 "share the embedded Ollama between runs",
             )?,
+            gpu: gpu_mode(env)?,
+            payload_mirror: payload_mirror(env)?,
             notices,
         })
     }
@@ -332,6 +339,35 @@ fn base_url(env: &Env) -> Result<Option<String>, SettingsError> {
     }
 }
 
+/// `CODEX_OSS_GPU`, else `auto`.
+fn gpu_mode(env: &Env) -> Result<crate::gpu::Mode, SettingsError> {
+    let Some(value) = env.get(EnvVars::CODEX_OSS_GPU) else {
+        return Ok(crate::gpu::Mode::Auto);
+    };
+    crate::gpu::Mode::parse(value).ok_or_else(|| {
+        SettingsError(format!(
+            "{}={value}: expected auto (look for a GPU), cuda (use the NVIDIA GPU, fetching its libraries) or none (the CPU only)",
+            EnvVars::CODEX_OSS_GPU
+        ))
+    })
+}
+
+/// `CODEX_OSS_PAYLOAD_MIRROR`, checked to be an http(s) URL.
+fn payload_mirror(env: &Env) -> Result<Option<String>, SettingsError> {
+    let Some(url) = env.get(EnvVars::CODEX_OSS_PAYLOAD_MIRROR) else {
+        return Ok(None);
+    };
+    match reqwest::Url::parse(url) {
+        Ok(parsed) if matches!(parsed.scheme(), "http" | "https") && parsed.host().is_some() => {
+            Ok(Some(url.to_owned()))
+        }
+        _ => Err(SettingsError(format!(
+            "{}={url} is not an http URL: use the base URL the release assets are under, such as https://mirror.example.com/ollama/v0.32.15/, or unset it",
+            EnvVars::CODEX_OSS_PAYLOAD_MIRROR
+        ))),
+    }
+}
+
 /// The stores a missing model may be imported from: `CODEX_OSS_IMPORT=0` turns this
 /// off, and a user-set `OLLAMA_MODELS` is codex-oss's store already.
 fn import_from(
@@ -427,6 +463,8 @@ mod tests {
         assert_eq!(s.base_url, None);
         assert_eq!((s.ollama, s.codex), (None, None));
         assert_eq!(s.pull_timeout, Duration::from_secs(300));
+        assert_eq!(s.gpu, crate::gpu::Mode::Auto);
+        assert_eq!(s.payload_mirror, None);
         assert_eq!(
             s.import_from.first(),
             Some(&PathBuf::from("/home/u/.ollama/models"))
@@ -449,6 +487,8 @@ mod tests {
             ("CODEX_OSS_CODEX", "/opt/codex"),
             ("CODEX_OSS_PULL_TIMEOUT", "7"),
             ("CODEX_OSS_LOG", "debug"),
+            ("CODEX_OSS_GPU", "cuda"),
+            ("CODEX_OSS_PAYLOAD_MIRROR", "http://127.0.0.1:8080/assets/"),
         ])
         .unwrap();
         assert_eq!(s.home.root(), Path::new("/work/rel/home"));
@@ -460,6 +500,11 @@ mod tests {
         assert_eq!(s.ollama.as_deref(), Some(Path::new("/work/bin/ollama")));
         assert_eq!(s.codex.as_deref(), Some(Path::new("/opt/codex")));
         assert_eq!(s.pull_timeout, Duration::from_secs(7));
+        assert_eq!(s.gpu, crate::gpu::Mode::Cuda);
+        assert_eq!(
+            s.payload_mirror.as_deref(),
+            Some("http://127.0.0.1:8080/assets/")
+        );
         assert!(
             s.import_from.is_empty(),
             "OLLAMA_MODELS is the user's store"
@@ -544,6 +589,13 @@ mod tests {
             (("CODEX_OSS_PULL_TIMEOUT", "soon"), "300"),
             (("CODEX_OSS_IMPORT", "no"), "expected 0"),
             (("CODEX_OSS_SHARE", "off"), "expected 0"),
+            (("CODEX_OSS_GPU", "nvidia"), "expected auto"),
+            (("CODEX_OSS_GPU", "yes"), "none (the CPU only)"),
+            (("CODEX_OSS_PAYLOAD_MIRROR", "mirror.local"), "https://"),
+            (
+                ("CODEX_OSS_PAYLOAD_MIRROR", "file:///srv/assets"),
+                "https://",
+            ),
         ] {
             let message = error([env]);
             assert!(
@@ -557,6 +609,23 @@ mod tests {
         assert!(
             matches!(&s.notices[..], [Notice::Warning(t)] if t.starts_with("CODEX_OSS_LOG=debug,[") && t.contains("use warn, info or debug"))
         );
+    }
+
+    #[test]
+    fn gpu_modes() {
+        for (value, mode) in [
+            ("auto", crate::gpu::Mode::Auto),
+            ("cuda", crate::gpu::Mode::Cuda),
+            ("none", crate::gpu::Mode::None),
+            ("CUDA", crate::gpu::Mode::Cuda),
+            ("", crate::gpu::Mode::Auto),
+        ] {
+            assert_eq!(
+                resolve([("CODEX_OSS_GPU", value)]).unwrap().gpu,
+                mode,
+                "{value}"
+            );
+        }
     }
 
     #[test]

@@ -1,39 +1,441 @@
-//! `codex-oss doctor`: unpacks and checks the payloads and reports what it finds.
+//! `codex-oss doctor`: unpacks and checks the payloads and reports what it finds: the
+//! versions and paths, free disk and memory against the model's needs, the GPU (found,
+//! its libraries, the device Ollama last used), the shared servers, and the last lines of
+//! the latest Ollama log. `doctor --json` prints the same as one JSON object whose field
+//! names stay put, for scripts.
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Result;
+use serde::Serialize;
 
+use crate::cli::DoctorArgs;
+use crate::gpu::{self, Place};
 use crate::payload;
+use crate::server::Compute;
+use crate::settings::Settings;
 
-pub fn run() -> Result<ExitCode> {
+/// Lines of the latest Ollama log shown.
+const LOG_LINES: usize = 10;
+
+/// Everything doctor reports; the JSON field names are part of the interface.
+#[derive(Serialize)]
+struct Report {
+    /// True when both payloads are unpacked and intact.
+    healthy: bool,
+    home: PathBuf,
+    versions: Versions,
+    payloads: Vec<PayloadReport>,
+    model: ModelReport,
+    disk: Disk,
+    memory: Memory,
+    gpu: GpuReport,
+    /// The shared servers running now.
+    servers: Vec<ServerReport>,
+    /// The latest Ollama log, if any.
+    log: Option<LogReport>,
+}
+
+#[derive(Serialize)]
+struct Versions {
+    codex_oss: &'static str,
+    /// The embedded Ollama and Codex (none when the build left them out).
+    ollama: Option<&'static str>,
+    codex: Option<&'static str>,
+}
+
+#[derive(Serialize)]
+struct PayloadReport {
+    name: &'static str,
+    version: &'static str,
+    ok: bool,
+    /// The unpacked executable.
+    path: Option<PathBuf>,
+    error: Option<String>,
+}
+
+#[derive(Serialize)]
+struct ModelReport {
+    name: String,
+    store: PathBuf,
+    downloaded: bool,
+    needs_disk_bytes: Option<u64>,
+    needs_memory_bytes: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct Disk {
+    /// The model store's folder (or the nearest one that exists).
+    path: PathBuf,
+    free_bytes: Option<u64>,
+    /// Room for the model, when it is still to be downloaded and its size is known.
+    enough: Option<bool>,
+}
+
+#[derive(Serialize)]
+struct Memory {
+    total_bytes: u64,
+    available_bytes: u64,
+    enough: Option<bool>,
+}
+
+#[derive(Serialize)]
+struct GpuReport {
+    #[serde(flatten)]
+    status: gpu::Status,
+    /// The device the latest Ollama log says Ollama computed on.
+    ollama_used: Option<Compute>,
+    /// Why it was the CPU when an NVIDIA GPU and its libraries are there.
+    cpu_because: Option<String>,
+}
+
+#[derive(Serialize)]
+struct ServerReport {
+    url: String,
+    port: Option<u16>,
+    /// codex-oss runs using it.
+    runs: usize,
+    log: PathBuf,
+}
+
+#[derive(Serialize)]
+struct LogReport {
+    path: PathBuf,
+    last_lines: Vec<String>,
+}
+
+pub fn run(args: &DoctorArgs) -> Result<ExitCode> {
     let settings = super::settings(None)?;
-    let home = &settings.home;
-    out!("home: {}", home.root().display());
-    let mut healthy = true;
-    for payload in [payload::ollama(), payload::codex()].into_iter().flatten() {
-        match payload.ensure_unpacked(home) {
-            Ok(unpacked) => out!("{}: ok, {}", payload.label(), unpacked.executable.display()),
-            Err(err) => {
-                healthy = false;
-                out!("{}: {err}", payload.label());
-            }
-        }
+    let report = Report::gather(&settings);
+    if args.json {
+        out!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        report.print();
     }
-    let shared = crate::shared::running(home);
-    if shared.is_empty() {
-        out!("shared server: none running");
-    }
-    for (url, leases, log) in shared {
-        out!(
-            "shared server: {url}, used by {leases} codex-oss run{}, log {}",
-            if leases == 1 { "" } else { "s" },
-            log.display()
-        );
-    }
-    Ok(if healthy {
+    Ok(if report.healthy {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
+}
+
+impl Report {
+    fn gather(settings: &Settings) -> Report {
+        let home = &settings.home;
+        let mut payloads = Vec::new();
+        let mut ollama_place = None;
+        // The unpacked copies stay leased while the report is made.
+        let mut leases = Vec::new();
+        for payload in [payload::ollama(), payload::codex()].into_iter().flatten() {
+            let mut report = PayloadReport {
+                name: payload.name,
+                version: payload.version,
+                ok: false,
+                path: None,
+                error: None,
+            };
+            match payload.ensure_unpacked(home) {
+                Ok(unpacked) => {
+                    if payload.name == "ollama" {
+                        ollama_place =
+                            Place::of_executable(&unpacked.executable, payload.entrypoint);
+                    }
+                    report.ok = true;
+                    report.path = Some(unpacked.executable.clone());
+                    leases.push(unpacked);
+                }
+                Err(err) => report.error = Some(err.to_string()),
+            }
+            payloads.push(report);
+        }
+        let servers = crate::shared::running(home)
+            .into_iter()
+            .map(|(url, runs, log)| ServerReport {
+                port: reqwest::Url::parse(&url).ok().and_then(|u| u.port()),
+                url,
+                runs,
+                log,
+            })
+            .collect();
+        let model = model_report(settings);
+        let log = latest_log(&home.logs());
+        let status = gpu::status(settings, ollama_place.as_ref());
+        let ollama_used = log
+            .as_ref()
+            .and_then(|log| crate::server::inference_compute(log).into_iter().next());
+        let cpu_because = cpu_because(&status, ollama_used.as_ref(), log.as_deref());
+        Report {
+            healthy: payloads.iter().all(|p| p.ok),
+            home: home.root().to_owned(),
+            versions: Versions {
+                codex_oss: env!("CARGO_PKG_VERSION"),
+                ollama: payload::ollama().map(|p| p.version),
+                codex: payload::codex().map(|p| p.version),
+            },
+            payloads,
+            disk: disk_report(&model),
+            memory: memory_report(&model),
+            model,
+            gpu: GpuReport {
+                status,
+                ollama_used,
+                cpu_because,
+            },
+            servers,
+            log: log.map(|path| LogReport {
+                last_lines: last_lines(&path, LOG_LINES),
+                path,
+            }),
+        }
+    }
+
+    fn print(&self) {
+        out!("home: {}", self.home.display());
+        for payload in &self.payloads {
+            let label = format!(
+                "{} {}",
+                if payload.name == "ollama" {
+                    "Ollama"
+                } else {
+                    "Codex"
+                },
+                payload.version
+            );
+            match (&payload.path, &payload.error) {
+                (Some(path), _) => out!("{label}: ok, {}", path.display()),
+                (None, error) => out!("{label}: {}", error.as_deref().unwrap_or("not unpacked")),
+            }
+        }
+        if self.servers.is_empty() {
+            out!("shared server: none running");
+        }
+        for server in &self.servers {
+            out!(
+                "shared server: {}, used by {} codex-oss run{}, log {}",
+                server.url,
+                server.runs,
+                if server.runs == 1 { "" } else { "s" },
+                server.log.display()
+            );
+        }
+        let v = &self.versions;
+        out!(
+            "versions: codex-oss {}, Ollama {}, Codex {}",
+            v.codex_oss,
+            v.ollama.unwrap_or("not embedded"),
+            v.codex.unwrap_or("not embedded")
+        );
+        self.print_machine();
+        out!("gpu: {}", self.gpu.status.found_line());
+        out!("gpu libraries: {}", self.gpu.status.libraries_line());
+        out!(
+            "compute: {}",
+            compute_line(
+                self.gpu.ollama_used.as_ref(),
+                self.log.as_ref().map(|l| l.path.as_path()),
+                self.gpu.cpu_because.as_deref()
+            )
+        );
+        match &self.log {
+            None => out!("log: none yet"),
+            Some(log) => {
+                out!("log: {}, last lines:", log.path.display());
+                for line in &log.last_lines {
+                    out!("    {line}");
+                }
+            }
+        }
+    }
+
+    fn print_machine(&self) {
+        let model = &self.model;
+        out!(
+            "model: {}, {} (store {})",
+            model.name,
+            if model.downloaded {
+                "downloaded"
+            } else {
+                "not downloaded yet"
+            },
+            model.store.display()
+        );
+        let needs = |bytes: Option<u64>, enough: Option<bool>, short: &str| match (bytes, enough) {
+            (Some(bytes), Some(true)) => {
+                format!("; {} needs about {}: enough", model.name, gb(bytes))
+            }
+            (Some(bytes), Some(false)) => {
+                format!("; {} needs about {}: {short}", model.name, gb(bytes))
+            }
+            _ => String::new(),
+        };
+        let disk = &self.disk;
+        out!(
+            "disk: {} free in {}{}",
+            disk.free_bytes
+                .map_or_else(|| "unknown".to_owned(), gpu::human),
+            disk.path.display(),
+            needs(
+                (!model.downloaded)
+                    .then_some(model.needs_disk_bytes)
+                    .flatten(),
+                disk.enough,
+                "too little, free some space or set OLLAMA_MODELS to a larger disk"
+            )
+        );
+        let memory = &self.memory;
+        out!(
+            "memory: {} total, {} available{}",
+            gpu::human(memory.total_bytes),
+            gpu::human(memory.available_bytes),
+            needs(
+                model.needs_memory_bytes,
+                memory.enough,
+                "too little, expect it to be very slow or to fail (CODEX_OSS_MODEL picks a smaller model)"
+            )
+        );
+    }
+}
+
+/// Why Ollama chose the CPU although the CUDA libraries are there, from its log.
+pub fn cpu_because(
+    status: &gpu::Status,
+    used: Option<&Compute>,
+    log: Option<&Path>,
+) -> Option<String> {
+    let wanted_gpu = matches!(status.libraries.state, "installed" | "embedded");
+    match (used, log) {
+        (Some(used), Some(log)) if wanted_gpu && !used.is_gpu() => Some(gpu::why_cpu(log, None)),
+        _ => None,
+    }
+}
+
+/// The `compute:` line: the device of the latest Ollama start.
+pub fn compute_line(
+    used: Option<&Compute>,
+    log: Option<&Path>,
+    cpu_because: Option<&str>,
+) -> String {
+    match (used, log) {
+        (_, None) => "no Ollama has run yet".to_owned(),
+        (None, Some(_)) => "the latest Ollama log does not say".to_owned(),
+        (Some(used), Some(_)) => match cpu_because {
+            Some(why) => format!(
+                "{} at the latest Ollama start, because {why}",
+                used.describe()
+            ),
+            None => format!("{} at the latest Ollama start", used.describe()),
+        },
+    }
+}
+
+fn model_report(settings: &Settings) -> ModelReport {
+    let store = settings.home.models();
+    let needs = crate::model::needs(&settings.model);
+    ModelReport {
+        downloaded: manifest_path(&store, &settings.model).is_file(),
+        name: settings.model.clone(),
+        store,
+        needs_disk_bytes: needs.as_ref().map(|n| n.disk),
+        needs_memory_bytes: needs.as_ref().map(|n| n.memory),
+    }
+}
+
+/// Where Ollama keeps a model's manifest: `manifests/registry.ollama.ai/library/gpt-oss/20b`.
+fn manifest_path(store: &Path, model: &str) -> PathBuf {
+    let canonical = crate::model::canonical(model);
+    let (name, tag) = canonical.rsplit_once(':').unwrap_or((&canonical, "latest"));
+    let parts: Vec<&str> = name.split('/').collect();
+    let mut path = store.join("manifests");
+    match parts[..] {
+        [only] => path.extend(["registry.ollama.ai", "library", only]),
+        [namespace, only] => path.extend(["registry.ollama.ai", namespace, only]),
+        _ => path.extend(parts),
+    }
+    path.join(tag)
+}
+
+fn disk_report(model: &ModelReport) -> Disk {
+    // The store may not exist yet: the nearest folder that does.
+    let path = model
+        .store
+        .ancestors()
+        .find(|p| p.is_dir())
+        .unwrap_or(&model.store)
+        .to_path_buf();
+    let free_bytes = fs4::available_space(&path).ok();
+    let enough = match (free_bytes, model.needs_disk_bytes) {
+        (Some(free), Some(needed)) if !model.downloaded => Some(free >= needed),
+        _ => None,
+    };
+    Disk {
+        path,
+        free_bytes,
+        enough,
+    }
+}
+
+fn memory_report(model: &ModelReport) -> Memory {
+    let mut system = sysinfo::System::new();
+    system.refresh_memory();
+    let total = system.total_memory();
+    Memory {
+        total_bytes: total,
+        available_bytes: system.available_memory(),
+        enough: model
+            .needs_memory_bytes
+            .filter(|_| total > 0)
+            .map(|needed| total >= needed),
+    }
+}
+
+/// The newest `ollama-*.log` in `dir`.
+pub fn latest_log(dir: &Path) -> Option<PathBuf> {
+    std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .filter_map(|p| {
+            let modified = std::fs::metadata(&p).and_then(|m| m.modified()).ok()?;
+            Some((modified, p))
+        })
+        .max()
+        .map(|(_, p)| p)
+}
+
+fn last_lines(path: &Path, n: usize) -> Vec<String> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..]
+        .iter()
+        .map(|l| (*l).to_owned())
+        .collect()
+}
+
+/// `13.5 GB`.
+fn gb(bytes: u64) -> String {
+    format!("{} GB", bytes / 1_000_000_000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_manifests_where_ollama_keeps_them() {
+        let store = Path::new("/m");
+        assert_eq!(
+            manifest_path(store, "gpt-oss:20b"),
+            Path::new("/m/manifests/registry.ollama.ai/library/gpt-oss/20b")
+        );
+        assert_eq!(
+            manifest_path(store, "me/tiny"),
+            Path::new("/m/manifests/registry.ollama.ai/me/tiny/latest")
+        );
+        assert_eq!(
+            manifest_path(store, "registry.local:5000/ns/m:1b"),
+            Path::new("/m/manifests/registry.local:5000/ns/m/1b")
+        );
+    }
 }

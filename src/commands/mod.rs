@@ -2,6 +2,7 @@
 
 mod clean;
 mod doctor;
+mod gpu;
 mod models;
 mod run;
 mod serve;
@@ -34,7 +35,8 @@ pub fn dispatch(invocation: Invocation) -> Result<ExitCode> {
             let _ = <Cli as clap::CommandFactory>::command().print_help();
             Ok(ExitCode::SUCCESS)
         }
-        Some(Command::Doctor) => doctor::run(),
+        Some(Command::Doctor(args)) => doctor::run(&args),
+        Some(Command::Gpu(command)) => block_on(gpu::run(command)),
         Some(Command::Serve) => block_on(serve::run()),
         Some(Command::Models(command)) => block_on(models::run(command)),
         Some(Command::Clean(args)) => clean::run(&args),

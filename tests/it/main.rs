@@ -7,6 +7,7 @@
 mod agent;
 mod bundle;
 mod faults;
+mod gpu;
 mod hardening;
 mod help;
 mod import;

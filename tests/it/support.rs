@@ -338,8 +338,8 @@ pub fn exec_with(scratch: &Scratch, codex: &Path) -> Command {
 /// is replaced. The scratch home is `[HOME]`; ports `127.0.0.1:[PORT]` and `port [PORT]`; pids
 /// `pid [PID]`; Ollama's log names `ollama-[TIME]-[PID].log`; unpacked directories
 /// `<version>-[HASH]`; the digest of the stand-in's model blob `[DIGEST]`; free disk
-/// space `[SIZE] free` (a pull may have begun to write); codex-oss's own version
-/// `[VERSION]`.
+/// space `[SIZE] free` (a pull may have begun to write); doctor's `disk:`, `memory:`,
+/// `gpu:` and `gpu libraries:` lines `[MACHINE]`; codex-oss's own version `[VERSION]`.
 pub fn redactions(scratch: &Scratch) -> insta::Settings {
     let mut settings = insta::Settings::clone_current();
     settings.set_omit_expression(true);
@@ -354,6 +354,11 @@ pub fn redactions(scratch: &Scratch) -> insta::Settings {
     settings.add_filter(r"\b(\d+\.\d+\.\d+)-[0-9a-f]{12}\b", "${1}-[HASH]");
     settings.add_filter(r"\bpulling [0-9a-f]{12}\b", "pulling [DIGEST]");
     settings.add_filter(r"\b\d+(\.\d+)? [KMGT]?B free\b", "[SIZE] free");
+    // doctor's lines about this machine: its disk, memory and GPU.
+    settings.add_filter(
+        r"(?m)^(disk|memory|gpu|gpu libraries): .+$",
+        "$1: [MACHINE]",
+    );
     settings.add_filter(
         &format!(r"\b{}\b", regex_escape(env!("CARGO_PKG_VERSION"))),
         "[VERSION]",

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Quick self-tests of the stand-in Ollama test fixture (not of Ollama itself).
 # Stages it like a release (bin/ollama + lib/ollama/), starts it on a free port,
-# curls each endpoint, checks pull resume and prune, fault knobs, and that
+# curls each endpoint, checks GPU discovery's log line, pull resume and prune, fault knobs, and that
 # SIGTERM stops the runner. Prints "N passed, N failed"; non-zero exit on failure.
 set -uo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -42,7 +42,7 @@ start_server() { # start_server [NAME=VALUE...]: sets PID, PORT, RUNNER
   rm -f "$work/server.err"
   (exec env HOME="$work/root/home" OLLAMA_HOST=127.0.0.1:0 OLLAMA_MODELS="$work/models" \
     STAND_IN_OLLAMA_REQUEST_LOG="$work/requests.log" STAND_IN_OLLAMA_CHUNK_DELAY_MS=1 \
-    "$@" "$work/root/bin/ollama" serve 2>"$work/server.err" >/dev/null) &
+    "$@" "$work/${STAGE:-root}/bin/ollama" serve 2>"$work/server.err" >/dev/null) &
   PID=$!
   for _ in $(seq 100); do
     grep -q 'runner pid=' "$work/server.err" 2>/dev/null && break
@@ -89,6 +89,48 @@ test_start_up() {
   check "starts a runner" alive "$RUNNER"
   check "--version with server" \
     contains "$(OLLAMA_HOST="http://127.0.0.1:$PORT" "$work/root/bin/ollama" -v)" "ollama version is 0.32.15"
+}
+
+test_inference_compute() {
+  local line
+  line="$(grep 'msg="inference compute"' "$work/server.err")"
+  check "inference compute: logged once" test "$(grep -c 'msg="inference compute"' "$work/server.err")" = 1
+  check "inference compute: after Listening on" test \
+    "$(grep -n 'Listening on' "$work/server.err" | cut -d: -f1)" -lt \
+    "$(grep -n 'msg="inference compute"' "$work/server.err" | cut -d: -f1)"
+  check "inference compute: cuda_v13 beside it gives CUDA, as discover.LogDetails logs it" grep -qE \
+    '^time=[^ ]+ level=INFO source=types\.go:32 msg="inference compute" id=0 filter_id="" library=CUDA compute=8\.9 name=CUDA0 description="NVIDIA GeForce RTX 4090" libdirs=ollama,cuda_v13 driver=13\.0 pci_id=0000:01:00\.0 type=discrete total="24\.0 GiB" available="23\.5 GiB"$' \
+    <<<"$line"
+  check "vram-based default context follows" grep -q \
+    'msg="vram-based default context" total_vram="24.0 GiB" default_num_ctx=32768' "$work/server.err"
+}
+
+test_inference_compute_without_a_gpu() {
+  # The payload codex-oss embeds: CPU libraries only (no cuda_* folders).
+  mkdir -p "$work/cpu/bin" "$work/cpu/lib/ollama" "$work/cpu/home"
+  cp "$here/ollama" "$work/cpu/bin/ollama"
+  cp -a "$here/lib/libggml-base.so" "$here/lib/libggml-cpu-x64.so" "$here/lib/llama-server" "$work/cpu/lib/ollama/"
+  STAGE=cpu start_server
+  check "no cuda_* folder: the CPU, as Ollama logs it" grep -qE \
+    'source=types\.go:50 msg="inference compute" id=cpu library=cpu compute="" name=cpu description=cpu libdirs=ollama driver="" pci_id="" type="" total="[0-9.]+ GiB" available="[0-9.]+ GiB"$' \
+    "$work/server.err"
+  check "  ... and no VRAM" grep -q 'total_vram="0 B" default_num_ctx=4096' "$work/server.err"
+  stop_server
+  start_server STAND_IN_OLLAMA_GPU=none
+  check "STAND_IN_OLLAMA_GPU=none: the CPU despite the libraries" grep -q \
+    'msg="inference compute" id=cpu library=cpu ' "$work/server.err"
+  stop_server
+  start_server STAND_IN_OLLAMA_NVIDIA_DRIVER=560 STAND_IN_OLLAMA_GPU="NVIDIA RTX A2000" STAND_IN_OLLAMA_GPU_MIB=6144
+  check "driver 560: cuda_v12, not cuda_v13" grep -q \
+    'library=CUDA compute=8.9 name=CUDA0 description="NVIDIA RTX A2000" libdirs=ollama,cuda_v12 driver=12.6 .* total="6.0 GiB"' \
+    "$work/server.err"
+  stop_server
+  start_server STAND_IN_OLLAMA_NVIDIA_DRIVER=535
+  check "driver 535: Ollama's WARN NVIDIA driver too old" grep -q \
+    'level=WARN source=cuda_compat.go:65 msg="NVIDIA driver too old" device="NVIDIA GeForce RTX 4090" compute=8.9 driver=535 required_driver="550 or newer"' \
+    "$work/server.err"
+  check "  ... and the CPU" grep -q 'msg="inference compute" id=cpu library=cpu ' "$work/server.err"
+  stop_server
 }
 
 test_read_only_endpoints() {
@@ -501,12 +543,14 @@ main() {
   test_command_line
   start_server
   test_start_up
+  test_inference_compute
   test_read_only_endpoints
   test_pull
   test_responses
   test_delete
   test_stop
   test_server_config
+  test_inference_compute_without_a_gpu
   test_resume_and_prune
   test_fault_knobs
   test_scripted_tools
