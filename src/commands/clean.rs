@@ -29,6 +29,14 @@ pub fn run(args: &CleanArgs) -> Result<ExitCode> {
     for name in ["ollama", "codex"] {
         payload::remove_unleased(&home, name)?;
     }
+    // Interrupted downloads of the GPU libraries (they resume otherwise).
+    if let Ok(entries) = std::fs::read_dir(home.root().join("gpu")) {
+        for entry in entries.flatten() {
+            if entry.path().extension().is_some_and(|x| x == "part") {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
     let logs = home.logs();
     if logs.exists() {
         std::fs::remove_dir_all(&logs)

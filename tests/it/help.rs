@@ -18,6 +18,7 @@ fn help_of_every_launcher_command() {
         (&["serve"][..], "help_serve"),
         (&["clean"][..], "help_clean"),
         (&["completions"][..], "help_completions"),
+        (&["gpu"][..], "help_gpu_group"),
     ] {
         let mut cmd = scratch.codex_oss();
         cmd.args(command).arg("--help");
