@@ -385,7 +385,13 @@ impl Progress {
                 let last = self.last_percent.entry(key).or_insert(u64::MAX);
                 if *last == u64::MAX || percent / 10 > *last / 10 {
                     *last = percent;
-                    crate::ui::info(format!("{}: {percent}% of {}", line.status, human(total)));
+                    // Ollama says `pulling <layer id>`: the model's name means more to a user.
+                    let what = if line.digest.is_some() {
+                        format!("pulling {}", self.model)
+                    } else {
+                        line.status.clone()
+                    };
+                    crate::ui::info(format!("{what}: {percent}% of {}", human(total)));
                 }
             }
             (None, _) => {
