@@ -378,6 +378,117 @@ fn dist_build_makes_the_archive_its_checksum_the_installers_and_the_formula() {
     assert!(listing.contains(&format!("{stem}/README.md")), "{listing}");
 }
 
+/// What scripts/notices.sh wrote, as committed.
+const NOTICES: &str = "THIRD-PARTY-NOTICES.txt";
+
+#[test]
+fn archive_carries_the_licence_and_the_third_party_notices() {
+    let release = release();
+    let archive = archive_name(HOST_TARGET);
+    let stem = archive.trim_end_matches(".tar.xz");
+    // Beside the launcher, the very files of the repository.
+    for name in ["LICENSE", NOTICES] {
+        let packed = run(Command::new(need("tar"))
+            .arg("-xJOf")
+            .arg(release.local.join(&archive))
+            .arg(format!("{stem}/{name}")))
+        .stdout;
+        let committed = fs::read(repo().join(name)).unwrap();
+        assert!(
+            packed == committed,
+            "{stem}/{name} in {archive} (sha256 {}) differs from the repository's {name} \
+             (sha256 {})",
+            to_hex(&Sha256::digest(&packed)),
+            to_hex(&Sha256::digest(&committed))
+        );
+    }
+
+    // The notices are those of the Ollama and Codex that bundle.toml pins: a version
+    // bump without `scripts/notices.sh` fails here.
+    let notices = fs::read_to_string(repo().join(NOTICES)).unwrap();
+    let bundle: toml::Value =
+        toml::from_str(&fs::read_to_string(repo().join("bundle.toml")).unwrap()).unwrap();
+    for (section, title) in [("ollama", "Ollama"), ("codex", "Codex CLI")] {
+        let version = bundle[section]["version"].as_str().unwrap();
+        assert!(
+            notices.contains(&format!("  {title} {version}\n")),
+            "{NOTICES} has no section for {title} {version}: run scripts/notices.sh"
+        );
+    }
+    assert!(
+        notices.contains("Apache License"),
+        "{NOTICES} lacks the Apache-2.0 text"
+    );
+
+    // Homebrew installs the LICENSE itself; the formula puts the rest of the archive
+    // (the notices) in pkgshare, $(brew --prefix)/share/codex-oss/.
+    let formula = fs::read_to_string(release.published.join(format!("{APP}.rb"))).unwrap();
+    let docs = formula
+        .lines()
+        .find(|l| l.trim_start().starts_with("doc_files = "))
+        .unwrap_or_else(|| panic!("no doc_files in the formula:\n{formula}"));
+    assert!(!docs.contains("THIRD-PARTY"), "{docs}");
+    assert!(
+        formula.contains("pkgshare.install(*leftover_contents)"),
+        "the formula no longer installs the archive's other files:\n{formula}"
+    );
+}
+
+/// Cargo.lock changes without `scripts/notices.sh` fail here, without cargo-about: every
+/// crate that a release target compiles into codex-oss is in the notices, and every crate
+/// the notices name is still in Cargo.lock.
+#[test]
+fn notices_name_every_crate_compiled_into_codex_oss() {
+    let notices = fs::read_to_string(repo().join(NOTICES)).unwrap();
+    let listed = |name: &str, version: &str| {
+        let entry = format!("\n  - {name} {version}");
+        notices.contains(&format!("{entry} (")) || notices.contains(&format!("{entry}\n"))
+    };
+    let cargo = std::env::var_os("CARGO").map_or_else(|| need("cargo"), PathBuf::from);
+    let mut tree = Command::new(cargo);
+    tree.args(["tree", "--locked", "--offline", "--edges", "normal"])
+        .args(["--prefix", "none", "--format", "{p}"])
+        .current_dir(repo());
+    for target in OTHER_TARGETS.iter().chain([&HOST_TARGET]) {
+        tree.args(["--target", target]);
+    }
+    let tree = stdout(&run(&mut tree));
+    let mut missing = std::collections::BTreeSet::new();
+    for line in tree.lines() {
+        let mut words = line.split_whitespace();
+        let (Some(name), Some(version)) = (words.next(), words.next()) else {
+            continue;
+        };
+        let version = version.trim_start_matches('v');
+        if !listed(name, version) {
+            missing.insert(format!("{name} {version}"));
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "{NOTICES} lacks {missing:?}: run scripts/notices.sh"
+    );
+
+    let lock = fs::read_to_string(repo().join("Cargo.lock")).unwrap();
+    let rust_part = &notices[notices
+        .find("PART 2.")
+        .unwrap_or_else(|| panic!("{NOTICES} has no part 2"))..];
+    let mut gone = std::collections::BTreeSet::new();
+    for entry in rust_part.lines().filter_map(|l| l.strip_prefix("  - ")) {
+        let mut words = entry.split_whitespace();
+        let (Some(name), Some(version)) = (words.next(), words.next()) else {
+            continue;
+        };
+        if !lock.contains(&format!("name = \"{name}\"\nversion = \"{version}\"\n")) {
+            gone.insert(format!("{name} {version}"));
+        }
+    }
+    assert!(
+        gone.is_empty(),
+        "{NOTICES} names crates no longer in Cargo.lock, {gone:?}: run scripts/notices.sh"
+    );
+}
+
 #[test]
 fn installers_name_every_archive_and_the_shell_installer_its_sha256() {
     let release = release();
@@ -732,6 +843,11 @@ fn msi_built_from_main_wxs_puts_the_binary_under_program_files_and_sets_path() {
     fs::create_dir_all(&bin_dir).unwrap();
     let exe = b"MZ stand-in codex-oss.exe";
     fs::write(bin_dir.join("codex-oss.exe"), exe).unwrap();
+    // main.wxs names these relative to the package root (cargo-wix's bind path); wixl
+    // looks them up from where it runs.
+    for name in ["LICENSE", NOTICES] {
+        fs::copy(repo().join(name), dir.path().join(name)).unwrap();
+    }
 
     // The variables cargo-wix gives candle (cargo-dist builds the MSI through it).
     let msi = dir.path().join("codex-oss.msi");
@@ -810,11 +926,29 @@ fn msi_built_from_main_wxs_puts_the_binary_under_program_files_and_sets_path() {
         .arg("-C")
         .arg(&extracted)
         .arg(&msi));
-    assert_eq!(stdout(&out).trim(), "PFiles/codex-oss/bin/codex-oss.exe");
+    let listing = stdout(&out);
+    let mut listed: Vec<&str> = listing.lines().collect();
+    listed.sort_unstable();
+    assert_eq!(
+        listed,
+        [
+            "PFiles/codex-oss/bin/LICENSE",
+            "PFiles/codex-oss/bin/THIRD-PARTY-NOTICES.txt",
+            "PFiles/codex-oss/bin/codex-oss.exe"
+        ]
+    );
     assert_eq!(
         fs::read(extracted.join("PFiles/codex-oss/bin/codex-oss.exe")).unwrap(),
         exe
     );
+    // The licence and the notices go beside codex-oss.exe, with it (feature Binaries).
+    for name in ["LICENSE", NOTICES] {
+        assert!(
+            fs::read(extracted.join("PFiles/codex-oss/bin").join(name)).unwrap()
+                == fs::read(repo().join(name)).unwrap(),
+            "{name} in the MSI differs from the repository's"
+        );
+    }
 
     // PATH: the system variable gets [Bin] (that same folder) appended on install and
     // loses it on uninstall, through a component of the Environment feature.
@@ -827,6 +961,18 @@ fn msi_built_from_main_wxs_puts_the_binary_under_program_files_and_sets_path() {
     let features = msi_table(&msi, "FeatureComponents");
     assert!(features.contains(&vec!["Environment".to_string(), path[3].clone()]));
     assert!(features.contains(&vec!["Binaries".to_string(), file[1].clone()]));
+    for name in ["LICENSE", NOTICES] {
+        let row = files
+            .iter()
+            .find(|row| row[2] == name || row[2].ends_with(&format!("|{name}")))
+            .unwrap_or_else(|| panic!("no {name} in the File table: {files:?}"));
+        assert_eq!(
+            component_dir(&row[1]),
+            "Bin",
+            "{name} is not beside the exe"
+        );
+        assert!(features.contains(&vec!["Binaries".to_string(), row[1].clone()]));
+    }
     let properties = msi_table(&msi, "Property");
     for (name, value) in [
         ("ProductName", "codex-oss"),
