@@ -23,6 +23,10 @@ pub struct Cli {
     #[arg(short = 'V', long)]
     pub version: bool,
 
+    /// With --version: also where the licences of codex-oss and of what it embeds are.
+    #[arg(long, requires = "version")]
+    pub verbose: bool,
+
     #[command(subcommand)]
     pub command: Option<Command>,
 }

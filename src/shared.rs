@@ -356,6 +356,9 @@ async fn keep_inner(home_root: &str, key: &str) -> Result<()> {
 /// True when no lease is alive, checked again under the key's lock so that no launcher
 /// joins while the server goes away. The lock is held until the keeper exits.
 fn last_one_gone(home: &Home, key: &str) -> bool {
+    if !leases_dir(home, key).is_dir() {
+        return true; // the home was deleted: nobody can hold a lease any more
+    }
     if live_leases(&leases_dir(home, key)) > 0 {
         return false;
     }

@@ -27,7 +27,7 @@ pub fn dispatch(invocation: Invocation) -> Result<ExitCode> {
         Invocation::Launcher(cli) => cli,
     };
     if cli.version {
-        version::print();
+        version::print(cli.verbose);
         return Ok(ExitCode::SUCCESS);
     }
     match cli.command {

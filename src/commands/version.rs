@@ -1,8 +1,15 @@
-//! `codex-oss --version`: the launcher's version and what it embeds.
+//! `codex-oss --version [--verbose]`: the launcher's version and what it embeds, and
+//! where the licence texts of all of it are.
+
+use std::path::{Path, PathBuf};
 
 use crate::payload::{self, Payload};
 
-pub fn print() {
+/// The notices of everything a release redistributes (Ollama, Codex and its helpers, the
+/// Rust crates), as the archives, the MSI and Homebrew install it.
+const NOTICES: &str = "THIRD-PARTY-NOTICES.txt";
+
+pub fn print(verbose: bool) {
     out!("codex-oss {}", env!("CARGO_PKG_VERSION"));
     out!(
         "ollama {}",
@@ -12,6 +19,37 @@ pub fn print() {
         "codex {}",
         describe(payload::codex(), "CODEX_OSS_CODEX or `codex` on PATH")
     );
+    if verbose {
+        out!("license: Apache-2.0");
+        match notices_beside(std::env::current_exe().ok().as_deref()) {
+            Some(path) => out!("third-party notices: {}", path.display()),
+            None => out!(
+                "third-party notices: {}/blob/v{}/{NOTICES} (not installed beside this codex-oss)",
+                env!("CARGO_PKG_REPOSITORY"),
+                env!("CARGO_PKG_VERSION")
+            ),
+        }
+    }
+}
+
+/// The notices file next to the executable (archives, MSI, shell installer copies), else
+/// in `../share/codex-oss/` of its real location (Homebrew).
+fn notices_beside(exe: Option<&Path>) -> Option<PathBuf> {
+    let exe = exe?;
+    let real = exe.canonicalize().unwrap_or_else(|_| exe.to_path_buf());
+    let dirs: Vec<PathBuf> = [exe, real.as_path()]
+        .into_iter()
+        .filter_map(Path::parent)
+        .map(Path::to_path_buf)
+        .collect();
+    dirs.iter()
+        .flat_map(|dir| {
+            [
+                dir.join(NOTICES),
+                dir.join("../share/codex-oss").join(NOTICES),
+            ]
+        })
+        .find(|candidate| candidate.is_file())
 }
 
 fn describe(payload: Option<&Payload>, fallback: &str) -> String {
