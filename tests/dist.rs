@@ -160,7 +160,7 @@ fn sha256_file(path: &Path) -> String {
 }
 
 fn to_hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(bytes)
 }
 
 /// A scratch directory outside the repository: dist takes the enclosing git
@@ -834,6 +834,10 @@ fn msi_table(msi: &Path, table: &str) -> Vec<Vec<String>> {
 }
 
 #[test]
+#[allow(
+    clippy::too_many_lines,
+    reason = "one MSI build, checked step by step: the steps read best in order"
+)]
 fn msi_built_from_main_wxs_puts_the_binary_under_program_files_and_sets_path() {
     let wixl = need("wixl");
     let msibuild = need("msibuild");
@@ -1237,9 +1241,10 @@ fn universal_archive_joins_both_macos_binaries_with_its_checksum() {
         fs::read_to_string(top.join("README.md")).unwrap(),
         "# codex-oss\n"
     );
-    use std::os::unix::fs::PermissionsExt;
     assert_eq!(
-        fs::metadata(top.join(APP)).unwrap().permissions().mode() & 0o777,
+        std::os::unix::fs::PermissionsExt::mode(
+            &fs::metadata(top.join(APP)).unwrap().permissions()
+        ) & 0o777,
         0o755
     );
 }
