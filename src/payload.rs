@@ -534,36 +534,50 @@ fn create_dirs_within(
 
 /// A link's target must be relative and stay inside the unpacked directory.
 fn link_stays_within(link_parts: &[&str], target: &str) -> Result<(), ExtractError> {
-    let escape = || {
-        ExtractError::Bad(format!(
-            "link {} points outside: {target}",
-            link_parts.join("/")
-        ))
-    };
-    if target.is_empty() || target.starts_with('/') || target.contains(['\\', ':']) {
-        return Err(escape());
+    if target_stays_within(link_parts.len() - 1, target) {
+        return Ok(());
     }
-    let mut depth = link_parts.len() - 1;
+    Err(ExtractError::Bad(format!(
+        "link {} points outside: {target}",
+        link_parts.join("/")
+    )))
+}
+
+/// True when a link `depth` folders below a root, pointing at `target`, stays inside
+/// that root: relative, no drive or backslash, never climbing above it.
+pub fn target_stays_within(depth: usize, target: &str) -> bool {
+    if target.is_empty() || target.starts_with('/') || target.contains(['\\', ':']) {
+        return false;
+    }
+    let mut depth = depth;
     for part in target.split('/') {
         match part {
             "" | "." => {}
-            ".." => depth = depth.checked_sub(1).ok_or_else(escape)?,
+            ".." => match depth.checked_sub(1) {
+                Some(up) => depth = up,
+                None => return false,
+            },
             _ => depth += 1,
         }
     }
-    Ok(())
+    true
+}
+
+/// True when the link at `path` still points at `target` (Windows has no links in its
+/// archives: a copy stands there, and it is enough that it exists).
+pub fn link_is_intact(path: &Path, target: &str) -> bool {
+    if cfg!(unix) {
+        std::fs::read_link(path).is_ok_and(|t| t == Path::new(target))
+    } else {
+        path.exists()
+    }
 }
 
 impl FileRecord {
     fn is_intact(&self, dest: &Path) -> bool {
         let path = dest.join(&self.path);
         if let Some(target) = &self.link {
-            // Windows has no links in its archives; `make_symlink` copies there.
-            return if cfg!(unix) {
-                std::fs::read_link(&path).is_ok_and(|t| t == Path::new(target))
-            } else {
-                path.exists()
-            };
+            return link_is_intact(&path, target);
         }
         let Ok(meta) = std::fs::metadata(&path) else {
             return false;

@@ -60,11 +60,7 @@ impl FileRecord {
     pub fn is_intact(&self, lib: &Path) -> bool {
         let path = lib.join(&self.path);
         if let Some(target) = &self.link {
-            return if cfg!(unix) {
-                std::fs::read_link(&path).is_ok_and(|t| t == Path::new(target))
-            } else {
-                path.exists()
-            };
+            return crate::payload::link_is_intact(&path, target);
         }
         let Ok(meta) = std::fs::metadata(&path) else {
             return false;

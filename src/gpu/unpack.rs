@@ -71,20 +71,12 @@ pub fn cuda_parts(raw: &str) -> Result<Option<Vec<String>>, String> {
 
 /// A link must be relative and stay inside its `cuda_*` folder.
 fn link_stays_within(parts: &[String], target: &str) -> Result<(), String> {
-    let escape = || format!("link {} points outside: {target}", parts.join("/"));
-    if target.is_empty() || target.starts_with('/') || target.contains(['\\', ':']) {
-        return Err(escape());
-    }
     // Depth below the cuda_* folder of the link's own folder.
-    let mut depth = parts.len().saturating_sub(2);
-    for part in target.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => depth = depth.checked_sub(1).ok_or_else(escape)?,
-            _ => depth += 1,
-        }
+    if crate::payload::target_stays_within(parts.len().saturating_sub(2), target) {
+        Ok(())
+    } else {
+        Err(format!("link {} points outside: {target}", parts.join("/")))
     }
-    Ok(())
 }
 
 /// Writes one file's content, creating it new; returns its record.
