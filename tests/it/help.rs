@@ -39,7 +39,11 @@ fn help_of_every_launcher_command() {
 #[test]
 fn output_into_a_closed_pipe_ends_quietly() {
     let scratch = Scratch::new();
-    for args in [&["completions", "bash"][..], &["--help"][..], &["--version"][..]] {
+    for args in [
+        &["completions", "bash"][..],
+        &["--help"][..],
+        &["--version"][..],
+    ] {
         // A pipe whose reading end is closed before codex-oss writes a byte.
         let (reader, writer) = std::io::pipe().unwrap();
         drop(reader);
