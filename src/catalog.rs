@@ -137,17 +137,14 @@ pub fn json(model: &str, context_length: u32) -> String {
 pub fn write(home: &Home, model: &str, context_length: u32) -> Result<PathBuf> {
     let text = json(model, context_length);
     let digest = Sha256::digest(text.as_bytes());
-    let name = crate::payload::hex(&digest[..8]);
+    let name = crate::files::hex(&digest[..8]);
     let dir = home.catalogs();
     let path = dir.join(format!("{name}.json"));
     if std::fs::read(&path).is_ok_and(|existing| existing == text.as_bytes()) {
         return Ok(path);
     }
     crate::home::create_private_dir(&dir, "catalogs")?;
-    let mut file = tempfile::NamedTempFile::new_in(&dir)
-        .with_context(|| format!("could not write in {}", dir.display()))?;
-    std::io::Write::write_all(&mut file, text.as_bytes())?;
-    file.persist(&path)
+    crate::files::write_atomically(&path, text.as_bytes())
         .with_context(|| format!("could not write {}", path.display()))?;
     Ok(path)
 }
@@ -209,7 +206,7 @@ fn executable_id(path: &Path) -> String {
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
         .map_or(0, |d| d.as_nanos());
     let digest = Sha256::digest(format!("{}\0{size}\0{mtime}", path.display()).as_bytes());
-    crate::payload::hex(&digest[..6])
+    crate::files::hex(&digest[..6])
 }
 
 /// A path as a TOML string, which is how `-c key=value` reads its value.

@@ -106,7 +106,7 @@ impl Imported {
 /// has it, or when what one has is damaged (said in a warning): pull it then.
 pub fn import(model: &str, stores: &[PathBuf], ours: &Path) -> Option<Imported> {
     for store in stores {
-        if same_dir(store, ours) {
+        if crate::files::same_dir(store, ours) {
             continue;
         }
         let manifest = manifest_path(store, model);
@@ -125,13 +125,6 @@ pub fn import(model: &str, stores: &[PathBuf], ours: &Path) -> Option<Imported> 
         };
     }
     None
-}
-
-fn same_dir(a: &Path, b: &Path) -> bool {
-    match (a.canonicalize(), b.canonicalize()) {
-        (Ok(a), Ok(b)) => a == b,
-        _ => a == b,
-    }
 }
 
 fn import_from(model: &str, store: &Path, manifest_text: &[u8], ours: &Path) -> Result<Imported> {
@@ -161,7 +154,8 @@ fn import_from(model: &str, store: &Path, manifest_text: &[u8], ours: &Path) -> 
     }
     progress.finish();
     let manifest_dest = manifest_path(ours, model);
-    write_atomically(&manifest_dest, manifest_text)
+    std::fs::create_dir_all(manifest_dest.parent().unwrap_or(ours))
+        .and_then(|()| crate::files::write_atomically(&manifest_dest, manifest_text))
         .with_context(|| format!("could not write {}", manifest_dest.display()))?;
     Ok(if copied == 0 {
         Imported::Linked {
@@ -210,7 +204,7 @@ fn hash_file(path: &Path, progress: &Progress) -> io::Result<String> {
     loop {
         let n = file.read(&mut buf)?;
         if n == 0 {
-            return Ok(crate::payload::hex(&hasher.finalize()));
+            return Ok(crate::files::hex(&hasher.finalize()));
         }
         hasher.update(&buf[..n]);
         progress.advance(n as u64);
@@ -227,21 +221,13 @@ fn copy_hashed(source: &Path, dest: &Path, progress: &Progress) -> io::Result<(S
         let n = from.read(&mut buf)?;
         if n == 0 {
             to.sync_all()?;
-            return Ok((crate::payload::hex(&hasher.finalize()), total));
+            return Ok((crate::files::hex(&hasher.finalize()), total));
         }
         hasher.update(&buf[..n]);
         to.write_all(&buf[..n])?;
         total += n as u64;
         progress.advance(n as u64);
     }
-}
-
-fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let mut file = tempfile::NamedTempFile::new_in(dir)?;
-    file.write_all(bytes)?;
-    file.persist(path).map(|_| ()).map_err(|e| e.error)
 }
 
 /// A byte-counting bar on a terminal; nothing otherwise (the result is said in a line).

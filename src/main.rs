@@ -18,6 +18,7 @@ mod cli;
 mod commands;
 mod connection;
 mod env_vars;
+mod files;
 mod gpu;
 mod home;
 mod http;

@@ -15,11 +15,12 @@
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::files::{hex, mtime_of, sha256_file};
 use crate::home::{make_private_dir, Home};
 use crate::lock;
 use crate::platform;
@@ -594,24 +595,6 @@ impl FileRecord {
     }
 }
 
-fn sha256_file(path: &Path) -> io::Result<String> {
-    let mut file = File::open(path)?;
-    let mut hasher = Sha256::new();
-    io::copy(&mut file, &mut hasher)?;
-    Ok(hex(&hasher.finalize()))
-}
-
-/// Lower-case hexadecimal of `bytes`.
-pub fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut text, b| {
-            let _ = write!(text, "{b:02x}");
-            text
-        })
-}
-
 /// tempfile's errors end "at path <the temporary directory>", a name that means nothing
 /// to the user and no longer exists: keep the cause (and its kind) only.
 fn without_temp_path(e: io::Error) -> io::Error {
@@ -625,13 +608,6 @@ fn write_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let mut file = File::create(path)?;
     file.write_all(bytes)?;
     file.sync_all()
-}
-
-fn mtime_of(meta: &std::fs::Metadata) -> u128 {
-    meta.modified()
-        .ok()
-        .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_nanos())
 }
 
 /// Takes the payload's unpack lock, waiting (and saying so) while another codex-oss

@@ -63,7 +63,7 @@ impl ServerSettings {
     /// A short stable name for these settings.
     pub fn key(&self) -> String {
         let text = serde_json::to_string(self).expect("settings serialise");
-        crate::payload::hex(&Sha256::digest(text.as_bytes())[..8])
+        crate::files::hex(&Sha256::digest(text.as_bytes())[..8])
     }
 
     /// The first setting in which `other` differs, said for the user.
@@ -403,10 +403,7 @@ fn live_leases(dir: &Path) -> usize {
 }
 
 fn write_record(path: &Path, record: &Record) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut file = tempfile::NamedTempFile::new_in(dir)?;
-    std::io::Write::write_all(&mut file, &serde_json::to_vec(record)?)?;
-    file.persist(path)?;
+    crate::files::write_atomically(path, &serde_json::to_vec(record)?)?;
     Ok(())
 }
 

@@ -68,7 +68,7 @@ fn check(file: &mut File, part: &Path, source: &GpuSource) -> Result<(), FetchEr
     file.rewind().map_err(disk)?;
     let mut hasher = Sha256::new();
     io::copy(file, &mut hasher).map_err(disk)?;
-    let got = crate::payload::hex(&hasher.finalize());
+    let got = crate::files::hex(&hasher.finalize());
     if got.eq_ignore_ascii_case(source.sha256) {
         return Ok(());
     }

@@ -11,9 +11,11 @@
 //! fetched again; a repair of the payload carries the folders and their record over
 //! (`carry_over`).
 
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
+
+use crate::files::{mtime_of, sha256_file};
 
 use serde::{Deserialize, Serialize};
 
@@ -186,11 +188,10 @@ impl Place {
         for folder in &record.folders {
             std::fs::rename(staged.join(folder), lib.join(folder))?;
         }
-        let mut file = tempfile::NamedTempFile::new_in(&self.root)?;
-        file.write_all(&serde_json::to_vec_pretty(record).expect("record serialises"))?;
-        file.as_file().sync_all()?;
-        file.persist(self.record_path()).map_err(|e| e.error)?;
-        Ok(())
+        crate::files::write_atomically(
+            &self.record_path(),
+            &serde_json::to_vec_pretty(record).expect("record serialises"),
+        )
     }
 
     /// Removes what an interrupted install left (staging and trash folders).
@@ -264,21 +265,6 @@ pub fn carry_over(old: &Path, new: &Path) {
     }
 }
 
-fn sha256_file(path: &Path) -> io::Result<String> {
-    use sha2::{Digest, Sha256};
-    let mut file = std::fs::File::open(path)?;
-    let mut hasher = Sha256::new();
-    io::copy(&mut file, &mut hasher)?;
-    Ok(crate::payload::hex(&hasher.finalize()))
-}
-
-fn mtime_of(meta: &std::fs::Metadata) -> u128 {
-    meta.modified()
-        .ok()
-        .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_nanos())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -293,8 +279,7 @@ mod tests {
             std::fs::create_dir(staged.path().join(folder)).unwrap();
             let path = staged.path().join(folder).join("libggml-cuda.so");
             std::fs::write(&path, folder.as_bytes()).unwrap();
-            let sha =
-                crate::payload::hex(&<sha2::Sha256 as sha2::Digest>::digest(folder.as_bytes()));
+            let sha = crate::files::hex(&<sha2::Sha256 as sha2::Digest>::digest(folder.as_bytes()));
             files.push(FileRecord::file(
                 format!("{folder}/libggml-cuda.so"),
                 8,

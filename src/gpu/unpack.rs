@@ -121,7 +121,7 @@ fn write_file(
     Ok(FileRecord::file(
         rel,
         size,
-        crate::payload::hex(&hasher.finalize()),
+        crate::files::hex(&hasher.finalize()),
         &path,
     ))
 }

@@ -228,23 +228,14 @@ fn refresh_one(path: &Path, dir: &Path, version: &semver::Version) -> io::Result
     let same = receipt
         .get("install_prefix")
         .and_then(serde_json::Value::as_str)
-        .is_some_and(|prefix| same_dir(Path::new(prefix), dir));
+        .is_some_and(|prefix| crate::files::same_dir(Path::new(prefix), dir));
     if !same {
         return Ok(false);
     }
     receipt["version"] = serde_json::Value::String(version.to_string());
-    let parent = path.parent().unwrap_or(Path::new("."));
-    let mut file = tempfile::NamedTempFile::new_in(parent)?;
-    serde_json::to_writer(file.as_file_mut(), &receipt).map_err(io::Error::other)?;
-    file.persist(path).map_err(|e| e.error)?;
+    let text = serde_json::to_vec(&receipt).map_err(io::Error::other)?;
+    crate::files::write_atomically(path, &text)?;
     Ok(true)
-}
-
-fn same_dir(a: &Path, b: &Path) -> bool {
-    match (a.canonicalize(), b.canonicalize()) {
-        (Ok(a), Ok(b)) => a == b,
-        _ => a == b,
-    }
 }
 
 #[cfg(test)]

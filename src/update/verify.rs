@@ -156,7 +156,7 @@ pub fn check(
     }
 
     if let Some(expected) = expected_sha256 {
-        let actual = crate::payload::hex(&sha256.finalize());
+        let actual = crate::files::hex(&sha256.finalize());
         if actual != expected {
             return Err(Refused::Checksum {
                 file: subject.file(),
