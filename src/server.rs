@@ -221,10 +221,7 @@ impl Server {
     /// A one-line account of an unexpected exit, with the log to read.
     pub fn died_message(&self, status: Option<ExitStatus>) -> String {
         let status = status.map_or_else(|| "unknown status".to_owned(), |s| s.to_string());
-        format!(
-            "Ollama stopped unexpectedly ({status}); its log is {}",
-            self.log.display()
-        )
+        died_message(&status, &self.log)
     }
 
     /// SIGTERM to the group, then SIGKILL after the grace period; always disarms the watchdog.
@@ -246,6 +243,14 @@ impl Server {
         }
         drop(self.registration.take());
     }
+}
+
+/// The one line a user reads when the server dies under Codex, shared or not.
+pub fn died_message(status: &str, log: &Path) -> String {
+    format!(
+        "Ollama stopped unexpectedly ({status}); its log is {}",
+        log.display()
+    )
 }
 
 fn spawn(config: &Config<'_>) -> std::io::Result<Box<dyn ChildWrapper>> {

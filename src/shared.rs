@@ -106,6 +106,34 @@ fn lock_path(home: &Home, key: &str) -> PathBuf {
     dir(home).join(format!("{key}.lock"))
 }
 
+/// Where a keeper leaves its server's exit status when the server dies under it, for
+/// the launchers that were using it to report.
+fn exit_path(home: &Home, key: &str, keeper_pid: u32) -> PathBuf {
+    dir(home).join(format!("{key}.{keeper_pid}.exit"))
+}
+
+/// Exit notes older than this were read long ago (launchers read them at once).
+const EXIT_NOTE_KEPT: Duration = Duration::from_secs(60);
+
+/// Removes this key's exit notes that nobody can still be waiting to read.
+fn remove_old_exit_notes(home: &Home, key: &str) {
+    let Ok(entries) = std::fs::read_dir(dir(home)) else {
+        return;
+    };
+    let prefix = format!("{key}.");
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t.elapsed().unwrap_or_default() > EXIT_NOTE_KEPT);
+        if name.starts_with(&prefix) && name.ends_with(".exit") && old {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
 fn read_record(path: &Path) -> Option<Record> {
     serde_json::from_slice(&std::fs::read(path).ok()?).ok()
 }
@@ -155,6 +183,7 @@ pub struct Shared {
     addr: SocketAddr,
     log: PathBuf,
     keeper: ProcessIdentity,
+    exit_note: PathBuf,
     _lease: Lease,
 }
 
@@ -183,18 +212,19 @@ impl Shared {
         if let Some(record) = read_record(&path) {
             if record.keeper.is_alive() && answers(record.addr).await {
                 tracing::info!("joining the shared Ollama at {}", record.addr);
-                return Ok(Some(Shared::from_record(record, lease)));
+                return Ok(Some(Shared::from_record(home, &key, record, lease)));
             }
         }
         // Whatever the record says, its keeper is gone: never act on it.
         let _ = std::fs::remove_file(&path);
         explain_new_server(home, &wanted);
         let record = start_keeper(home, &key).await?;
-        Ok(Some(Shared::from_record(record, lease)))
+        Ok(Some(Shared::from_record(home, &key, record, lease)))
     }
 
-    fn from_record(record: Record, lease: Lease) -> Shared {
+    fn from_record(home: &Home, key: &str, record: Record, lease: Lease) -> Shared {
         Shared {
+            exit_note: exit_path(home, key, record.keeper.pid),
             addr: record.addr,
             log: record.log,
             keeper: record.keeper,
@@ -218,11 +248,15 @@ impl Shared {
         }
     }
 
+    /// The same account as for a server of this run's own, with the exit status the
+    /// keeper noted.
     pub fn died_message(&self) -> String {
-        format!(
-            "Ollama stopped unexpectedly; its log is {}",
-            self.log.display()
-        )
+        let status = std::fs::read_to_string(&self.exit_note)
+            .ok()
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "unknown status".to_owned());
+        server::died_message(&status, &self.log)
     }
 }
 
@@ -314,6 +348,7 @@ async fn keep_inner(home_root: &str, key: &str) -> Result<()> {
         bail!("the keeper's settings differ from its launcher's");
     }
     let home = &settings.home;
+    remove_old_exit_notes(home, key);
     let mut server = Server::start(server::Config {
         executable: &tool.path,
         home,
@@ -336,7 +371,12 @@ async fn keep_inner(home_root: &str, key: &str) -> Result<()> {
         tokio::select! {
             status = server.wait_exit() => {
                 let _ = std::fs::remove_file(&path);
-                break format!("the server stopped ({status:?})");
+                let status = status.map_or_else(|| "unknown status".to_owned(), |s| s.to_string());
+                let note = exit_path(home, key, record.keeper.pid);
+                if let Err(err) = crate::files::write_atomically(&note, status.as_bytes()) {
+                    tracing::warn!("could not note the server's exit in {}: {err}", note.display());
+                }
+                break format!("the server stopped ({status})");
             }
             _ = signals.recv() => break "a signal".to_owned(),
             () = tokio::time::sleep(LEASE_POLL) => {

@@ -135,35 +135,42 @@ fn a_malformed_pull_line_is_reported() {
     );
 }
 
+/// The server dies under Codex: the run fails with one line that gives the server's
+/// exit status and its log, whether the server was this run's own or shared (where the
+/// keeper, not the launcher, saw it exit).
 #[test]
 fn ollama_dying_mid_session_is_a_clear_error() {
     let (scratch, codex, started) = pulled_with_codex(
         "codex-outlives-ollama",
         "touch \"$STARTED\"\nsleep 6\nexit 0\n",
     );
-    let mut cmd = exec_with(&scratch, &codex);
-    cmd.env("STAND_IN_OLLAMA_EXIT_AFTER_MS", "2500");
-    let out = run(cmd);
-    assert!(started.exists(), "Codex never started:\n{}", out.text());
-    assert!(
-        !out.status.success(),
-        "exit status 0 although Ollama died:\n{}",
-        out.text()
-    );
-    let error = out.error_line();
-    assert_user_sees!(&scratch, "ollama_dying_mid_session", error);
-    let logs = scratch.oss_home().join("logs");
-    let log = error[error.find(&logs.display().to_string()).unwrap()..]
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_owned();
-    let log_text = std::fs::read_to_string(&log).unwrap_or_else(|e| panic!("read {log}: {e}"));
-    assert!(
-        log_text.contains("crashing"),
-        "the named log is not the server's:\n{log_text}"
-    );
-    assert_no_processes_within(scratch.home(), GONE);
+    for share in ["1", "0"] {
+        let _ = std::fs::remove_file(&started);
+        let mut cmd = exec_with(&scratch, &codex);
+        cmd.env("STAND_IN_OLLAMA_EXIT_AFTER_MS", "2500")
+            .env("CODEX_OSS_SHARE", share);
+        let out = run(cmd);
+        assert!(started.exists(), "Codex never started:\n{}", out.text());
+        assert!(
+            !out.status.success(),
+            "exit status 0 although Ollama died (CODEX_OSS_SHARE={share}):\n{}",
+            out.text()
+        );
+        let error = out.error_line();
+        assert_user_sees!(&scratch, "ollama_dying_mid_session", error);
+        let logs = scratch.oss_home().join("logs");
+        let log = error[error.find(&logs.display().to_string()).unwrap()..]
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_owned();
+        let log_text = std::fs::read_to_string(&log).unwrap_or_else(|e| panic!("read {log}: {e}"));
+        assert!(
+            log_text.contains("crashing"),
+            "the named log is not the server's:\n{log_text}"
+        );
+        assert_no_processes_within(scratch.home(), GONE);
+    }
 }
 
 /// The launcher is `SIGKILLed`: no chance to clean up. Ollama and its runner must
