@@ -72,6 +72,7 @@ impl Connection {
             home: &settings.home,
             bind: settings.bind.clone(),
             context_length: settings.context_length,
+            env: &settings.server_env,
         })
         .await?;
         let base = server.base_url();

@@ -49,6 +49,25 @@ impl EnvVars {
     /// Browser origins allowed to call Ollama: never passed to the embedded one.
     pub const OLLAMA_ORIGINS: &'static str = "OLLAMA_ORIGINS";
 
+    /// The variables Ollama reads to choose which GPUs it may use (its
+    /// `discover/runner.go`); `-1` hides every GPU of that kind.
+    pub const GPU_VISIBILITY: [&'static str; 6] = [
+        "CUDA_VISIBLE_DEVICES",
+        "HIP_VISIBLE_DEVICES",
+        "ROCR_VISIBLE_DEVICES",
+        "GGML_VK_VISIBLE_DEVICES",
+        "GPU_DEVICE_ORDINAL",
+        "HSA_OVERRIDE_GFX_VERSION",
+    ];
+    /// Those that `CODEX_OSS_GPU=none` sets to `-1`, as Ollama's GPU guide says to keep
+    /// it on the CPU (NVIDIA, AMD, Vulkan).
+    pub const GPU_HIDE: [&'static str; 4] = [
+        "CUDA_VISIBLE_DEVICES",
+        "HIP_VISIBLE_DEVICES",
+        "ROCR_VISIBLE_DEVICES",
+        "GGML_VK_VISIBLE_DEVICES",
+    ];
+
     /// Codex's own configuration directory (default `~/.codex`).
     pub const CODEX_HOME: &'static str = "CODEX_HOME";
 

@@ -141,8 +141,7 @@ fn config_value(user: &[OsString], key: &str) -> Option<String> {
             "-c" | "--config" => args.get(pos + 1).map(|(_, v)| *v),
             other => other
                 .strip_prefix("--config=")
-                .or_else(|| other.strip_prefix("-c"))
-                .filter(|s| !s.is_empty()),
+                .or_else(|| attached_short(other, 'c')),
         };
         if let Some((k, v)) = setting.and_then(|s| s.split_once('=')) {
             if k.trim() == key {
@@ -153,6 +152,14 @@ fn config_value(user: &[OsString], key: &str) -> Option<String> {
     found
 }
 
+/// The value of a short option written together with it, as clap reads it: `-mVALUE`
+/// or `-m=VALUE`.
+fn attached_short(arg: &str, name: char) -> Option<&str> {
+    let value = arg.strip_prefix('-')?.strip_prefix(name)?;
+    let value = value.strip_prefix('=').unwrap_or(value);
+    (!value.is_empty()).then_some(value)
+}
+
 /// The model the user chose on Codex's command line, if any.
 pub fn user_model(user: &[OsString]) -> Option<String> {
     let args: Vec<(usize, &str)> = options(user).collect();
@@ -161,7 +168,10 @@ pub fn user_model(user: &[OsString]) -> Option<String> {
         match *arg {
             "-m" | "--model" => found = args.get(pos + 1).map(|(_, v)| (*v).to_owned()),
             other => {
-                if let Some(v) = other.strip_prefix("--model=") {
+                if let Some(v) = other
+                    .strip_prefix("--model=")
+                    .or_else(|| attached_short(other, 'm'))
+                {
                     found = Some(v.to_owned());
                 }
             }
@@ -364,5 +374,16 @@ mod tests {
             Some("b:2")
         );
         assert_eq!(user_model(&os(&["exec", "--", "-m", "not a flag"])), None);
+        for attached in ["-mqwen3:8b", "-m=qwen3:8b"] {
+            assert_eq!(
+                user_model(&os(&["exec", attached])).as_deref(),
+                Some("qwen3:8b"),
+                "{attached}"
+            );
+        }
+        assert_eq!(
+            user_model(&os(&["-c=model=\"c:3\""])).as_deref(),
+            Some("c:3")
+        );
     }
 }

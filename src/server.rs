@@ -20,6 +20,7 @@
 //! compute" ... library=CUDA`); `inference_compute` reads it back from the log, for the
 //! GPU check at start (see `gpu`) and for `doctor`.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -91,6 +92,8 @@ pub struct Config<'a> {
     pub home: &'a Home,
     pub bind: Bind,
     pub context_length: u32,
+    /// The user's `OLLAMA_*` and GPU settings (`Settings::server_env`).
+    pub env: &'a BTreeMap<String, String>,
 }
 
 /// A running `ollama serve`.
@@ -273,13 +276,10 @@ fn spawn(config: &Config<'_>) -> std::io::Result<Box<dyn ChildWrapper>> {
         .env("USERPROFILE", &ollama_home)
         // Set for the user's own Ollama: origins allowed to call it from a browser.
         .env_remove(EnvVars::OLLAMA_ORIGINS)
+        .envs(config.env)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
-    if std::env::var_os(EnvVars::OLLAMA_NOPRUNE).is_none() {
-        // Keeps the partial download of an interrupted pull, so the next run resumes it.
-        command.env(EnvVars::OLLAMA_NOPRUNE, "1");
-    }
     platform::die_with_launcher(&mut command);
     platform::wrap_server(command).spawn()
 }

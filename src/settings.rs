@@ -24,8 +24,9 @@ pub const DEFAULT_MODEL: &str = "gpt-oss:20b";
 /// about 6k tokens and Ollama silently truncates past its small default.
 pub const MIN_CONTEXT: u32 = 32_768;
 pub const LARGE_CONTEXT: u32 = 65_536;
-/// Memory from which the larger context is served by default.
-const LARGE_CONTEXT_MEMORY: u64 = 32 * 1024 * 1024 * 1024;
+/// Memory from which the larger context is served by default: a machine sold with 32 GB
+/// reports a little less (31.3 GiB is common), which still counts.
+const LARGE_CONTEXT_MEMORY: u64 = 30 * 1024 * 1024 * 1024;
 /// The smallest context length accepted: below it Codex's instructions do not fit.
 const SMALLEST_CONTEXT: u32 = 2048;
 /// How long a pull may go without a byte from Ollama: Ollama reports progress many
@@ -52,6 +53,14 @@ impl Env {
             .get(name)
             .map(String::as_str)
             .filter(|v| !v.is_empty())
+    }
+
+    /// Every variable that is set (to something other than "").
+    pub fn vars(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0
+            .iter()
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(k, v)| (k.as_str(), v.as_str()))
     }
 }
 
@@ -126,6 +135,9 @@ pub struct Settings {
     /// `CODEX_OSS_PAYLOAD_MIRROR`: where the GPU libraries' archive is downloaded from
     /// instead of the release's base URL.
     pub payload_mirror: Option<String>,
+    /// What the embedded server gets besides its address, store and context length: the
+    /// user's `OLLAMA_*` settings and GPU choice (see `server_env`).
+    pub server_env: BTreeMap<String, String>,
     pub notices: Vec<Notice>,
 }
 
@@ -189,6 +201,7 @@ impl Settings {
                 )));
             }
         }
+        let gpu = gpu_mode(env)?;
         Ok(Settings {
             import_from: import_from(env, inputs.user_home.as_deref(), models.is_some())?,
             home: Home::new(root, models),
@@ -213,7 +226,8 @@ impl Settings {
                 EnvVars::CODEX_OSS_SHARE,
                 "share the embedded Ollama between runs",
             )?,
-            gpu: gpu_mode(env)?,
+            gpu,
+            server_env: server_env(env, gpu),
             payload_mirror: payload_mirror(env)?,
             notices,
         })
@@ -252,7 +266,8 @@ fn absolute(cwd: &Path, path: &str) -> PathBuf {
     }
 }
 
-/// `CODEX_OSS_HOST`, else a loopback `OLLAMA_HOST`, else `CODEX_OSS_PORT`.
+/// `CODEX_OSS_HOST`, else `CODEX_OSS_PORT`, else a loopback `OLLAMA_HOST`: codex-oss's
+/// own variables win over one that may be set for the user's own Ollama.
 ///
 /// `OLLAMA_HOST` in a user's shell usually points their own Ollama client at a server
 /// (`0.0.0.0`, another machine): as a bind address it would open the embedded server's
@@ -267,6 +282,19 @@ fn bind(env: &Env, notices: &mut Vec<Notice>) -> Result<Bind, SettingsError> {
         }
         return Ok(Bind::Host(host.to_owned()));
     }
+    if let Some(port) = env.get(EnvVars::CODEX_OSS_PORT) {
+        return port
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p != 0)
+            .map(Bind::Port)
+            .ok_or_else(|| {
+                SettingsError(format!(
+                    "{}={port} is not a port number: use one from 1 to 65535 such as 11434, or unset it",
+                    EnvVars::CODEX_OSS_PORT
+                ))
+            });
+    }
     if let Some(host) = env.get(EnvVars::OLLAMA_HOST) {
         if is_loopback_host(host_of(host)) {
             return Ok(Bind::OllamaHost(host.to_owned()));
@@ -277,20 +305,37 @@ fn bind(env: &Env, notices: &mut Vec<Notice>) -> Result<Bind, SettingsError> {
             EnvVars::CODEX_OSS_HOST
         )));
     }
-    match env.get(EnvVars::CODEX_OSS_PORT) {
-        None => Ok(Bind::Auto),
-        Some(port) => port
-            .parse::<u16>()
-            .ok()
-            .filter(|p| *p != 0)
-            .map(Bind::Port)
-            .ok_or_else(|| {
-                SettingsError(format!(
-                    "{}={port} is not a port number: use one from 1 to 65535 such as 11434, or unset it",
-                    EnvVars::CODEX_OSS_PORT
-                ))
-            }),
+    Ok(Bind::Auto)
+}
+
+/// The variables of the user's that the embedded server runs with: every `OLLAMA_*`
+/// but the ones codex-oss sets itself (address, store, context length) or keeps from it
+/// (`OLLAMA_ORIGINS`), and the GPU visibility variables Ollama reads; `OLLAMA_NOPRUNE`
+/// defaults to on, so that an interrupted pull resumes. With `CODEX_OSS_GPU=none` every
+/// kind of GPU is hidden from Ollama (`-1`, as its GPU guide says).
+fn server_env(env: &Env, gpu: crate::gpu::Mode) -> BTreeMap<String, String> {
+    const SET_BY_CODEX_OSS: [&str; 4] = [
+        EnvVars::OLLAMA_HOST,
+        EnvVars::OLLAMA_MODELS,
+        EnvVars::OLLAMA_CONTEXT_LENGTH,
+        EnvVars::OLLAMA_ORIGINS,
+    ];
+    let mut vars: BTreeMap<String, String> = env
+        .vars()
+        .filter(|(name, _)| {
+            (name.starts_with("OLLAMA_") && !SET_BY_CODEX_OSS.contains(name))
+                || EnvVars::GPU_VISIBILITY.contains(name)
+        })
+        .map(|(name, value)| (name.to_owned(), value.to_owned()))
+        .collect();
+    vars.entry(EnvVars::OLLAMA_NOPRUNE.to_owned())
+        .or_insert_with(|| "1".to_owned());
+    if gpu == crate::gpu::Mode::None {
+        for name in EnvVars::GPU_HIDE {
+            vars.insert(name.to_owned(), "-1".to_owned());
+        }
     }
+    vars
 }
 
 /// `OLLAMA_CONTEXT_LENGTH`, else config.toml, else by memory.
@@ -472,6 +517,53 @@ mod tests {
         assert!(s.notices.is_empty());
         let large = resolve_with(&Env::default(), None, 32 * GIB, None).unwrap();
         assert_eq!(large.context_length, 65_536);
+        // What a machine sold with 32 GB reports.
+        let sold_as_32 = resolve_with(&Env::default(), None, 31 * GIB + 300 * 1024 * 1024, None);
+        assert_eq!(sold_as_32.unwrap().context_length, 65_536);
+        let small = resolve_with(&Env::default(), None, 24 * GIB, None).unwrap();
+        assert_eq!(small.context_length, 32_768);
+    }
+
+    #[test]
+    fn the_server_gets_the_users_ollama_settings_but_not_those_codex_oss_owns() {
+        let s = resolve([
+            ("OLLAMA_KEEP_ALIVE", "1h"),
+            ("OLLAMA_FLASH_ATTENTION", "1"),
+            ("OLLAMA_HOST", "0.0.0.0"),
+            ("OLLAMA_ORIGINS", "*"),
+            ("OLLAMA_MODELS", "/store"),
+            ("OLLAMA_CONTEXT_LENGTH", "8192"),
+            ("OLLAMA_DEBUG", ""),
+            ("CUDA_VISIBLE_DEVICES", "1"),
+            ("PATH", "/bin"),
+        ])
+        .unwrap();
+        let env: Vec<(&str, &str)> = s
+            .server_env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(
+            env,
+            [
+                ("CUDA_VISIBLE_DEVICES", "1"),
+                ("OLLAMA_FLASH_ATTENTION", "1"),
+                ("OLLAMA_KEEP_ALIVE", "1h"),
+                ("OLLAMA_NOPRUNE", "1"),
+            ]
+        );
+        let s = resolve([("OLLAMA_NOPRUNE", "false")]).unwrap();
+        assert_eq!(s.server_env["OLLAMA_NOPRUNE"], "false");
+    }
+
+    #[test]
+    fn gpu_none_hides_every_gpu_from_ollama() {
+        let s = resolve([("CODEX_OSS_GPU", "none"), ("CUDA_VISIBLE_DEVICES", "0")]).unwrap();
+        for name in EnvVars::GPU_HIDE {
+            assert_eq!(s.server_env[name], "-1", "{name}");
+        }
+        let s = resolve([("CODEX_OSS_GPU", "auto")]).unwrap();
+        assert!(!s.server_env.contains_key("CUDA_VISIBLE_DEVICES"));
     }
 
     #[test]
@@ -551,10 +643,17 @@ mod tests {
 
     #[test]
     fn hosts_loopback_taken_others_ignored_explicit_warned() {
-        let s = resolve([("OLLAMA_HOST", "127.0.0.2:9000"), ("CODEX_OSS_PORT", "1")]).unwrap();
+        let s = resolve([("OLLAMA_HOST", "127.0.0.2:9000")]).unwrap();
         assert_eq!(s.bind, Bind::OllamaHost("127.0.0.2:9000".into()));
+        // codex-oss's own variable wins over one that may be meant for the user's Ollama.
+        let s = resolve([("OLLAMA_HOST", "127.0.0.2:9000"), ("CODEX_OSS_PORT", "1")]).unwrap();
+        assert_eq!(s.bind, Bind::Port(1));
+        assert!(s.notices.is_empty());
         let s = resolve([("OLLAMA_HOST", "0.0.0.0"), ("CODEX_OSS_PORT", "4242")]).unwrap();
         assert_eq!(s.bind, Bind::Port(4242));
+        assert!(s.notices.is_empty());
+        let s = resolve([("OLLAMA_HOST", "0.0.0.0")]).unwrap();
+        assert_eq!(s.bind, Bind::Auto);
         assert!(
             matches!(&s.notices[..], [Notice::Info(t)] if t.starts_with("ignoring OLLAMA_HOST=0.0.0.0") && t.contains("CODEX_OSS_HOST"))
         );

@@ -17,6 +17,7 @@
 //! that is going away. `<key>.json` records the server (address, log, the keeper's
 //! identity: pid plus start time and boot, so a reused pid is never taken for it).
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -48,6 +49,9 @@ pub struct ServerSettings {
     pub models: PathBuf,
     pub context_length: u32,
     pub bind: String,
+    /// The user's `OLLAMA_*` and GPU settings the server runs with.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
 }
 
 impl ServerSettings {
@@ -57,6 +61,7 @@ impl ServerSettings {
             models: settings.home.models(),
             context_length: settings.context_length,
             bind: settings.bind.ollama_host(),
+            env: settings.server_env.clone(),
         }
     }
 
@@ -66,19 +71,29 @@ impl ServerSettings {
         crate::files::hex(&Sha256::digest(text.as_bytes())[..8])
     }
 
-    /// The first setting in which `other` differs, said for the user.
-    fn difference(&self, other: &ServerSettings) -> Option<String> {
+    /// The settings in which `other` differs, each said for the user.
+    fn differences(&self, other: &ServerSettings) -> Vec<String> {
+        let mut found = Vec::new();
         if self.models != other.models {
-            Some(format!("model store {}", other.models.display()))
-        } else if self.context_length != other.context_length {
-            Some(format!("context length {}", other.context_length))
-        } else if self.bind != other.bind {
-            Some(format!("address {}", other.bind))
-        } else if self.executable != other.executable {
-            Some(format!("Ollama {}", other.executable.display()))
-        } else {
-            None
+            found.push(format!("model store {}", other.models.display()));
         }
+        if self.context_length != other.context_length {
+            found.push(format!("context length {}", other.context_length));
+        }
+        if self.bind != other.bind {
+            found.push(format!("address {}", other.bind));
+        }
+        if self.executable != other.executable {
+            found.push(format!("Ollama {}", other.executable.display()));
+        }
+        let names: std::collections::BTreeSet<&String> =
+            self.env.keys().chain(other.env.keys()).collect();
+        for name in names {
+            if self.env.get(name) != other.env.get(name) {
+                found.push(format!("{name} {}", describe_value(other.env.get(name))));
+            }
+        }
+        found
     }
 }
 
@@ -260,6 +275,15 @@ impl Shared {
     }
 }
 
+/// How another server has a variable, without its value (it may be a secret).
+fn describe_value(value: Option<&String>) -> &'static str {
+    if value.is_some() {
+        "set otherwise"
+    } else {
+        "unset"
+    }
+}
+
 /// True when the server answers `GET /api/version`.
 async fn answers(addr: SocketAddr) -> bool {
     let Ok(client) = reqwest::Client::builder()
@@ -286,8 +310,11 @@ fn explain_new_server(home: &Home, wanted: &ServerSettings) {
         .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
         .filter_map(|e| read_record(&e.path()))
         .filter(|r| r.keeper.is_alive())
-        .find_map(|r| wanted.difference(&r.settings));
-    if let Some(difference) = other {
+        .map(|r| wanted.differences(&r.settings))
+        .filter(|d| !d.is_empty())
+        .min_by_key(Vec::len);
+    // The nearest server: the fewest settings apart.
+    if let Some(difference) = other.map(|d| d.join(", ")) {
         crate::ui::info(format!(
             "another codex-oss shares an Ollama with other settings ({difference}): starting one for these"
         ));
@@ -354,6 +381,7 @@ async fn keep_inner(home_root: &str, key: &str) -> Result<()> {
         home,
         bind: settings.bind.clone(),
         context_length: settings.context_length,
+        env: &settings.server_env,
     })
     .await?;
     let record = Record {

@@ -336,7 +336,7 @@ fn a_first_run_fetches_checks_and_installs_the_cuda_libraries_and_the_next_fetch
 }
 
 #[test]
-fn an_nvidia_gpu_found_by_nvidia_smi_gets_its_libraries_and_none_never_fetches() {
+fn an_nvidia_gpu_found_by_nvidia_smi_gets_its_libraries_and_none_never_fetches_nor_uses_them() {
     let scratch = Scratch::new();
     let mirror = mirror();
     let bin = scratch.home().join("bin");
@@ -383,6 +383,14 @@ fn an_nvidia_gpu_found_by_nvidia_smi_gets_its_libraries_and_none_never_fetches()
         "gpu: NVIDIA GeForce RTX 4090 (driver 560.35.03, 24564 MiB) (found by nvidia-smi)"
     );
     assert_eq!(status.line("compute: "), report.line("compute: "));
+
+    // With the libraries in place, `none` still keeps the model off the GPU.
+    let mut none = exec(&scratch, "none", &mirror.url());
+    none.env("PATH", &path);
+    let out = run_ok(&scratch, none);
+    assert_eq!(warnings(&out.stderr), Vec::<&str>::new(), "{}", out.text());
+    assert!(!on_cuda(&scratch), "{}", compute_line(&scratch));
+    assert_eq!(mirror.seen().len(), 1, "CODEX_OSS_GPU=none fetched");
 }
 
 #[test]

@@ -15,11 +15,17 @@ use crate::support::{
 
 /// Servers started so far: Ollama's log files, one per server.
 fn servers_started(scratch: &Scratch) -> usize {
-    std::fs::read_dir(scratch.oss_home().join("logs")).map_or(0, |entries| {
+    server_logs(scratch).len()
+}
+
+/// The log of every server started from `scratch`.
+fn server_logs(scratch: &Scratch) -> Vec<PathBuf> {
+    std::fs::read_dir(scratch.oss_home().join("logs")).map_or(Vec::new(), |entries| {
         entries
             .flatten()
-            .filter(|e| e.path().extension().is_some_and(|x| x == "log"))
-            .count()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "log"))
+            .collect()
     })
 }
 
@@ -216,9 +222,19 @@ fn other_settings_or_no_share_get_a_server_of_their_own() {
         .env("CODEX_OSS_CODEX", &waits);
     let third = Running::start(private);
     ready_count(3);
-    assert_eq!(servers_started(&scratch), 3);
+    // The user's own Ollama settings make a server of their own too.
+    let mut keep_alive = exec_with(&scratch, &waits);
+    keep_alive.env("OLLAMA_KEEP_ALIVE", "1h");
+    let fourth = Running::start(keep_alive);
+    ready_count(4);
+    assert_eq!(servers_started(&scratch), 4);
     std::fs::write(&go, b"").unwrap();
-    let outs = [first.finish(STEP), second.finish(STEP), third.finish(STEP)];
+    let outs = [
+        first.finish(STEP),
+        second.finish(STEP),
+        third.finish(STEP),
+        fourth.finish(STEP),
+    ];
     for out in &outs {
         assert!(out.status.success(), "{}", out.text());
     }
@@ -228,6 +244,19 @@ fn other_settings_or_no_share_get_a_server_of_their_own() {
         )),
         "{}",
         outs[1].text()
+    );
+    assert!(
+        outs[3].stderr.lines().any(|l| l.starts_with(
+            "codex-oss: another codex-oss shares an Ollama with other settings (OLLAMA_KEEP_ALIVE unset)"
+        )),
+        "{}",
+        outs[3].text()
+    );
+    assert!(
+        server_logs(&scratch)
+            .iter()
+            .any(|log| fs_read(log).contains(" OLLAMA_KEEP_ALIVE:1h0m0s ")),
+        "no server got OLLAMA_KEEP_ALIVE"
     );
     assert!(!fs_read(&scratch.home().join("codex-waits")).is_empty());
     assert_no_processes_within(scratch.home(), GONE);

@@ -133,6 +133,21 @@ test_inference_compute_without_a_gpu() {
   stop_server
 }
 
+test_visible_devices() {
+  start_server CUDA_VISIBLE_DEVICES=-1 ROCR_VISIBLE_DEVICES=-1
+  check "CUDA_VISIBLE_DEVICES=-1: Ollama's WARN for each override" grep -q \
+    'level=WARN source=runner.go:722 msg="user overrode visible devices" CUDA_VISIBLE_DEVICES=-1' "$work/server.err"
+  check "  ... ROCR_VISIBLE_DEVICES too" grep -q \
+    'msg="user overrode visible devices" ROCR_VISIBLE_DEVICES=-1' "$work/server.err"
+  check "  ... then its advice once" test "$(grep -c 'msg="if GPUs are not correctly discovered, unset and try again"' "$work/server.err")" = 1
+  check "  ... and the CPU despite the libraries" grep -q 'msg="inference compute" id=cpu library=cpu ' "$work/server.err"
+  check "  ... and the server config line shows it" grep -q 'CUDA_VISIBLE_DEVICES:-1 ' "$work/server.err"
+  stop_server
+  start_server CUDA_VISIBLE_DEVICES=0
+  check "CUDA_VISIBLE_DEVICES=0: the GPU" grep -q 'msg="inference compute" id=0 filter_id="" library=CUDA ' "$work/server.err"
+  stop_server
+}
+
 test_read_only_endpoints() {
   check "GET /api/version" contains "$(api GET /api/version)" '{"version":"0.32.15"}'
   check "GET /api/tags (empty)" contains "$(api GET /api/tags)" '{"models":[]}'
@@ -551,6 +566,7 @@ main() {
   test_stop
   test_server_config
   test_inference_compute_without_a_gpu
+  test_visible_devices
   test_resume_and_prune
   test_fault_knobs
   test_scripted_tools
