@@ -111,6 +111,25 @@ pub fn stop_stale(home: &Home, executable: &Path) {
     }
 }
 
+/// The logs of the servers running now: those whose record is still locked by its
+/// launcher (or keeper). On a filesystem without locks every record counts as running.
+pub fn live_logs(home: &Home) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(servers_dir(home)) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|path| {
+            lock::open(path).is_ok_and(|file| {
+                lock::try_take(&file, lock::Mode::Exclusive, path).ok() != Some(lock::Taken::Held)
+            })
+        })
+        .filter_map(|path| serde_json::from_slice::<Record>(&std::fs::read(path).ok()?).ok())
+        .map(|record| record.log)
+        .collect()
+}
+
 /// True when the record's server is still the process that was started, running the
 /// Ollama this launcher runs (or one unpacked in this home by another version), at the
 /// head of its own process tree.

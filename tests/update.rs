@@ -1001,24 +1001,28 @@ fn a_rate_limit_says_so_and_how_to_pass_a_token() {
 
 #[test]
 fn the_token_goes_to_the_api_server_only() {
-    let installed = Installed::new();
-    let server = Server::start(vec![signed("0.2.0")]);
-    let out = installed
-        .command(&server)
-        .env("GITHUB_TOKEN", "test-token")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
-    let log = server.log();
-    assert!(log.iter().any(|r| r.on == "cdn"), "{log:?}");
-    for request in &log {
-        match request.on {
-            "api" => assert_eq!(
-                request.authorization.as_deref(),
-                Some("token test-token"),
-                "{request:?}"
-            ),
-            _ => assert_eq!(request.authorization, None, "{request:?}"),
+    // CODEX_OSS_GITHUB_TOKEN, if set, wins over GITHUB_TOKEN.
+    for (env, sent) in [
+        (vec![("GITHUB_TOKEN", "gh-token")], "token gh-token"),
+        (
+            vec![
+                ("GITHUB_TOKEN", "gh-token"),
+                ("CODEX_OSS_GITHUB_TOKEN", "own-token"),
+            ],
+            "token own-token",
+        ),
+    ] {
+        let installed = Installed::new();
+        let server = Server::start(vec![signed("0.2.0")]);
+        let out = installed.command(&server).envs(env).output().unwrap();
+        assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+        let log = server.log();
+        assert!(log.iter().any(|r| r.on == "cdn"), "{log:?}");
+        for request in &log {
+            match request.on {
+                "api" => assert_eq!(request.authorization.as_deref(), Some(sent), "{request:?}"),
+                _ => assert_eq!(request.authorization, None, "{request:?}"),
+            }
         }
     }
 }

@@ -1,11 +1,13 @@
 //! `codex-oss clean`: removes unpacked payloads nobody uses, logs, and with
-//! `--models` codex-oss's own model store. A running codex-oss keeps its own copy.
+//! `--models` codex-oss's own model store. A running codex-oss keeps its own copy of
+//! the payloads, and a running server its log.
 
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 
 use crate::cli::CleanArgs;
+use crate::home::Home;
 use crate::payload;
 use crate::settings::Settings;
 
@@ -37,15 +39,36 @@ pub fn run(args: &CleanArgs) -> Result<ExitCode> {
             }
         }
     }
-    let logs = home.logs();
-    if logs.exists() {
-        std::fs::remove_dir_all(&logs)
-            .with_context(|| format!("could not remove {}", logs.display()))?;
-    }
+    remove_logs(&home)?;
     if args.models && models.exists() {
         std::fs::remove_dir_all(&models)
             .with_context(|| format!("could not remove {}", models.display()))?;
     }
     out!("cleaned {}", home.root().display());
     Ok(ExitCode::SUCCESS)
+}
+
+/// Removes every log but those of the servers running now.
+fn remove_logs(home: &Home) -> Result<()> {
+    let logs = home.logs();
+    let Ok(entries) = std::fs::read_dir(&logs) else {
+        return Ok(());
+    };
+    let live = crate::registry::live_logs(home);
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if live.contains(&path) {
+            continue;
+        }
+        let removed = if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        removed.with_context(|| format!("could not remove {}", path.display()))?;
+    }
+    if live.is_empty() {
+        let _ = std::fs::remove_dir(&logs);
+    }
+    Ok(())
 }

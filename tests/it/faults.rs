@@ -472,3 +472,66 @@ fn a_full_model_disk_is_named_before_the_download() {
     );
     assert_no_processes_within(scratch.home(), GONE);
 }
+
+/// `clean` while a run goes on: it removes what nobody uses (another version of a
+/// payload, an interrupted unpack, the logs of servers that are gone) and keeps what the
+/// run uses (its payloads, its server's log) and, without `--models`, the models.
+#[test]
+fn clean_during_a_run_keeps_what_the_run_uses() {
+    let (scratch, codex, started) = pulled_with_codex(
+        "codex-waits",
+        "touch \"$STARTED\"\nwhile [ ! -e \"$STARTED.go\" ]; do sleep 0.1; done\n",
+    );
+    let home = scratch.oss_home();
+    let old_version = home.join("codex/0.0.1-aaaaaaaaaaaa");
+    std::fs::create_dir_all(old_version.join("bin")).unwrap();
+    std::fs::write(old_version.join("bin/codex"), b"an older Codex").unwrap();
+    let interrupted = home.join("ollama/.tmp-12345");
+    std::fs::create_dir_all(&interrupted).unwrap();
+    let logs = home.join("logs");
+    let earlier_logs: Vec<PathBuf> = std::fs::read_dir(&logs)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert!(!earlier_logs.is_empty(), "the first run left no log");
+
+    let mut running = Running::start(exec_with(&scratch, &codex));
+    running.wait_until("Codex started", STEP, |_| started.exists());
+    let mut cmd = scratch.codex_oss();
+    cmd.arg("clean");
+    let out = run(cmd);
+    assert!(out.status.success(), "{}", out.text());
+    assert_eq!(
+        out.stdout.trim(),
+        format!("cleaned {}", home.display()),
+        "{}",
+        out.text()
+    );
+    assert!(!old_version.exists(), "an unused version of Codex is left");
+    assert!(!interrupted.exists(), "an interrupted unpack is left");
+    // The run's Ollama (its Codex is the stand-in: the embedded one was never unpacked).
+    assert!(scratch.unpacked("ollama").join("bin/ollama").is_file());
+    assert!(home
+        .join("models/manifests/registry.ollama.ai/library/gpt-oss/20b")
+        .is_file());
+    let left: Vec<PathBuf> = std::fs::read_dir(&logs)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(
+        left.len(),
+        1,
+        "expected the running server's log only: {left:?}"
+    );
+    assert!(
+        !earlier_logs.contains(&left[0]),
+        "an old log is left: {left:?}"
+    );
+
+    std::fs::write(format!("{}.go", started.display()), b"").unwrap();
+    let out = running.finish(STEP);
+    assert!(out.status.success(), "{}", out.text());
+    assert_no_processes_within(scratch.home(), GONE);
+}
