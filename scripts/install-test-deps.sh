@@ -7,7 +7,9 @@ cd "$(dirname "$0")/.."
 DIST_VERSION=0.34.0
 DEBS=(tmux ruby wixl msitools zstd xz-utils python3 curl util-linux minisign
   # Debian's Rust with its std sources and MinGW, for scripts/check-windows.sh.
-  rustc-web cargo-web rust-web-src gcc-mingw-w64-x86-64-posix)
+  rustc-web cargo-web rust-web-src gcc-mingw-w64-x86-64-posix
+  # and wine, which runs the Windows platform tests (without its recommended desktop).
+  wine64)
 
 missing=()
 for pkg in "${DEBS[@]}"; do
@@ -17,7 +19,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "installing Debian packages: ${missing[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
 if ! dist --version 2>/dev/null | grep -q " $DIST_VERSION\$"; then

@@ -189,3 +189,220 @@ pub fn user_name(uid: u32) -> String {
 pub fn locks_unsupported(err: &io::Error) -> bool {
     err.kind() == io::ErrorKind::Unsupported
 }
+
+/// What the job object must do for users, checked on Windows itself (or under wine:
+/// `scripts/test-windows.sh`): the server's whole tree, runners included, ends with the
+/// launcher's handle, however the launcher ends. The helper processes are this test
+/// binary again, running `helper` in a role.
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+    use std::time::{Duration, Instant};
+
+    use windows::Win32::Foundation::{CloseHandle, HANDLE, STILL_ACTIVE};
+    use windows::Win32::System::Threading::{
+        GetExitCodeProcess, OpenProcess, PROCESS_QUERY_LIMITED_INFORMATION,
+    };
+
+    use super::*;
+
+    const ROLE: &str = "CODEX_OSS_TEST_ROLE";
+    const PIDS: &str = "CODEX_OSS_TEST_PIDS";
+    const HELPER: &str = "platform::windows::tests::helper";
+    const PATIENCE: Duration = Duration::from_secs(20);
+
+    /// A process handle held open: its exit is seen even once its pid is reused.
+    struct Watched(HANDLE, u32);
+
+    impl Watched {
+        fn open(pid: u32) -> Watched {
+            let handle = unsafe { OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION, false, pid) }
+                .unwrap_or_else(|e| panic!("open process {pid}: {e}"));
+            Watched(handle, pid)
+        }
+
+        fn alive(&self) -> bool {
+            let mut code = 0;
+            unsafe { GetExitCodeProcess(self.0, &raw mut code) }.expect("read an exit code");
+            code == STILL_ACTIVE.0 as u32
+        }
+
+        fn gone_within(&self, timeout: Duration) -> bool {
+            let deadline = Instant::now() + timeout;
+            while self.alive() {
+                if Instant::now() > deadline {
+                    return false;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            true
+        }
+    }
+
+    impl Drop for Watched {
+        fn drop(&mut self) {
+            let _ = unsafe { CloseHandle(self.0) };
+        }
+    }
+
+    /// This test binary running `helper` as `role`, told where to write pids.
+    fn helper_as(role: &str, pids: &Path) -> std::process::Command {
+        let mut command = std::process::Command::new(std::env::current_exe().unwrap());
+        command
+            .args([
+                "--exact",
+                HELPER,
+                "--ignored",
+                "--test-threads=1",
+                "--quiet",
+            ])
+            .env(ROLE, role)
+            .env(PIDS, pids)
+            .stdout(std::process::Stdio::null());
+        command
+    }
+
+    /// The two pids a `tree` helper writes: its own and its child's.
+    fn tree_pids(file: &Path) -> (u32, u32) {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Ok(text) = std::fs::read_to_string(file) {
+                let pids: Vec<u32> = text
+                    .split_whitespace()
+                    .filter_map(|p| p.parse().ok())
+                    .collect();
+                if let [child, grandchild] = pids[..] {
+                    return (child, grandchild);
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the helper wrote no pids to {}",
+                file.display()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    /// Not a test: the processes the tests start. `tree` starts a child (`sleep`) and
+    /// writes both pids; `server` is a launcher that runs a `tree` as its server.
+    #[test]
+    #[ignore = "a helper process of the other tests"]
+    fn helper() {
+        let pids = std::env::var_os(PIDS).map(PathBuf::from);
+        match (std::env::var(ROLE).as_deref(), pids) {
+            (Ok("sleep"), _) => std::thread::sleep(Duration::from_secs(120)),
+            (Ok("tree"), Some(pids)) => {
+                let child = helper_as("sleep", &pids).spawn().unwrap();
+                let text = format!("{} {}", std::process::id(), child.id());
+                std::fs::write(pids.with_extension("tmp"), text).unwrap();
+                std::fs::rename(pids.with_extension("tmp"), &pids).unwrap();
+                std::thread::sleep(Duration::from_secs(120));
+            }
+            (Ok("server"), Some(pids)) => runtime().block_on(async {
+                let command = tokio::process::Command::from(helper_as("tree", &pids));
+                let _server = wrap_server(command).spawn().unwrap();
+                tokio::time::sleep(Duration::from_secs(120)).await;
+            }),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn the_servers_runners_end_with_the_launchers_handle() {
+        let dir = tempfile::tempdir().unwrap();
+        let pids = dir.path().join("pids");
+        runtime().block_on(async {
+            let command = tokio::process::Command::from(helper_as("tree", &pids));
+            let server = wrap_server(command).spawn().unwrap();
+            let (child, grandchild) = tree_pids(&pids);
+            let (child, grandchild) = (Watched::open(child), Watched::open(grandchild));
+            assert!(child.alive() && grandchild.alive());
+            drop(server);
+            assert!(child.gone_within(PATIENCE), "the server outlived its job");
+            assert!(
+                grandchild.gone_within(PATIENCE),
+                "the server's child (pid {}) outlived its job: no kill-on-close",
+                grandchild.1
+            );
+        });
+    }
+
+    #[test]
+    fn a_killed_launcher_takes_its_servers_whole_tree_along() {
+        let dir = tempfile::tempdir().unwrap();
+        let pids = dir.path().join("pids");
+        let mut launcher = helper_as("server", &pids).spawn().unwrap();
+        let (child, grandchild) = tree_pids(&pids);
+        let (child, grandchild) = (Watched::open(child), Watched::open(grandchild));
+        assert!(child.alive() && grandchild.alive());
+        launcher.kill().unwrap(); // TerminateProcess: no chance to clean up
+        let _ = launcher.wait();
+        assert!(
+            child.gone_within(PATIENCE),
+            "the server outlived its killed launcher"
+        );
+        assert!(
+            grandchild.gone_within(PATIENCE),
+            "the server's child outlived its killed launcher"
+        );
+    }
+
+    #[test]
+    fn ask_to_stop_ends_the_whole_tree() {
+        let dir = tempfile::tempdir().unwrap();
+        let pids = dir.path().join("pids");
+        runtime().block_on(async {
+            let command = tokio::process::Command::from(helper_as("tree", &pids));
+            let mut server = wrap_server(command).spawn().unwrap();
+            let (child, grandchild) = tree_pids(&pids);
+            let grandchild = Watched::open(grandchild);
+            ask_to_stop(&mut *server);
+            let status = tokio::time::timeout(PATIENCE, server.wait())
+                .await
+                .expect("the server stopped")
+                .unwrap();
+            assert!(!status.success(), "pid {child}: {status}");
+            assert!(
+                grandchild.gone_within(PATIENCE),
+                "a runner outlived the stop"
+            );
+        });
+    }
+
+    #[test]
+    fn stop_tree_ends_a_stale_server_and_its_children() {
+        let dir = tempfile::tempdir().unwrap();
+        let pids = dir.path().join("pids");
+        let mut stale = helper_as("tree", &pids).spawn().unwrap();
+        let (child, grandchild) = tree_pids(&pids);
+        let (child, grandchild) = (Watched::open(child), Watched::open(grandchild));
+        stop_tree(child.1, crate::platform::STOP_GRACE);
+        assert!(
+            child.gone_within(PATIENCE),
+            "the stale server is still running"
+        );
+        assert!(
+            grandchild.gone_within(PATIENCE),
+            "its child is still running"
+        );
+        let _ = stale.wait();
+    }
+
+    #[test]
+    fn a_crash_status_is_a_failure_exit_code() {
+        let status = std::process::Command::new("cmd")
+            .args(["/c", "exit", "-1073741819"]) // 0xC0000005, STATUS_ACCESS_VIOLATION
+            .status()
+            .expect("run cmd");
+        assert_eq!(status.code(), Some(0xC000_0005_u32 as i32));
+        assert_eq!(crate::platform::exit_code(status), 1);
+    }
+}
