@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Checks the Windows build of codex-oss (x86_64-pc-windows-gnu) on Linux, so the
 # cfg(windows) code (job objects, console events) cannot rot unseen between releases:
-# type-checks the whole program, then builds its unit tests and runs the platform ones
-# (the server's job object, stopping process trees, exit codes) under wine.
+# type-checks the whole program, then builds its unit tests and runs them under wine
+# (among them the platform ones: the server's job object, stopping process trees, exit
+# codes; and unpacking, settings and paths as Windows has them).
 # There is no Windows standard library for rustup's toolchain here, so it uses Debian's
 # toolchain (rustc-web, cargo-web, rust-web-src) and rebuilds std for the target from
 # its sources with -Z build-std (RUSTC_BOOTSTRAP=1 unlocks that on a stable compiler).
@@ -59,7 +60,7 @@ if grep -q '^warning: `codex-oss`' "$log"; then
   exit 1
 fi
 
-# The platform tests, run by wine in a prefix of their own (made once, kept in the cache).
+# The unit tests, run by wine in a prefix of their own (made once, kept in the cache).
 export WINEPREFIX="$cache/wine-prefix" WINEDEBUG=-all WINEDLLOVERRIDES="mscoree,mshtml="
 unset DISPLAY WAYLAND_DISPLAY
 trap 'rm -f "$log"; "$(dirname "$WINE")/wineserver" -k 2>/dev/null || true' EXIT
@@ -74,7 +75,7 @@ if ! [ -f "$shim" ] || [ tests/windows/bcryptprimitives.c -nt "$shim" ]; then
   mv "$shim.tmp" "$shim"
 fi
 export CARGO_TARGET_X86_64_PC_WINDOWS_GNU_RUNNER="$WINE"
-echo "running the Windows platform tests under $("$WINE" --version)" >&2
+echo "running the Windows unit tests under $("$WINE" --version)" >&2
 "$DEBIAN_CARGO" test --locked -Z build-std=std,panic_abort --target "$TARGET" --bin codex-oss \
-  -- platform:: 2>&1 | tee "$log" >&2
-grep -q '^test result: ok\. [1-9]' "$log" || { echo "error: the Windows platform tests failed (above)" >&2; exit 1; }
+  2>&1 | tee "$log" >&2
+grep -q '^test result: ok\. [1-9]' "$log" || { echo "error: the Windows unit tests failed (above)" >&2; exit 1; }

@@ -167,9 +167,31 @@ pub fn private_dir_builder() -> std::fs::DirBuilder {
     builder
 }
 
-/// Release archives for Windows carry no links; copy the target if one appears.
+/// Release archives for Windows carry no links (creating one needs a privilege most
+/// users lack); if one appears, what it points to (a file or a folder, unpacked before
+/// it) is copied in its place.
 pub fn make_symlink(target: &Path, link: &Path) -> io::Result<()> {
-    std::fs::copy(link.parent().unwrap_or(Path::new(".")).join(target), link).map(|_| ())
+    let folder = link.parent().unwrap_or(Path::new(".")).canonicalize()?;
+    let source = folder.join(target).canonicalize()?;
+    if folder.starts_with(&source) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{} links to a folder that holds it", link.display()),
+        ));
+    }
+    copy_all(&source, link)
+}
+
+fn copy_all(from: &Path, to: &Path) -> io::Result<()> {
+    if !from.is_dir() {
+        return std::fs::copy(from, to).map(|_| ());
+    }
+    std::fs::create_dir(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        copy_all(&entry.path(), &to.join(entry.file_name()))?;
+    }
+    Ok(())
 }
 
 /// A profile folder is private to its user by its ACL; codex-oss does not inspect ACLs.
