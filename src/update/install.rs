@@ -290,4 +290,45 @@ mod tests {
         std::fs::write(top.join(&exe), b"x").unwrap();
         assert_eq!(find_executable(scratch.path()), Some(top.join(&exe)));
     }
+
+    /// Windows does not let a running program's file be replaced or deleted, only
+    /// renamed: the running copy is moved aside and the new one takes its name.
+    #[cfg(windows)]
+    #[test]
+    fn a_running_executable_is_replaced_and_goes_on_running() {
+        let scratch = tempfile::tempdir().unwrap();
+        let exe = scratch.path().join("codex-oss.exe");
+        std::fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
+        // This test binary, sleeping as a helper of the platform tests.
+        let mut running = std::process::Command::new(&exe)
+            .args(["--exact", "platform::windows::tests::helper", "--ignored"])
+            .env("CODEX_OSS_TEST_ROLE", "sleep")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        assert!(
+            running.try_wait().unwrap().is_none(),
+            "the copy does not run"
+        );
+        let new_exe = scratch.path().join("downloaded.exe");
+        std::fs::write(&new_exe, b"the new codex-oss").unwrap();
+
+        replace(&exe, &new_exe).expect("replace a running executable");
+
+        assert_eq!(std::fs::read(&exe).unwrap(), b"the new codex-oss");
+        assert!(
+            running.try_wait().unwrap().is_none(),
+            "the old copy stopped"
+        );
+        let staged: Vec<String> = std::fs::read_dir(scratch.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(".codex-oss.new."))
+            .collect();
+        assert!(staged.is_empty(), "a staged copy is left: {staged:?}");
+        running.kill().unwrap();
+        let _ = running.wait();
+    }
 }
