@@ -294,3 +294,56 @@ fn a_catalog_codex_rejects_is_left_out_with_one_warning() {
     }
     assert_no_processes_within(scratch.home(), GONE);
 }
+
+/// A catalog of the user's own (`model_catalog_json` in `~/.codex/config.toml`, or on
+/// the command line) is left to Codex: codex-oss neither passes its own nor tries it.
+#[test]
+fn the_users_own_model_catalog_wins() {
+    let scratch = Scratch::new();
+    let record = scratch.home().join("calls");
+    let codex = script(
+        &scratch,
+        "recording-codex",
+        &format!(
+            "printf '%s ' \"$@\" >> {0}\necho >> {0}\n",
+            record.display()
+        ),
+    );
+    let dir = scratch.home().join(".codex");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("config.toml"),
+        "model_catalog_json = \"/home/me/my-models.json\"\n",
+    )
+    .unwrap();
+    let out = run(crate::support::exec_with(&scratch, &codex));
+    assert!(out.status.success(), "{}", out.text());
+    let calls = fs_read(&record);
+    assert_eq!(
+        calls.lines().count(),
+        1,
+        "Codex ran more than once:\n{calls}"
+    );
+    assert!(!calls.contains("model_catalog_json"), "{calls}");
+    assert!(calls.contains("model_reasoning_effort=medium"), "{calls}");
+
+    // On the command line too; and without either, codex-oss's catalog is passed.
+    std::fs::remove_file(dir.join("config.toml")).unwrap();
+    std::fs::remove_file(&record).unwrap();
+    let mut cmd = crate::support::exec_with(&scratch, &codex);
+    cmd.args(["-c", "model_catalog_json=\"/home/me/my-models.json\""]);
+    let out = run(cmd);
+    assert!(out.status.success(), "{}", out.text());
+    let calls = fs_read(&record);
+    assert_eq!(calls.matches("model_catalog_json").count(), 1, "{calls}");
+    std::fs::remove_file(&record).unwrap();
+    let out = run(crate::support::exec_with(&scratch, &codex));
+    assert!(out.status.success(), "{}", out.text());
+    let calls = fs_read(&record);
+    let last = calls.lines().last().unwrap_or_default();
+    assert!(
+        last.contains("model_catalog_json=") && last.contains("catalogs"),
+        "{calls}"
+    );
+    assert_no_processes_within(scratch.home(), GONE);
+}

@@ -162,3 +162,55 @@ fn import_can_be_turned_off_and_done_by_hand() {
     assert!(out.stdout.contains("gpt-oss:20b"), "{}", out.text());
     assert_no_processes_within(scratch.home(), GONE);
 }
+
+/// A store on another filesystem cannot be linked: the model is copied in, checked blob
+/// by blob as it is, and the user's store is left as it was.
+#[test]
+fn a_store_on_another_filesystem_is_copied_in() {
+    let scratch = Scratch::new();
+    let other_fs = tempfile::tempdir_in("/dev/shm").expect("a tmpfs at /dev/shm");
+    assert_ne!(
+        std::fs::metadata(other_fs.path()).unwrap().dev(),
+        std::fs::metadata(scratch.home()).unwrap().dev(),
+        "/dev/shm is on the scratch folder's filesystem: this test needs two"
+    );
+    std::os::unix::fs::symlink(other_fs.path(), scratch.home().join(".ollama")).unwrap();
+    let theirs = users_store(&scratch);
+    let before: Vec<(PathBuf, Vec<u8>)> = blobs(&theirs)
+        .into_iter()
+        .map(|p| {
+            let bytes = std::fs::read(&p).unwrap();
+            (p, bytes)
+        })
+        .collect();
+
+    let requests = scratch.home().join("requests.log");
+    let out = first_run(&scratch, &requests);
+    assert!(out.status.success(), "{}", out.text());
+    let said: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.contains("found gpt-oss:20b"))
+        .collect();
+    assert_eq!(said.len(), 1, "{}", out.text());
+    assert!(said[0].contains("copied it in"), "{}", said[0]);
+    assert!(
+        !fs_read(&requests).contains("POST /api/pull"),
+        "it downloaded"
+    );
+    let ours = scratch.oss_home().join("models");
+    for (theirs_blob, bytes) in &before {
+        let ours_blob = ours.join("blobs").join(theirs_blob.file_name().unwrap());
+        assert_eq!(&std::fs::read(&ours_blob).unwrap(), bytes);
+        assert_eq!(
+            std::fs::read(theirs_blob).unwrap(),
+            *bytes,
+            "their blob changed"
+        );
+    }
+    assert_eq!(
+        blobs(&theirs),
+        before.iter().map(|(p, _)| p.clone()).collect::<Vec<_>>()
+    );
+    assert_no_processes_within(scratch.home(), GONE);
+}

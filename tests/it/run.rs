@@ -7,7 +7,8 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::support::{
-    assert_no_processes_within, assert_user_sees, exec_with, run, script, Finished, Scratch, REPLY,
+    assert_no_processes_within, assert_user_sees, exec_with, run, script, Finished, Scratch, GONE,
+    REPLY,
 };
 
 fn exec(scratch: &Scratch, args: &[&str]) -> (Finished, String) {
@@ -291,4 +292,32 @@ fn models_pull_list_and_remove() {
     assert_user_sees!(&scratch, "models_rm", models(&["rm", "gpt-oss:20b"]));
     assert_eq!(models(&["list"]), empty);
     assert_no_processes_within(&scratch.oss_home().join("ollama"), Duration::from_secs(5));
+}
+
+/// `CODEX_OSS_LOG=debug` shows the launcher's diagnostics (how it runs Codex, among
+/// them); without it a run prints none.
+#[test]
+fn codex_oss_log_shows_the_launchers_diagnostics() {
+    let scratch = Scratch::new();
+    let codex = script(&scratch, "codex-exits", "exit 0\n");
+    let quiet = run(exec_with(&scratch, &codex));
+    assert!(quiet.status.success(), "{}", quiet.text());
+    let mut cmd = exec_with(&scratch, &codex);
+    cmd.env("CODEX_OSS_LOG", "debug");
+    let loud = run(cmd);
+    assert!(loud.status.success(), "{}", loud.text());
+    let running = format!("running {}", codex.display());
+    assert!(
+        loud.stderr
+            .lines()
+            .any(|l| l.contains("DEBUG") && l.contains(&running)),
+        "{}",
+        loud.text()
+    );
+    assert!(
+        !quiet.stderr.contains("DEBUG") && !quiet.stderr.contains(&running),
+        "{}",
+        quiet.text()
+    );
+    assert_no_processes_within(scratch.home(), GONE);
 }
