@@ -34,6 +34,25 @@ fn first_run(scratch: &Scratch, requests: &Path) -> crate::support::Finished {
     run(cmd)
 }
 
+/// A first run that takes the model from the user's store: it succeeds without a
+/// download and says once where it found the model (the line it returns).
+fn first_run_imports(scratch: &Scratch) -> String {
+    let requests = scratch.home().join("requests.log");
+    let out = first_run(scratch, &requests);
+    assert!(out.status.success(), "{}", out.text());
+    let said: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.contains("found gpt-oss:20b"))
+        .collect();
+    assert_eq!(said.len(), 1, "{}", out.text());
+    assert!(
+        !fs_read(&requests).contains("POST /api/pull"),
+        "it downloaded"
+    );
+    said[0].to_owned()
+}
+
 #[test]
 fn a_model_in_the_users_ollama_store_is_linked_in_not_downloaded() {
     let scratch = Scratch::new();
@@ -46,20 +65,8 @@ fn a_model_in_the_users_ollama_store_is_linked_in_not_downloaded() {
         })
         .collect();
 
-    let requests = scratch.home().join("requests.log");
-    let out = first_run(&scratch, &requests);
-    assert!(out.status.success(), "{}", out.text());
-    let said: Vec<&str> = out
-        .stderr
-        .lines()
-        .filter(|l| l.contains("found gpt-oss:20b"))
-        .collect();
-    assert_eq!(said.len(), 1, "{}", out.text());
-    assert!(said[0].contains("linked it in"), "{}", said[0]);
-    assert!(
-        !fs_read(&requests).contains("POST /api/pull"),
-        "it downloaded"
-    );
+    let said = first_run_imports(&scratch);
+    assert!(said.contains("linked it in"), "{said}");
 
     let ours = scratch.oss_home().join("models");
     for (theirs_blob, ino) in &before {
@@ -184,20 +191,8 @@ fn a_store_on_another_filesystem_is_copied_in() {
         })
         .collect();
 
-    let requests = scratch.home().join("requests.log");
-    let out = first_run(&scratch, &requests);
-    assert!(out.status.success(), "{}", out.text());
-    let said: Vec<&str> = out
-        .stderr
-        .lines()
-        .filter(|l| l.contains("found gpt-oss:20b"))
-        .collect();
-    assert_eq!(said.len(), 1, "{}", out.text());
-    assert!(said[0].contains("copied it in"), "{}", said[0]);
-    assert!(
-        !fs_read(&requests).contains("POST /api/pull"),
-        "it downloaded"
-    );
+    let said = first_run_imports(&scratch);
+    assert!(said.contains("copied it in"), "{said}");
     let ours = scratch.oss_home().join("models");
     for (theirs_blob, bytes) in &before {
         let ours_blob = ours.join("blobs").join(theirs_blob.file_name().unwrap());
