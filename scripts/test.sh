@@ -11,9 +11,11 @@ export CODEX_OSS_ZSTD_LEVEL="${CODEX_OSS_ZSTD_LEVEL:-1}"
 # The stand-in Ollama checks itself first: the end-to-end tests are only as good as it is.
 bash tests/support/stand-in-ollama/selftest.sh
 
-# The Windows build type-checks too (Debian's toolchain, -Z build-std, no payloads):
-# the cfg(windows) code compiles nowhere else before a release.
+# The Windows build type-checks and its unit tests pass under wine, and the macOS build
+# type-checks (Debian's toolchain, -Z build-std, no payloads): their code compiles
+# nowhere else before a release.
 bash scripts/check-windows.sh
+bash scripts/check-macos.sh
 
 # --no-fail-fast: one red test binary must not hide the results of the others.
 cargo test --locked --all-targets --no-fail-fast "$@"
