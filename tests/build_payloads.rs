@@ -1047,6 +1047,28 @@ fn build_script_embeds_verified_trimmed_payloads_and_reuses_its_cache() {
     );
 }
 
+/// `CODEX_OSS_KEEP_GPU_LIBS=1` embeds Ollama's GPU libraries too (a build for machines
+/// that must not fetch them at run time).
+#[test]
+fn build_script_keeps_the_gpu_libraries_when_asked() {
+    let f = fixture();
+    let package = Package::new(&sha256_hex(&f.ollama), &sha256_hex(&f.codex));
+    let output = package.build(&f.mirror, &[("CODEX_OSS_KEEP_GPU_LIBS", "1")]);
+    assert!(output.status.success(), "{}", text(&output));
+    let listing = payload_listing(&package.out_dir.join("ollama.tar.zst"));
+    let paths: Vec<&str> = listing.iter().map(|(p, _)| p.as_str()).collect();
+    for gpu in [
+        "lib/ollama/cuda_v12/libggml-cuda.so",
+        "lib/ollama/cuda_v12/libcublas.so.12",
+    ] {
+        assert!(paths.contains(&gpu), "{gpu} left out: {paths:?}");
+    }
+    // Everything the trimmed payload has is there as well.
+    for (path, _) in trimmed_ollama() {
+        assert!(paths.contains(&path.as_str()), "{path} left out");
+    }
+}
+
 #[test]
 fn build_script_fails_on_a_wrong_pin_and_embeds_nothing() {
     let f = fixture();
