@@ -546,6 +546,10 @@ impl Status {
     /// The GPU line of `doctor`: what was found, and what the model runs on.
     pub fn found_line(&self) -> String {
         if self.mode == Mode::None {
+            if self.libraries.state == "built_in" {
+                // Nothing hides Metal from Ollama: it is part of its runner.
+                return "none looked for (CODEX_OSS_GPU=none); Metal is part of Ollama on Apple silicon and stays in use".to_owned();
+            }
             return "none looked for (CODEX_OSS_GPU=none): the model runs on the CPU".to_owned();
         }
         if self.found.is_empty() {
@@ -640,3 +644,36 @@ pub fn forget_removal(home: &Home) {
 }
 
 pub use fetch::human;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(mode: Mode, state: &'static str) -> Status {
+        Status {
+            mode,
+            found: Vec::new(),
+            libraries: Libraries {
+                state,
+                path: None,
+                folders: Vec::new(),
+                bytes: None,
+                source: None,
+                partial_download_bytes: None,
+            },
+        }
+    }
+
+    #[test]
+    fn doctor_says_the_cpu_for_none_except_where_metal_cannot_be_turned_off() {
+        assert!(status(Mode::None, "installed")
+            .found_line()
+            .ends_with("the model runs on the CPU"));
+        let metal = status(Mode::None, "built_in").found_line();
+        assert!(metal.contains("Metal") && !metal.contains("CPU"), "{metal}");
+        assert_eq!(
+            status(Mode::Auto, "missing").found_line(),
+            "none found: the model runs on the CPU"
+        );
+    }
+}
