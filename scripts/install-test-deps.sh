@@ -7,20 +7,28 @@ cd "$(dirname "$0")/.."
 DIST_VERSION=0.34.0
 DEBS=(tmux ruby wixl msitools zstd xz-utils python3 curl util-linux minisign
   # Debian's Rust with its std sources and MinGW, for scripts/check-windows.sh.
-  rustc-web cargo-web rust-web-src gcc-mingw-w64-x86-64-posix
-  # and wine, which runs the Windows platform tests (without its recommended desktop).
-  wine64)
+  rustc-web cargo-web rust-web-src gcc-mingw-w64-x86-64-posix)
+# Wine runs the Windows unit tests; installed without its recommended desktop.
+DEBS_ALONE=(wine64)
 
-missing=()
-for pkg in "${DEBS[@]}"; do
-  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
-done
-if [ ${#missing[@]} -gt 0 ]; then
+# install_debs [APT OPTIONS] -- PACKAGES: installs those of PACKAGES that are missing.
+apt_updated=""
+install_debs() {
+  local options=() missing=() pkg
+  while [ "$1" != -- ]; do options+=("$1"); shift; done
+  shift
+  for pkg in "$@"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+  done
+  [ ${#missing[@]} -gt 0 ] || return 0
   echo "installing Debian packages: ${missing[*]}"
-  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo=sudo
+  [ -n "$apt_updated" ] || { $sudo apt-get update -qq; apt_updated=1; }
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${options[@]}" "${missing[@]}" >/dev/null
+}
+install_debs -- "${DEBS[@]}"
+install_debs --no-install-recommends -- "${DEBS_ALONE[@]}"
 
 if ! dist --version 2>/dev/null | grep -q " $DIST_VERSION\$"; then
   echo "installing cargo-dist $DIST_VERSION (about 12 minutes)"
