@@ -496,3 +496,60 @@ pub fn running(home: &Home) -> Vec<(String, usize, PathBuf)> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+
+    const LEASES: &str = "CODEX_OSS_TEST_LEASES";
+
+    /// Not a test: a process that holds a lease in `$CODEX_OSS_TEST_LEASES` until killed.
+    #[test]
+    #[ignore = "a helper process of the lease test"]
+    fn lease_holder() {
+        if let Some(dir) = std::env::var_os(LEASES) {
+            let _lease = Lease::take(Path::new(&dir)).unwrap().expect("a lease");
+            std::thread::sleep(Duration::from_secs(120));
+        }
+    }
+
+    fn until(what: &str, mut done: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !done() {
+            assert!(Instant::now() < deadline, "no {what} within 20 s");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The keeper's count: a lease is live while its process lives, however that process
+    /// ends (the system releases a killed process's lock), and a dead one is cleared away.
+    #[test]
+    fn a_lease_lives_as_long_as_its_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let leases = dir.path().join("key.leases");
+        assert_eq!(live_leases(&leases), 0);
+        let ours = Lease::take(&leases).unwrap().expect("locks work here");
+        assert_eq!(live_leases(&leases), 1);
+
+        let mut holder = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "shared::tests::lease_holder", "--ignored"])
+            .env(LEASES, &leases)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        until("second lease", || live_leases(&leases) == 2);
+        holder.kill().unwrap(); // no chance to remove its lease file
+        holder.wait().unwrap();
+        until("release of the killed process's lease", || {
+            live_leases(&leases) == 1
+        });
+        let files = || std::fs::read_dir(&leases).unwrap().count();
+        assert_eq!(files(), 1, "the dead lease's file is left");
+
+        drop(ours);
+        assert_eq!(live_leases(&leases), 0);
+        assert_eq!(files(), 0);
+    }
+}
