@@ -5,6 +5,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# The end-to-end tests pull gpt-oss:20b (through the stand-in, a few MB), but codex-oss
+# checks first that the model's 14 GB would fit: their scratch homes need that much free.
+scratch="${TMPDIR:-/tmp}"
+free_kb="$(df -Pk "$scratch" | awk 'NR == 2 { print $4 }')"
+if [ "${free_kb:-0}" -lt $((15 * 1024 * 1024)) ]; then
+  echo "error: $scratch has $((free_kb / 1024 / 1024)) GB free; the end-to-end tests need 15 GB there" >&2
+  echo "  (codex-oss refuses to pull gpt-oss:20b without room for it): free some space, or set TMPDIR to a larger disk" >&2
+  exit 1
+fi
+
 eval "$(bash scripts/fixtures.sh)"
 export CODEX_OSS_ZSTD_LEVEL="${CODEX_OSS_ZSTD_LEVEL:-1}"
 
