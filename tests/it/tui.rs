@@ -145,11 +145,23 @@ fn tui_shows_the_local_model_answers_and_quits_leaving_no_ollama() {
     tmux.wait_for("trust prompt", Duration::from_secs(90), |s| {
         s.contains("Do you trust the contents of this directory")
     });
-    tmux.keys(&["Enter"]);
-    tmux.wait_for("gpt-oss:20b in the header", Duration::from_secs(30), |s| {
+    // The prompt can be drawn a moment before Codex reads keys (seen once on a loaded
+    // machine): while it stays on the screen, Enter is pressed again every 2 s.
+    let header = |s: &str| {
         s.lines()
             .any(|l| l.contains("model:") && l.contains("gpt-oss:20b"))
-    });
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !header(&tmux.screen()) && Instant::now() < deadline {
+        if tmux
+            .screen()
+            .contains("Do you trust the contents of this directory")
+        {
+            tmux.keys(&["Enter"]);
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    tmux.wait_for("gpt-oss:20b in the header", Duration::from_secs(1), header);
 
     tmux.type_text("say hi");
     std::thread::sleep(Duration::from_millis(500));
