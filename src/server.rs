@@ -223,8 +223,7 @@ impl Server {
 
     /// A one-line account of an unexpected exit, with the log to read.
     pub fn died_message(&self, status: Option<ExitStatus>) -> String {
-        let status = status.map_or_else(|| "unknown status".to_owned(), |s| s.to_string());
-        died_message(&status, &self.log)
+        died_message(&describe_exit(status), &self.log)
     }
 
     /// SIGTERM to the group, then SIGKILL after the grace period; always disarms the watchdog.
@@ -247,6 +246,14 @@ impl Server {
         drop(self.registration.take());
     }
 }
+
+/// An exit status as the user reads it ("exit status: 1", "signal: 9 (SIGKILL)").
+pub fn describe_exit(status: Option<ExitStatus>) -> String {
+    status.map_or_else(|| UNKNOWN_EXIT.to_owned(), |s| s.to_string())
+}
+
+/// What is said when the exit status could not be learnt.
+pub const UNKNOWN_EXIT: &str = "unknown status";
 
 /// The one line a user reads when the server dies under Codex, shared or not.
 pub fn died_message(status: &str, log: &Path) -> String {

@@ -270,7 +270,7 @@ impl Shared {
             .ok()
             .map(|s| s.trim().to_owned())
             .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| "unknown status".to_owned());
+            .unwrap_or_else(|| server::UNKNOWN_EXIT.to_owned());
         server::died_message(&status, &self.log)
     }
 }
@@ -399,7 +399,7 @@ async fn keep_inner(home_root: &str, key: &str) -> Result<()> {
         tokio::select! {
             status = server.wait_exit() => {
                 let _ = std::fs::remove_file(&path);
-                let status = status.map_or_else(|| "unknown status".to_owned(), |s| s.to_string());
+                let status = server::describe_exit(status);
                 let note = exit_path(home, key, record.keeper.pid);
                 if let Err(err) = crate::files::write_atomically(&note, status.as_bytes()) {
                     tracing::warn!("could not note the server's exit in {}: {err}", note.display());
