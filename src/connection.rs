@@ -19,6 +19,11 @@ pub struct Connection {
     pub shared: Option<Shared>,
     /// `http://HOST:PORT`
     pub base: String,
+    /// `http://HOST:PORT`, the server's address.
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
     /// `http://HOST:PORT/v1`, what Codex calls `CODEX_OSS_BASE_URL`.
     v1_url: String,
     pull_timeout: Duration,
@@ -89,6 +94,11 @@ impl Connection {
 
     pub fn client(&self) -> Result<Ollama> {
         Ollama::new(&self.base, self.pull_timeout)
+    }
+
+    /// `http://HOST:PORT`, the server's address.
+    pub fn base_url(&self) -> &str {
+        &self.base
     }
 
     /// `http://HOST:PORT/v1`, what Codex calls `CODEX_OSS_BASE_URL`.

@@ -86,14 +86,18 @@ pub fn user_sets(user: &[OsString], key: &str) -> bool {
     if has_config(user, key) {
         return true;
     }
-    let codex_home = std::env::var_os(EnvVars::CODEX_HOME)
-        .filter(|v| !v.is_empty())
-        .map(std::path::PathBuf::from)
-        .or_else(|| dirs::home_dir().map(|home| home.join(".codex")));
-    codex_home
+    codex_home()
         .and_then(|dir| std::fs::read_to_string(dir.join("config.toml")).ok())
         .and_then(|text| text.parse::<toml::Table>().ok())
         .is_some_and(|table| table.contains_key(key))
+}
+
+/// Codex's own folder: `$CODEX_HOME`, else `~/.codex`.
+pub fn codex_home() -> Option<std::path::PathBuf> {
+    std::env::var_os(EnvVars::CODEX_HOME)
+        .filter(|v| !v.is_empty())
+        .map(std::path::PathBuf::from)
+        .or_else(|| dirs::home_dir().map(|home| home.join(".codex")))
 }
 
 /// Removes the launcher's own `flag` from Codex's arguments (before a lone `--`);
