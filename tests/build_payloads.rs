@@ -164,15 +164,27 @@ fn npm_codex_tar() -> Vec<u8> {
     const VENDOR: &str = "package/vendor/x86_64-unknown-linux-musl";
     let at = |path: &str| format!("{VENDOR}/{path}");
     let paths: Vec<(String, &[u8], u32)> = vec![
-        ("package/package.json".into(), br#"{"name":"@openai/codex"}"#, 0o644),
+        (
+            "package/package.json".into(),
+            br#"{"name":"@openai/codex"}"#,
+            0o644,
+        ),
         ("package/README.md".into(), b"readme", 0o644),
         (at("codex-package.json"), CODEX_PACKAGE_JSON, 0o644),
         (at("bin/codex"), b"#!/bin/sh\necho codex-cli\n", 0o755),
         (at("bin/codex-code-mode-host"), b"host", 0o755),
         (at("codex-path/rg"), b"ripgrep", 0o755),
         (at("codex-resources/bwrap"), b"bubblewrap", 0o755),
-        (at("codex-resources/voice/bin/codex-voice-host"), b"voice", 0o755),
-        (at("codex-resources/voice/lib/libgstreamer-1.0.so.0"), b"gst", 0o755),
+        (
+            at("codex-resources/voice/bin/codex-voice-host"),
+            b"voice",
+            0o755,
+        ),
+        (
+            at("codex-resources/voice/lib/libgstreamer-1.0.so.0"),
+            b"gst",
+            0o755,
+        ),
         (at("codex-resources/zsh/bin/zsh"), b"zsh", 0o755),
     ];
     let items: Vec<Item> = paths
@@ -860,7 +872,10 @@ fn the_real_pins_cover_every_target_with_an_ollama_codex_accepts() {
     // Codex from the npm registry: every target a platform package pinned by integrity.
     for pin in bundle.codex.targets.values() {
         assert!(pin.integrity.is_some(), "{pin:?}");
-        assert!(pin.package.as_deref().is_some_and(|p| p.starts_with("@openai/codex@")));
+        assert!(pin
+            .package
+            .as_deref()
+            .is_some_and(|p| p.starts_with("@openai/codex@")));
     }
     for target in [
         "aarch64-apple-darwin",
@@ -1086,7 +1101,10 @@ fn build_script_embeds_verified_trimmed_payloads_and_reuses_its_cache() {
     assert!(
         stdout.contains(&format!(
             "cargo:warning=embedding Codex {}: 6 files",
-            pins::Bundle::parse(&real_bundle_toml()).unwrap().codex.version
+            pins::Bundle::parse(&real_bundle_toml())
+                .unwrap()
+                .codex
+                .version
         )),
         "{stdout}"
     );

@@ -177,13 +177,14 @@ fn the_catalog_carries_the_instructions_the_pinned_codex_sends_by_default() {
     serving.wait_until("the server", STEP, |r| {
         r.stdout().contains("Point Codex at it")
     });
+    // Ollama itself, not the relay `serve` points Codex at.
     let url = serving
         .stdout()
         .lines()
-        .find_map(|l| l.strip_prefix("Point Codex at it with CODEX_OSS_BASE_URL="))
-        .and_then(|rest| rest.split(';').next())
-        .expect("the server's URL")
-        .to_owned();
+        .find_map(|l| l.strip_prefix("Ollama is listening on "))
+        .and_then(|rest| rest.split(' ').next())
+        .map(|base| format!("{base}/v1"))
+        .expect("the server's URL");
     let codex = scratch.unpacked("codex").join("bin/codex");
     let codex_home = scratch.home().join("plain-codex-home");
     std::fs::create_dir_all(&codex_home).unwrap();
