@@ -346,6 +346,20 @@ mod tests {
         assert_eq!(user_model(&user).as_deref(), Some("mine"));
     }
 
+    /// Flags of newer Codex releases go through as they are, and a `--no-daemon` of the
+    /// user's is not doubled.
+    #[test]
+    fn codex_flags_pass_through_untouched() {
+        let user = os(&["--no-daemon", "--worktree", "--trust", "resume", "--last"]);
+        let args = strings(codex_args(&user, &target(None)));
+        assert_eq!(args.iter().filter(|a| *a == "--no-daemon").count(), 1);
+        assert_eq!(
+            args[args.len() - user.len()..],
+            strings(user.clone())[..],
+            "{args:?}"
+        );
+    }
+
     #[test]
     fn the_launchers_own_flag_is_taken_out_before_a_lone_dash_dash_only() {
         let mut args = os(&["--no-share", "exec", "--", "--no-share"]);
