@@ -29,6 +29,7 @@ mod model;
 mod payload;
 mod platform;
 mod registry;
+mod remote;
 mod server;
 mod settings;
 mod shared;
