@@ -81,7 +81,11 @@ struct Effort {
 /// True for the gpt-oss family, whose reasoning efforts Ollama maps (low, medium, high).
 /// (`gpt-oss:20b` in Ollama, `openai/gpt-oss-120b` or `gpt-oss-20b` on vLLM and others).
 pub fn is_gpt_oss(model: &str) -> bool {
-    model.rsplit('/').next().unwrap_or(model).starts_with("gpt-oss")
+    model
+        .rsplit('/')
+        .next()
+        .unwrap_or(model)
+        .starts_with("gpt-oss")
 }
 
 /// The catalog's JSON for `model` served with `context_length` tokens `place` ("on the
@@ -222,7 +226,8 @@ mod tests {
 
     #[test]
     fn the_catalog_describes_gpt_oss_as_ollama_serves_it() {
-        let value: serde_json::Value = serde_json::from_str(&json("gpt-oss:20b", 32_768, "here")).unwrap();
+        let value: serde_json::Value =
+            serde_json::from_str(&json("gpt-oss:20b", 32_768, "here")).unwrap();
         let model = &value["models"][0];
         assert_eq!(model["slug"], "gpt-oss:20b");
         assert_eq!(model["context_window"], 32_768);
@@ -264,7 +269,8 @@ mod tests {
 
     #[test]
     fn other_models_get_no_efforts() {
-        let value: serde_json::Value = serde_json::from_str(&json("qwen3:8b", 8192, "here")).unwrap();
+        let value: serde_json::Value =
+            serde_json::from_str(&json("qwen3:8b", 8192, "here")).unwrap();
         let model = &value["models"][0];
         assert_eq!(model["supported_reasoning_levels"], serde_json::json!([]));
         assert!(model.get("default_reasoning_level").is_none());

@@ -33,7 +33,10 @@ pub struct Target<'a> {
 pub enum Provider<'a> {
     /// An Ollama: Codex's built-in `ollama` provider (`--oss`), which takes its address from
     /// `CODEX_OSS_BASE_URL` (`http://HOST:PORT/v1`) and `CODEX_OSS_PORT`.
-    Ollama { base_url: &'a str, port: Option<u16> },
+    Ollama {
+        base_url: &'a str,
+        port: Option<u16>,
+    },
     /// An OpenAI-compatible server (vLLM, SGLang, LM Studio, llama-server): a provider of
     /// codex-oss's own (`TEAM_PROVIDER`), at `base_url` (`https://HOST:PORT/v1`), with the
     /// key in the variable `env_key` when there is one.
@@ -76,8 +79,8 @@ fn team_provider(base_url: &str, env_key: Option<&str>) -> String {
 /// the embedded Codex, which codex-oss updates itself.
 pub fn codex_args(user: &[OsString], target: &Target<'_>) -> Vec<OsString> {
     let mut args: Vec<OsString> = Vec::new();
-    let own_provider = has_flag(user, &["--oss", "--local-provider"])
-        || has_config(user, "model_provider");
+    let own_provider =
+        has_flag(user, &["--oss", "--local-provider"]) || has_config(user, "model_provider");
     match target.provider {
         Provider::Ollama { .. } => {
             if !has_flag(user, &["--oss"]) {
@@ -192,13 +195,14 @@ fn has_flag(user: &[OsString], names: &[&str]) -> bool {
 /// `--disable F`, `--enable=F`, `-c features.F=...`).
 fn sets_feature(user: &[OsString], feature: &str) -> bool {
     let args: Vec<&str> = options(user).map(|(_, a)| a).collect();
-    let named = args.windows(2).any(|pair| {
-        matches!(pair[0], "--enable" | "--disable") && pair[1] == feature
-    }) || args.iter().any(|a| {
-        a.strip_prefix("--enable=")
-            .or_else(|| a.strip_prefix("--disable="))
-            == Some(feature)
-    });
+    let named = args
+        .windows(2)
+        .any(|pair| matches!(pair[0], "--enable" | "--disable") && pair[1] == feature)
+        || args.iter().any(|a| {
+            a.strip_prefix("--enable=")
+                .or_else(|| a.strip_prefix("--disable="))
+                == Some(feature)
+        });
     named || has_config(user, &format!("features.{feature}"))
 }
 
@@ -426,7 +430,10 @@ mod tests {
 
     #[test]
     fn a_team_server_gets_a_provider_of_its_own_and_only_function_tools() {
-        let args = strings(codex_args(&os(&["exec", "hi"]), &team(Some("CODEX_OSS_API_KEY"))));
+        let args = strings(codex_args(
+            &os(&["exec", "hi"]),
+            &team(Some("CODEX_OSS_API_KEY")),
+        ));
         assert_eq!(
             args[..8],
             [
@@ -460,10 +467,7 @@ mod tests {
                 "{args:?}"
             );
         }
-        let args = strings(codex_args(
-            &os(&["--enable", "goals", "exec"]),
-            &team(None),
-        ));
+        let args = strings(codex_args(&os(&["--enable", "goals", "exec"]), &team(None)));
         assert!(args.contains(&"multi_agent".to_owned()), "{args:?}");
         let args = strings(codex_args(
             &os(&["-c", "model_provider=mine", "exec"]),

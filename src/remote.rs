@@ -79,7 +79,9 @@ pub enum RemoteError {
     Unreachable { url: String, reason: String },
     #[error("TLS failure talking to {url} ({reason}): if its certificate comes from your team's own CA, set SSL_CERT_FILE to that CA's certificate (a PEM file)")]
     Tls { url: String, reason: String },
-    #[error("the server at {url} wants an API key ({status}): set {var} to the key its admin gave you")]
+    #[error(
+        "the server at {url} wants an API key ({status}): set {var} to the key its admin gave you"
+    )]
     NoKey {
         url: String,
         status: String,
@@ -355,7 +357,10 @@ mod tests {
         let server = served(&[("gpt-oss:20b", None)]);
         assert_eq!(server.choose("u", &settings(None)).unwrap().1, 32_768);
         let none = served(&[("llama3", None)]).choose("u", &settings(None));
-        assert!(matches!(none, Err(RemoteError::NoGptOss { .. })), "{none:?}");
+        assert!(
+            matches!(none, Err(RemoteError::NoGptOss { .. })),
+            "{none:?}"
+        );
     }
 
     #[test]

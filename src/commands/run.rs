@@ -116,7 +116,10 @@ async fn on_team_server(
     let target = Target {
         provider: Provider::OpenAi {
             base_url: &v1,
-            env_key: settings.api_key.is_set().then_some(settings.api_key.var.as_str()),
+            env_key: settings
+                .api_key
+                .is_set()
+                .then_some(settings.api_key.var.as_str()),
         },
         model: &model,
         context_length: context,
