@@ -97,6 +97,11 @@ impl Connection {
         Ollama::new(&self.base, self.pull_timeout)
     }
 
+    /// `http://HOST:PORT`, the server's address.
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
     /// `http://HOST:PORT/v1`, what Codex calls `CODEX_OSS_BASE_URL`.
     pub fn v1_url(&self) -> &str {
         &self.v1_url
