@@ -472,6 +472,19 @@ fn https_with_the_systems_roots_and_ssl_cert_file_for_a_teams_own_ca() {
         out.text()
     );
     assert_eq!(report["server"]["auth"], "ok", "{}", out.text());
+    // Codex, too, trusts the CA in SSL_CERT_FILE.
+    let mut cmd = codex_oss(
+        &scratch,
+        &vllm.url,
+        Some(&key),
+        &["exec", "--skip-git-repo-check", "say hi"],
+    );
+    cmd.env("SSL_CERT_FILE", &ca);
+    let out = run(cmd);
+    assert!(out.status.success(), "{}", out.text());
+    assert!(out.stdout.contains(REPLY), "{}", out.text());
+    drop(vllm);
+    assert_no_processes_within(scratch.home(), GONE);
 }
 
 #[test]
