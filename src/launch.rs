@@ -37,7 +37,7 @@ pub enum Provider<'a> {
         base_url: &'a str,
         port: Option<u16>,
     },
-    /// An OpenAI-compatible server (vLLM, SGLang, LM Studio, llama-server): a provider of
+    /// An OpenAI-compatible server (vLLM, `SGLang`, LM Studio, `llama-server`): a provider of
     /// codex-oss's own (`TEAM_PROVIDER`), at `base_url` (`https://HOST:PORT/v1`), with the
     /// key in the variable `env_key` when there is one.
     OpenAi {

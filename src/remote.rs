@@ -3,9 +3,9 @@
 //!
 //! Two kinds of server answer. Ollama (on another machine, or the user's own) answers
 //! `GET /api/version`; codex-oss then runs Codex with its built-in `ollama` provider, as
-//! for the embedded server. Everything else a team serves gpt-oss with (vLLM, SGLang,
-//! LM Studio, llama.cpp's `llama-server`) speaks the OpenAI API: `GET /v1/models` lists
-//! what it serves (vLLM and SGLang add `max_model_len`), `POST /v1/responses` streams.
+//! for the embedded server. Everything else a team serves gpt-oss with (vLLM, `SGLang`,
+//! LM Studio, llama.cpp's `llama-server`) speaks `OpenAI`'s API: `GET /v1/models` lists
+//! what it serves (vLLM and `SGLang` add `max_model_len`), `POST /v1/responses` streams.
 //! Such a server usually wants a bearer token (`vllm serve --api-key`): the key is read
 //! from the variable `ApiKey::var` names and sent only in an `Authorization` header here;
 //! Codex reads the same variable itself (`env_key`), so the key is never on a command
@@ -57,7 +57,7 @@ pub struct Served {
     pub id: String,
     #[serde(default)]
     pub owned_by: Option<String>,
-    /// The context window it is served with (vLLM, SGLang).
+    /// The context window it is served with (vLLM, `SGLang`).
     #[serde(default)]
     pub max_model_len: Option<u32>,
 }

@@ -288,7 +288,7 @@ fn a_scripted_tool_call_creates_a_file_on_a_team_server() {
     assert_no_processes_within(scratch.home(), GONE);
 }
 
-/// What codex-oss leaves out is what vLLM refuses: with the multi_agent feature (its
+/// What codex-oss leaves out is what vLLM refuses: with the `multi_agent` feature (its
 /// `namespace` tool) or web search turned back on by the user, the run fails on vLLM's 400.
 #[test]
 fn without_the_restrictions_the_run_fails_the_way_vllm_makes_it() {
@@ -464,7 +464,8 @@ fn https_with_the_systems_roots_and_ssl_cert_file_for_a_teams_own_ca() {
     let mut cmd = codex_oss(&scratch, &vllm.url, Some(&key), &["doctor", "--json"]);
     cmd.env("SSL_CERT_FILE", &ca);
     let out = run(cmd);
-    let report: serde_json::Value = serde_json::from_str(&out.stdout).expect(&out.text());
+    let report: serde_json::Value =
+        serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", out.text()));
     assert_eq!(
         report["server"]["kind"],
         "openai-compatible",
