@@ -706,6 +706,54 @@ mod tests {
     }
 
     #[test]
+    fn a_team_server_from_the_environment_or_config_toml_and_its_key() {
+        let config = "base_url = \"https://gpu:8000/v1\"\napi_key_env = \"TEAM_LLM_KEY\"\n";
+        let env = Env::from([("TEAM_LLM_KEY", "k-123"), ("CODEX_OSS_API_KEY", "other")]);
+        let s = resolve_with(&env, Some(config), 0, None).unwrap();
+        assert_eq!(s.base_url.as_deref(), Some("https://gpu:8000/v1"));
+        assert_eq!(s.api_key.var, "TEAM_LLM_KEY");
+        assert_eq!(s.api_key.secret(), Some("k-123"));
+        assert!(
+            !format!("{s:?}").contains("k-123"),
+            "the key in Debug output"
+        );
+        assert!(!s.model_chosen);
+        // The variable wins over config.toml; CODEX_OSS_API_KEY is the default variable.
+        let env = Env::from([
+            ("CODEX_OSS_BASE_URL", "http://10.0.0.2:8000"),
+            ("CODEX_OSS_API_KEY", "k-9"),
+        ]);
+        let s = resolve_with(
+            &env,
+            Some("base_url = \"https://gpu:8000/v1\"\n"),
+            0,
+            Some("m"),
+        )
+        .unwrap();
+        assert_eq!(s.base_url.as_deref(), Some("http://10.0.0.2:8000"));
+        assert_eq!(
+            (s.api_key.var.as_str(), s.api_key.secret()),
+            ("CODEX_OSS_API_KEY", Some("k-9"))
+        );
+        assert!(s.model_chosen);
+        let s = resolve([]).unwrap();
+        assert!(!s.api_key.is_set());
+        for (config, start) in [
+            (
+                "base_url = \"gpu:8000\"\n",
+                "base_url = \"gpu:8000\" in config.toml is not an http URL",
+            ),
+            (
+                "api_key_env = \"TEAM KEY\"\n",
+                "api_key_env = \"TEAM KEY\" in config.toml is not a variable name",
+            ),
+        ] {
+            let err = resolve_with(&Env::default(), Some(config), 0, None).expect_err(config);
+            assert!(err.to_string().starts_with(start), "{err}");
+        }
+    }
+
+    #[test]
     fn hosts_loopback_taken_others_ignored_explicit_warned() {
         let s = resolve([("OLLAMA_HOST", "127.0.0.2:9000")]).unwrap();
         assert_eq!(s.bind, Bind::OllamaHost("127.0.0.2:9000".into()));
