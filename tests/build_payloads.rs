@@ -414,7 +414,9 @@ fn a_good_hash_downloads_verifies_and_is_cached() {
     let cache = tempfile::tempdir().unwrap();
     let pin = Pin {
         asset: OLLAMA_ASSET.into(),
-        sha256: sha256_hex(&archive),
+        sha256: Some(sha256_hex(&archive)),
+        integrity: None,
+        package: None,
     };
 
     let path = fetch::download_verified(
@@ -467,7 +469,9 @@ fn a_damaged_cache_entry_is_downloaded_again() {
     let cache = tempfile::tempdir().unwrap();
     let pin = Pin {
         asset: OLLAMA_ASSET.into(),
-        sha256: sha256_hex(&archive),
+        sha256: Some(sha256_hex(&archive)),
+        integrity: None,
+        package: None,
     };
     let url = mirror.url(OLLAMA_ASSET);
     let path =
@@ -492,7 +496,9 @@ fn two_builds_fetching_the_same_asset_at_once_both_get_it_whole() {
     let cache = tempfile::tempdir().unwrap();
     let pin = Pin {
         asset: OLLAMA_ASSET.into(),
-        sha256: sha256_hex(&asset),
+        sha256: Some(sha256_hex(&asset)),
+        integrity: None,
+        package: None,
     };
     let url = mirror.url(OLLAMA_ASSET);
     let build = |delay: u64| {
@@ -511,7 +517,11 @@ fn two_builds_fetching_the_same_asset_at_once_both_get_it_whole() {
             .join()
             .unwrap()
             .unwrap_or_else(|e| panic!("{which} build: {e}"));
-        assert_eq!(hash, pin.sha256, "the {which} build read a damaged archive");
+        assert_eq!(
+            Some(hash),
+            pin.sha256,
+            "the {which} build read a damaged archive"
+        );
     }
     assert_eq!(mirror.requests().len(), 2, "the downloads did not overlap");
 }
@@ -525,7 +535,9 @@ fn a_wrong_hash_fails_naming_both_hashes_and_caches_nothing() {
     let cache = tempfile::tempdir().unwrap();
     let pin = Pin {
         asset: OLLAMA_ASSET.into(),
-        sha256: expected.clone(),
+        sha256: Some(expected.clone()),
+        integrity: None,
+        package: None,
     };
 
     let err = fetch::download_verified(
@@ -612,7 +624,9 @@ fn an_unreachable_server_fails_naming_the_build_switches() {
     let cache = tempfile::tempdir().unwrap();
     let pin = Pin {
         asset: OLLAMA_ASSET.into(),
-        sha256: sha256_hex(b"x"),
+        sha256: Some(sha256_hex(b"x")),
+        integrity: None,
+        package: None,
     };
     let url = format!("http://127.0.0.1:{port}/{OLLAMA_ASSET}");
     let err =
