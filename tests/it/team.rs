@@ -341,6 +341,15 @@ fn each_failure_is_one_line_with_the_fix() {
         &[("CODEX_OSS_MODEL", "gpt-oss:20b")],
     );
     assert_user_sees!(&scratch, "team_model_missing", out.error_line());
+    // Its models are the server's business.
+    let out = run(codex_oss(
+        &scratch,
+        &vllm.url,
+        Some(&key),
+        &["models", "list"],
+    ));
+    assert!(!out.status.success(), "{}", out.text());
+    assert_user_sees!(&scratch, "team_models_list", out.error_line());
 
     // Nothing listening.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -561,4 +570,71 @@ fn doctor_reports_the_team_server_and_never_its_key() {
     let out = run(cmd);
     assert_user_sees!(&scratch, "team_no_key_in_its_variable", out.error_line());
     assert_no_processes_within(scratch.home(), GONE);
+}
+
+/// The fixture answers as vLLM does (its ErrorResponse: message, type, param, code): the
+/// refusals the end-to-end tests rely on come from the request alone.
+#[test]
+fn the_stand_in_refuses_what_vllm_refuses() {
+    let scratch = Scratch::new();
+    let vllm = Vllm::start(&scratch, &["--api-key", "k"], &[]);
+    let post = |body: serde_json::Value, key: Option<&str>| {
+        let mut request =
+            ureq::post(&format!("{}/responses", vllm.url)).set("Content-Type", "application/json");
+        if let Some(key) = key {
+            request = request.set("Authorization", &format!("Bearer {key}"));
+        }
+        match request.send_string(&body.to_string()) {
+            Ok(resp) => (resp.status(), resp.into_string().unwrap()),
+            Err(ureq::Error::Status(code, resp)) => (code, resp.into_string().unwrap()),
+            Err(err) => panic!("{err}"),
+        }
+    };
+    let function = serde_json::json!({"type": "function", "name": "exec_command", "parameters": {"type": "object"}});
+    for (tool, kind) in [
+        (
+            serde_json::json!({"type": "namespace", "name": "multi_agent_v1", "tools": [function]}),
+            "namespace",
+        ),
+        (serde_json::json!({"type": "web_search"}), "web_search"),
+        (
+            serde_json::json!({"type": "custom", "name": "apply_patch", "format": {"type": "grammar", "syntax": "lark", "definition": "start: /.+/"}}),
+            "custom",
+        ),
+    ] {
+        let (status, body) = post(
+            serde_json::json!({"model": MODEL, "input": "hi", "stream": true, "tools": [function, tool]}),
+            Some("k"),
+        );
+        assert_eq!(status, 400, "{body}");
+        let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({"error": {"message": format!("tool type {kind} not supported"), "type": "BadRequestError", "param": null, "code": 400}})
+        );
+    }
+    let (status, body) = post(serde_json::json!({"model": MODEL, "input": "hi"}), None);
+    assert_eq!(
+        (status, body.as_str()),
+        (401, r#"{"error": "Unauthorized"}"#)
+    );
+    let (status, body) = post(
+        serde_json::json!({"model": MODEL, "input": "hi", "tools": [function]}),
+        Some("k"),
+    );
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = post(
+        serde_json::json!({"model": "gpt-oss:20b", "input": "hi"}),
+        Some("k"),
+    );
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("NotFoundError"), "{body}");
+    // No Ollama API, with or without the key.
+    let root = vllm.url.trim_end_matches("/v1");
+    match ureq::get(&format!("{root}/api/version")).call() {
+        Err(ureq::Error::Status(404, resp)) => {
+            assert_eq!(resp.into_string().unwrap(), r#"{"detail": "Not Found"}"#);
+        }
+        other => panic!("{other:?}"),
+    }
 }
