@@ -572,7 +572,7 @@ fn doctor_reports_the_team_server_and_never_its_key() {
     assert_no_processes_within(scratch.home(), GONE);
 }
 
-/// The fixture answers as vLLM does (its ErrorResponse: message, type, param, code): the
+/// The fixture answers as vLLM does (its `ErrorResponse`: message, type, param, code): the
 /// refusals the end-to-end tests rely on come from the request alone.
 #[test]
 fn the_stand_in_refuses_what_vllm_refuses() {
