@@ -258,6 +258,16 @@ fn a_users_own_server_is_used_and_none_is_started() {
     cmd.env("CODEX_OSS_BASE_URL", &base)
         .args(["exec", "--skip-git-repo-check", "say hi"]);
     let out = run(cmd);
+    // doctor says what answers there.
+    let mut doctor = scratch.codex_oss();
+    doctor
+        .env("CODEX_OSS_BASE_URL", &base)
+        .args(["doctor", "--json"]);
+    let report = run(doctor);
+    let report: serde_json::Value =
+        serde_json::from_str(&report.stdout).unwrap_or_else(|e| panic!("{e}: {}", report.text()));
+    assert_eq!(report["server"]["kind"], "ollama", "{report}");
+    assert_eq!(report["server"]["version"], "0.32.15", "{report}");
     // SIGTERM, as a user stops it: Ollama then stops its runner too.
     let _ = Command::new("kill").arg(server.id().to_string()).status();
     let _ = server.wait();
