@@ -25,6 +25,9 @@ bash tests/support/stand-in-ollama/selftest.sh
 # type-checks (Debian's toolchain, -Z build-std, no payloads): their code compiles
 # nowhere else before a release.
 bash scripts/check-windows.sh
+# The launcher itself under wine: codex-oss.exe around Windows stand-ins of Ollama and
+# Codex (its life cycle: unpack, serve, share, kill, crash; cached, about a minute).
+bash scripts/check-windows-e2e.sh
 bash scripts/check-macos.sh
 
 # --no-fail-fast: one red test binary must not hide the results of the others.
