@@ -235,5 +235,50 @@ else
   wait_until 10 none_left || true
 fi
 
+# The MSI from wix/main.wxs, built with wixl (msitools: cargo-dist's WiX 3 toolset runs only on
+# Windows), installed and uninstalled by wine's msiexec, quietly. wixl cannot build three
+# parts of it, which are left out of this MSI and so untested here: the PATH entry
+# (<Environment>), ARPINSTALLLOCATION (<SetProperty>) and the WixUI dialogs (<UI>; /qn shows none).
+if command -v wixl >/dev/null; then
+  msi_dir="$cache/windows-e2e-msi"
+  msi="$msi_dir/codex-oss.msi"
+  mkdir -p "$msi_dir"
+  if ! [ -s "$msi" ] || [ "$exe" -nt "$msi" ] || [ wix/main.wxs -nt "$msi" ] || [ LICENSE -nt "$msi" ] ||
+    [ THIRD-PARTY-NOTICES.txt -nt "$msi" ]; then
+    python3 - wix/main.wxs "$msi_dir/main.wxs" <<'PY'
+import re, sys
+text = open(sys.argv[1], encoding="cp1252").read().replace("$(sys.BUILDARCH)", "x64")
+text = text.replace(r"$(var.CargoTargetBinDir)\codex-oss.exe", "$(var.CargoTargetBinDir)/codex-oss.exe")
+text = re.sub(r"<Environment\b.*?/>", "", text, flags=re.S)
+for tag in ("SetProperty", "UI"):
+    text = re.sub(r"<%s\b[^>]*/>" % tag, "", text, flags=re.S)
+    text = re.sub(r"<%s\b[^>]*>.*?</%s>" % (tag, tag), "", text, flags=re.S)
+open(sys.argv[2], "w", encoding="cp1252").write(text)
+PY
+    cp "$exe" "$msi_dir/codex-oss.exe"
+    cp LICENSE THIRD-PARTY-NOTICES.txt "$msi_dir/"
+    (cd "$msi_dir" && wixl -a x64 -D Version="$(sed -n 's/^version = "\(.*\)"/\1/p' "$repo/Cargo.toml" | head -1)" \
+      -D CargoTargetBinDir=. -o codex-oss.msi.tmp main.wxs 2>"$scratch/wixl.err") &&
+      mv "$msi_dir/codex-oss.msi.tmp" "$msi" || { cat "$scratch/wixl.err" >&2; rm -f "$msi"; }
+  fi
+  bin="$WINEPREFIX/drive_c/Program Files/codex-oss/bin"
+  if [ -s "$msi" ] && "$WINE" msiexec /i "$(win "$msi")" /qn >/dev/null 2>&1 &&
+    [ -f "$bin/codex-oss.exe" ] && [ -f "$bin/LICENSE" ] && [ -f "$bin/THIRD-PARTY-NOTICES.txt" ] &&
+    "$WINE" 'C:\Program Files\codex-oss\bin\codex-oss.exe' --version --verbose 2>/dev/null |
+      grep -q -F 'third-party notices: C:\Program Files\codex-oss\bin\THIRD-PARTY-NOTICES.txt'; then
+    if "$WINE" msiexec /x "$(win "$msi")" /qn >/dev/null 2>&1 && ! [ -e "$bin/codex-oss.exe" ] &&
+      ! [ -e "$bin/LICENSE" ] && ! [ -e "$bin/THIRD-PARTY-NOTICES.txt" ]; then
+      pass "the MSI installs codex-oss.exe and the licences into C:\\Program Files\\codex-oss\\bin, and uninstalls"
+    else
+      ls -la "$bin" >&2 || true; fail "msiexec /x left codex-oss behind"
+    fi
+  else
+    ls -la "$bin" >&2 || true; fail "msiexec /i of the MSI"
+    "$WINE" msiexec /x "$(win "$msi")" /qn >/dev/null 2>&1 || true
+  fi
+else
+  echo "skipped: the MSI: no wixl (Debian package msitools)" >&2
+fi
+
 echo "$passed passed, $failed failed ($((SECONDS - started)) s)"
 [ "$failed" = 0 ]
