@@ -11,7 +11,8 @@
 //! - STAND_IN_CODEX_CRASH=1: dies of an access violation (0xC0000005);
 //! - exits with STAND_IN_CODEX_EXIT (default 0).
 //!
-//! A console event it receives is recorded as `console-event=N`, then it exits with
+//! A console event it receives is recorded as `console-event=N`, followed by
+//! `models-after-event=STATUS` (the server asked again), then it exits with
 //! STATUS_CONTROL_C_EXIT (0xC000013A), as a console program's default handler does.
 
 use std::io::Write;
@@ -34,6 +35,12 @@ fn record(line: &str) {
 
 unsafe extern "system" fn on_console_event(event: u32) -> i32 {
     record(&format!("console-event={event}"));
+    // Whether the server (and codex-oss's relay) still answer: Ctrl-C is the client's.
+    let base = std::env::var("CODEX_OSS_BASE_URL").unwrap_or_default();
+    match windows_stand_ins::get(&format!("{}/models", base.trim_end_matches('/'))) {
+        Ok((status, _)) => record(&format!("models-after-event={status}")),
+        Err(err) => record(&format!("models-after-event=error {err}")),
+    }
     std::process::exit(0xC000_013Au32 as i32);
 }
 
