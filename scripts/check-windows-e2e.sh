@@ -74,8 +74,19 @@ export CODEX_OSS_ZSTD_LEVEL=1
 
 # 3. codex-oss.exe around them.
 echo "building codex-oss.exe with the Windows stand-ins embedded" >&2
-"$DEBIAN_CARGO" build --locked -Z build-std=std,panic_abort --target "$TARGET" --bin codex-oss --quiet 2>&1 |
-  grep -v '^warning: codex-oss@.*: embedding' >&2 || true
+build_log="$(mktemp)"
+if ! "$DEBIAN_CARGO" build --locked -Z build-std=std,panic_abort --target "$TARGET" --bin codex-oss \
+  >"$build_log" 2>&1; then
+  cat "$build_log" >&2; rm -f "$build_log"
+  echo "error: the Windows build of codex-oss.exe failed (above)" >&2
+  exit 1
+fi
+if grep -q '^warning: `codex-oss`' "$build_log"; then
+  cat "$build_log" >&2; rm -f "$build_log"
+  echo "error: the Windows build of codex-oss.exe has warnings (above)" >&2
+  exit 1
+fi
+rm -f "$build_log"
 exe="$out/codex-oss.exe"
 [ -f "$exe" ] || { echo "error: no $exe" >&2; exit 1; }
 echo "built in $((SECONDS - started)) s" >&2
@@ -186,7 +197,12 @@ if [ "$before" = 1 ] && wait_until 10 sh -c "! ps -eo args= | grep -F '$tag' | g
 else
   procs >&2; fail "a killed launcher left its server running ($before server(s) before)"
 fi
-touch "$scratch/killed.cue" # the client, if wine left it running: Windows ends it with its console
+if wait_until 10 sh -c "! ps -eo args= | grep -F '$tag' | grep -v grep | grep -q codex.exe"; then
+  pass "a killed launcher takes its client along"
+else
+  procs >&2; fail "a killed launcher left its client running"
+fi
+touch "$scratch/killed.cue"
 wait_until 10 none_left || true
 
 # A keeper killed outright takes its server along (its job object), and the record it

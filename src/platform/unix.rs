@@ -73,6 +73,9 @@ pub fn ask_to_stop(child: &mut dyn ChildWrapper) {
     let _ = child.signal(Signal::SIGTERM as i32);
 }
 
+/// `die_with_launcher` and the watchdog do this on Unix.
+pub fn end_with_launcher(_child: &tokio::process::Child) {}
+
 /// Asks the kernel to send the child SIGTERM when the launcher dies (Linux's
 /// parent-death signal). Strictly it fires when the launcher's thread that started the
 /// child ends: the launcher starts children from its main thread (a current-thread

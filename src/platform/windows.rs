@@ -62,8 +62,42 @@ pub fn ask_to_stop(child: &mut dyn ChildWrapper) {
     let _ = child.start_kill();
 }
 
-/// The job object does this on Windows.
+/// The server's job object does this for the server; Codex gets its own in
+/// `end_with_launcher`.
 pub fn die_with_launcher(_command: &mut tokio::process::Command) {}
+
+/// Puts a started child (Codex) in a job object that is killed when its last handle
+/// closes: the launcher's, left open on purpose, so the child and what it starts end
+/// with the launcher however it ends (`taskkill /F` too), as Linux's parent-death
+/// signal does. Codex without the launcher's relay and server is of no use.
+pub fn end_with_launcher(child: &tokio::process::Child) {
+    use windows::Win32::Foundation::{CloseHandle, HANDLE};
+    use windows::Win32::System::JobObjects::{
+        AssignProcessToJobObject, CreateJobObjectW, JobObjectExtendedLimitInformation,
+        SetInformationJobObject, JOBOBJECT_EXTENDED_LIMIT_INFORMATION,
+        JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE,
+    };
+    let Some(process) = child.raw_handle() else {
+        return;
+    };
+    // SAFETY: the job handle is ours; the process handle is the live child's.
+    unsafe {
+        let Ok(job) = CreateJobObjectW(None, windows::core::PCWSTR::null()) else {
+            return;
+        };
+        let mut limits = JOBOBJECT_EXTENDED_LIMIT_INFORMATION::default();
+        limits.BasicLimitInformation.LimitFlags = JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE;
+        let set = SetInformationJobObject(
+            job,
+            JobObjectExtendedLimitInformation,
+            std::ptr::from_ref(&limits).cast(),
+            u32::try_from(std::mem::size_of_val(&limits)).unwrap_or(0),
+        );
+        if set.is_err() || AssignProcessToJobObject(job, HANDLE(process)).is_err() {
+            let _ = CloseHandle(job);
+        }
+    }
+}
 
 /// Windows needs no watchdog: the job object kills the server when the launcher's
 /// handle closes, however the launcher ends.
