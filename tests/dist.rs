@@ -1064,6 +1064,38 @@ fn release_workflow_builds_payloads_and_publishes_the_universal_archive() {
     assert!(release.contains("pattern: artifacts-*"));
 }
 
+#[test]
+fn release_workflow_publishes_the_pinned_bubblewrap_source() {
+    // bubblewrap (in Codex's Linux packages) is LGPL-2.0-or-later: its source goes with
+    // every release, from a job that gates the release like the other custom jobs.
+    let release = fs::read_to_string(repo().join(".github/workflows/release.yml")).unwrap();
+    assert!(release.contains("uses: $/.github/workflows/bubblewrap-source.yml"));
+    assert!(release.contains("needs.custom-bubblewrap-source.result == 'success'"));
+    let host = &release[release.find("\n  host:\n").expect("no host job")..];
+    let needs = &host[..host.find("    if:").unwrap()];
+    assert!(needs.contains("- custom-bubblewrap-source"), "{needs}");
+
+    let job = fs::read_to_string(repo().join(".github/workflows/bubblewrap-source.yml")).unwrap();
+    assert!(job.contains("bash scripts/bubblewrap-source.sh target/bubblewrap-source"));
+    // Uploaded as artifacts-*, the pattern the release job attaches to the release.
+    assert!(job.contains("name: artifacts-bubblewrap-source"));
+    assert!(release.contains("pattern: artifacts-*"));
+
+    // The notices name the very archive, its pin and its hash.
+    let pin: toml::Value = toml::from_str(
+        &fs::read_to_string(repo().join("licenses/bubblewrap-source.toml")).unwrap(),
+    )
+    .unwrap();
+    let url = pin["url"].as_str().unwrap();
+    let archive = url.rsplit('/').next().unwrap();
+    let notices = fs::read_to_string(repo().join(NOTICES)).unwrap();
+    assert!(
+        notices.contains(&format!("release asset\n     {archive} ")),
+        "{NOTICES} does not say the release carries {archive}: run scripts/notices.sh"
+    );
+    assert!(notices.contains(pin["sha256"].as_str().unwrap()));
+}
+
 // ---------------------------------------------------------------- in sync
 
 #[test]
@@ -1105,6 +1137,8 @@ fn dist_generate_check_fails_when_the_workflow_drifts() {
         ".github/build-setup.yml",
         ".github/workflows/release.yml",
         ".github/workflows/build-universal.yml",
+        ".github/workflows/sign-release.yml",
+        ".github/workflows/bubblewrap-source.yml",
     ] {
         fs::create_dir_all(root.join(file).parent().unwrap()).unwrap();
         fs::copy(repo().join(file), root.join(file)).unwrap();
