@@ -1096,6 +1096,46 @@ fn release_workflow_publishes_the_pinned_bubblewrap_source() {
     assert!(notices.contains(pin["sha256"].as_str().unwrap()));
 }
 
+// ---------------------------------------------------------------- upstream pins
+
+#[test]
+fn upstream_workflow_bumps_weekly_tests_and_opens_a_pull_request_only_on_change() {
+    // (tests `workflows_pass_action_validator` validates it with the others.)
+    let workflow = fs::read_to_string(repo().join(".github/workflows/upstream.yml")).unwrap();
+    let on = &workflow[workflow.find("\non:\n").expect("no triggers")..];
+    let on = &on[..on.find("\npermissions:").unwrap()];
+    assert!(
+        on.contains("  schedule:\n    - cron: \"17 5 * * 1\""),
+        "{on}"
+    );
+    assert!(on.contains("  workflow_dispatch:"), "{on}");
+    // The bump runs the newest Ollama release through the script, which bumps both.
+    assert!(workflow.contains("gh api repos/ollama/ollama/releases/latest --jq .tag_name"));
+    assert!(workflow.contains("bash scripts/upstream-bump.sh \"$OLLAMA_VERSION\" target/upstream"));
+    let script = fs::read_to_string(repo().join("scripts/upstream-bump.sh")).unwrap();
+    for step in [
+        "bash scripts/bump-codex.sh latest",
+        "bash scripts/bump-ollama.sh \"$ollama\"",
+        "bash scripts/notices.sh --check",
+        "bash scripts/bubblewrap-source.sh",
+        "bash .ci/run",
+    ] {
+        assert!(
+            script.contains(step),
+            "scripts/upstream-bump.sh lacks {step}"
+        );
+    }
+    // A pull request only when the patch is not empty, from a job that runs no upstream
+    // code, and the job that runs it holds no token that can write.
+    let (bump, pr) = workflow.split_at(workflow.find("\n  pull-request:\n").unwrap());
+    assert!(pr.contains("if: ${{ always() && needs.bump.outputs.changed == 'true' }}"));
+    assert!(pr.contains("gh pr create"));
+    assert!(!pr.contains("upstream-bump.sh") && !pr.contains(".ci/run"));
+    assert!(bump.contains("if [ -s target/upstream/bump.patch ]; then changed=true"));
+    assert!(workflow.contains("permissions:\n  contents: read\n"));
+    assert!(!bump.contains("contents: write"));
+}
+
 // ---------------------------------------------------------------- in sync
 
 #[test]
