@@ -30,6 +30,7 @@ use crate::home::Home;
 pub const BASE_INSTRUCTIONS: &str = include_str!("catalog/codex-base-instructions.md");
 
 /// The Codex version `BASE_INSTRUCTIONS` were recorded from.
+#[cfg(test)]
 pub const BASE_INSTRUCTIONS_CODEX: &str = include_str!("catalog/codex-base-instructions.version");
 
 /// The reasoning effort a run gets unless the user chooses one.

@@ -49,6 +49,12 @@ pub fn codex_args(user: &[OsString], target: &Target<'_>) -> Vec<OsString> {
     if user_model(user).is_none() {
         args.extend(["-m".into(), target.model.into()]);
     }
+    // Codex >= 0.160 may start a background app server (feature `daemon_auto_start`) that
+    // outlives the run and keeps this run's server address, or join one the user's own
+    // Codex started, with their cloud settings: a codex-oss run keeps Codex in-process.
+    if !has_flag(user, &["--no-daemon"]) {
+        args.push("--no-daemon".into());
+    }
     let context = target.context_length;
     let mut settings = vec![
         ("model_context_window", context.to_string()),
@@ -293,6 +299,7 @@ mod tests {
                 "ollama",
                 "-m",
                 "gpt-oss:20b",
+                "--no-daemon",
                 "-c",
                 "model_context_window=32768",
                 "-c",

@@ -164,15 +164,27 @@ fn npm_codex_tar() -> Vec<u8> {
     const VENDOR: &str = "package/vendor/x86_64-unknown-linux-musl";
     let at = |path: &str| format!("{VENDOR}/{path}");
     let paths: Vec<(String, &[u8], u32)> = vec![
-        ("package/package.json".into(), br#"{"name":"@openai/codex"}"#, 0o644),
+        (
+            "package/package.json".into(),
+            br#"{"name":"@openai/codex"}"#,
+            0o644,
+        ),
         ("package/README.md".into(), b"readme", 0o644),
         (at("codex-package.json"), CODEX_PACKAGE_JSON, 0o644),
         (at("bin/codex"), b"#!/bin/sh\necho codex-cli\n", 0o755),
         (at("bin/codex-code-mode-host"), b"host", 0o755),
         (at("codex-path/rg"), b"ripgrep", 0o755),
         (at("codex-resources/bwrap"), b"bubblewrap", 0o755),
-        (at("codex-resources/voice/bin/codex-voice-host"), b"voice", 0o755),
-        (at("codex-resources/voice/lib/libgstreamer-1.0.so.0"), b"gst", 0o755),
+        (
+            at("codex-resources/voice/bin/codex-voice-host"),
+            b"voice",
+            0o755,
+        ),
+        (
+            at("codex-resources/voice/lib/libgstreamer-1.0.so.0"),
+            b"gst",
+            0o755,
+        ),
         (at("codex-resources/zsh/bin/zsh"), b"zsh", 0o755),
     ];
     let items: Vec<Item> = paths
@@ -377,7 +389,7 @@ fn files_in(dir: &Path) -> Vec<String> {
 const OLLAMA_ASSET: &str = "ollama-linux-amd64.tar.zst";
 const CODEX_PACKAGE_ASSET: &str = "codex-package-x86_64-unknown-linux-musl.tar.gz";
 
-/// The npm tarball bundle.toml pins for Linux x86_64 (`codex-<version>-linux-x64.tgz`).
+/// The npm tarball `bundle.toml` pins for Linux `x86_64` (`codex-<version>-linux-x64.tgz`).
 fn codex_asset() -> String {
     let bundle = pins::Bundle::parse(&real_bundle_toml()).unwrap();
     bundle.pin(Component::Codex, LINUX).unwrap().asset.clone()
@@ -402,7 +414,9 @@ fn a_good_hash_downloads_verifies_and_is_cached() {
     let cache = tempfile::tempdir().unwrap();
     let pin = Pin {
         asset: OLLAMA_ASSET.into(),
-        sha256: sha256_hex(&archive),
+        sha256: Some(sha256_hex(&archive)),
+        integrity: None,
+        package: None,
     };
 
     let path = fetch::download_verified(
@@ -455,7 +469,9 @@ fn a_damaged_cache_entry_is_downloaded_again() {
     let cache = tempfile::tempdir().unwrap();
     let pin = Pin {
         asset: OLLAMA_ASSET.into(),
-        sha256: sha256_hex(&archive),
+        sha256: Some(sha256_hex(&archive)),
+        integrity: None,
+        package: None,
     };
     let url = mirror.url(OLLAMA_ASSET);
     let path =
@@ -480,7 +496,9 @@ fn two_builds_fetching_the_same_asset_at_once_both_get_it_whole() {
     let cache = tempfile::tempdir().unwrap();
     let pin = Pin {
         asset: OLLAMA_ASSET.into(),
-        sha256: sha256_hex(&asset),
+        sha256: Some(sha256_hex(&asset)),
+        integrity: None,
+        package: None,
     };
     let url = mirror.url(OLLAMA_ASSET);
     let build = |delay: u64| {
@@ -499,7 +517,11 @@ fn two_builds_fetching_the_same_asset_at_once_both_get_it_whole() {
             .join()
             .unwrap()
             .unwrap_or_else(|e| panic!("{which} build: {e}"));
-        assert_eq!(hash, pin.sha256, "the {which} build read a damaged archive");
+        assert_eq!(
+            Some(hash),
+            pin.sha256,
+            "the {which} build read a damaged archive"
+        );
     }
     assert_eq!(mirror.requests().len(), 2, "the downloads did not overlap");
 }
@@ -513,7 +535,9 @@ fn a_wrong_hash_fails_naming_both_hashes_and_caches_nothing() {
     let cache = tempfile::tempdir().unwrap();
     let pin = Pin {
         asset: OLLAMA_ASSET.into(),
-        sha256: expected.clone(),
+        sha256: Some(expected.clone()),
+        integrity: None,
+        package: None,
     };
 
     let err = fetch::download_verified(
@@ -600,7 +624,9 @@ fn an_unreachable_server_fails_naming_the_build_switches() {
     let cache = tempfile::tempdir().unwrap();
     let pin = Pin {
         asset: OLLAMA_ASSET.into(),
-        sha256: sha256_hex(b"x"),
+        sha256: Some(sha256_hex(b"x")),
+        integrity: None,
+        package: None,
     };
     let url = format!("http://127.0.0.1:{port}/{OLLAMA_ASSET}");
     let err =
@@ -860,7 +886,10 @@ fn the_real_pins_cover_every_target_with_an_ollama_codex_accepts() {
     // Codex from the npm registry: every target a platform package pinned by integrity.
     for pin in bundle.codex.targets.values() {
         assert!(pin.integrity.is_some(), "{pin:?}");
-        assert!(pin.package.as_deref().is_some_and(|p| p.starts_with("@openai/codex@")));
+        assert!(pin
+            .package
+            .as_deref()
+            .is_some_and(|p| p.starts_with("@openai/codex@")));
     }
     for target in [
         "aarch64-apple-darwin",
@@ -1086,7 +1115,10 @@ fn build_script_embeds_verified_trimmed_payloads_and_reuses_its_cache() {
     assert!(
         stdout.contains(&format!(
             "cargo:warning=embedding Codex {}: 6 files",
-            pins::Bundle::parse(&real_bundle_toml()).unwrap().codex.version
+            pins::Bundle::parse(&real_bundle_toml())
+                .unwrap()
+                .codex
+                .version
         )),
         "{stdout}"
     );

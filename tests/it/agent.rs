@@ -3,8 +3,10 @@
 //! reach gpt-oss where the model takes them, a user's cloud settings stay out of the
 //! local run, and its tool calls change files on disk.
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use crate::support::{
     assert_no_processes_within, exec_say_hi, fs_read, run, script, Finished, Running, Scratch,
@@ -177,13 +179,14 @@ fn the_catalog_carries_the_instructions_the_pinned_codex_sends_by_default() {
     serving.wait_until("the server", STEP, |r| {
         r.stdout().contains("Point Codex at it")
     });
+    // Ollama itself, not the relay `serve` points Codex at.
     let url = serving
         .stdout()
         .lines()
-        .find_map(|l| l.strip_prefix("Point Codex at it with CODEX_OSS_BASE_URL="))
-        .and_then(|rest| rest.split(';').next())
-        .expect("the server's URL")
-        .to_owned();
+        .find_map(|l| l.strip_prefix("Ollama is listening on "))
+        .and_then(|rest| rest.split(' ').next())
+        .map(|base| format!("{base}/v1"))
+        .expect("the server's URL");
     let codex = scratch.unpacked("codex").join("bin/codex");
     let codex_home = scratch.home().join("plain-codex-home");
     std::fs::create_dir_all(&codex_home).unwrap();
@@ -406,5 +409,79 @@ fn the_users_own_model_catalog_wins() {
         last.contains("model_catalog_json=") && last.contains("catalogs"),
         "{calls}"
     );
+    assert_no_processes_within(scratch.home(), GONE);
+}
+
+/// A run of the real Codex busy in a shell command the model asked for (a script in the
+/// scratch home that says it started, then sleeps): every process of it is found by
+/// its command line.
+fn busy_run(scratch: &Scratch, repo: &Path) -> (Running, PathBuf) {
+    let started = scratch.home().join("busy-started");
+    let busy = script(
+        scratch,
+        "busy.sh",
+        &format!("touch '{}'\nexec sleep 120\n", started.display()),
+    );
+    let script_file = scratch.home().join("model-script.json");
+    std::fs::write(
+        &script_file,
+        serde_json::json!([
+            {"call": "exec_command", "arguments": {"cmd": format!("sh {}", busy.display())}},
+            {"reply": "Done: {output}"},
+        ])
+        .to_string(),
+    )
+    .unwrap();
+    let mut exec = scratch.codex_oss();
+    exec.args([
+        "exec",
+        "--dangerously-bypass-approvals-and-sandbox",
+        "keep busy",
+    ])
+    .current_dir(repo)
+    .env("STAND_IN_OLLAMA_SCRIPT", &script_file)
+    .env("STAND_IN_OLLAMA_BODY_LOG", body_log(scratch))
+    // Its own process group, as a terminal's foreground job: Ctrl-C is a SIGINT to it.
+    .process_group(0);
+    let mut running = Running::start(exec);
+    running.wait_until("the model's shell command", Duration::from_secs(90), |_| {
+        started.exists()
+    });
+    (running, started)
+}
+
+/// Codex >= 0.160 may start a background app server (`daemon_auto_start`): codex-oss runs
+/// it with `--no-daemon`, and whichever way a run ends, Ctrl-C or a SIGKILL of the
+/// launcher, no Codex process (nor the command it ran) is left to use the server.
+#[test]
+fn no_codex_process_outlives_a_run_however_it_ends() {
+    use nix::sys::signal::{kill, killpg, Signal};
+    use nix::unistd::Pid;
+
+    let scratch = Scratch::new();
+    let repo = repository(&scratch);
+    let codex_processes = |scratch: &Scratch| {
+        crate::support::processes_mentioning(scratch.home())
+            .into_iter()
+            .filter(|p| p.contains("/codex/"))
+            .collect::<Vec<_>>()
+    };
+
+    // Ctrl-C in the terminal: the whole foreground group gets SIGINT.
+    let (running, _) = busy_run(&scratch, &repo);
+    let codex = codex_processes(&scratch);
+    assert!(
+        codex.iter().any(|p| p.contains("--no-daemon")),
+        "Codex runs without --no-daemon: {codex:?}"
+    );
+    killpg(running.pid(), Signal::SIGINT).unwrap();
+    let _ = running.finish(Duration::from_secs(30));
+    assert_no_processes_within(scratch.home(), GONE);
+
+    // The launcher killed outright.
+    let (running, _) = busy_run(&scratch, &repo);
+    let launcher = running.pid();
+    kill(Pid::from_raw(launcher.as_raw()), Signal::SIGKILL).unwrap();
+    running.kill();
     assert_no_processes_within(scratch.home(), GONE);
 }

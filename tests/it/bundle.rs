@@ -124,7 +124,8 @@ fn assert_codex_runs(codex_dir: &Path) {
     let out = run_version(&codex_dir.join("bin/codex"));
     assert_success(&out, "unpacked bin/codex --version");
     assert!(
-        out.stdout.contains(&format!("codex-cli {}", crate::support::pinned_codex())),
+        out.stdout
+            .contains(&format!("codex-cli {}", crate::support::pinned_codex())),
         "{}",
         out.text()
     );
@@ -185,7 +186,7 @@ fn doctor_unpacks_runnable_codex_and_trimmed_ollama_into_a_private_home() {
         ("codex-package.json", false),
         ("codex-path/rg", true),
         ("codex-resources/bwrap", true),
-        ("codex-resources/zsh/bin/zsh", true),
+        ("bin/codex-code-mode-host", true),
     ] {
         let meta = fs::metadata(codex.join(file))
             .unwrap_or_else(|e| panic!("unpacked codex lacks {file}: {e}"));
@@ -198,8 +199,14 @@ fn doctor_unpacks_runnable_codex_and_trimmed_ollama_into_a_private_home() {
     }
     if let Some(vendor) = codex_vendor() {
         let ours = snapshot(&codex);
+        // All of the npm package but the voice host, which codex-oss leaves out.
+        assert!(
+            vendor.join("codex-resources/voice").is_dir(),
+            "the npm package has no voice host any more: drop its exclusion in build/archive.rs"
+        );
+        assert!(!codex.join("codex-resources/voice").exists());
         for (rel, (mode, hash, ..)) in snapshot(&vendor) {
-            if rel.ends_with('/') {
+            if rel.ends_with('/') || rel.starts_with("codex-resources/voice") {
                 continue;
             }
             let (our_mode, our_hash, ..) = ours
@@ -663,5 +670,6 @@ fn a_read_only_home_with_an_intact_copy_still_works() {
         "{}",
         fs_read(&out.join("codex-version"))
     );
-    assert!(fs_read(&out.join("codex-version")).contains(&format!("codex-cli {}", crate::support::pinned_codex())));
+    assert!(fs_read(&out.join("codex-version"))
+        .contains(&format!("codex-cli {}", crate::support::pinned_codex())));
 }
