@@ -7,6 +7,7 @@
 //! the scripts), so the repository is never touched.
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -100,7 +101,7 @@ fn made_up_sha256sum(assets: &[&str]) -> (String, HashMap<String, String>) {
     let mut hashes = HashMap::new();
     for asset in assets.iter().chain(&["OllamaSetup.exe"]) {
         let hash = sha256_hex(format!("made-up {asset}").as_bytes());
-        text.push_str(&format!("{hash}  ./{asset}\n"));
+        writeln!(text, "{hash}  ./{asset}").unwrap();
         hashes.insert(asset.to_string(), hash);
     }
     (text, hashes)
