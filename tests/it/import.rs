@@ -526,35 +526,54 @@ fn partials(scratch: &Scratch) -> Vec<String> {
 /// SHA-256 of 1 GiB of zeros (`head -c 1073741824 /dev/zero | sha256sum`).
 const GIB_OF_ZEROS: &str = "49bc20df15e412a64472421e13fe86ff1c5165e18b2afccf160d4dc19fe68a14";
 
-/// Ctrl-C while a large blob is being copied in: the launcher stops, and the partial
-/// copy goes with it (Ollama never removes such a file).
+/// Ctrl-C while a large blob is being copied in, on a first run and in `codex-oss
+/// models import`: the launcher stops, and the partial copy goes with it (Ollama never
+/// removes such a file).
 #[test]
 fn an_import_stopped_by_ctrl_c_leaves_no_partial_copy() {
-    let scratch = Scratch::new();
-    let other_fs = tempfile::tempdir_in("/dev/shm").expect("a tmpfs at /dev/shm");
-    std::os::unix::fs::symlink(other_fs.path(), scratch.home().join(".ollama")).unwrap();
-    let theirs = users_store(&scratch);
-    // A model of 1 GiB (sparse: it takes no room), so that the copy lasts.
-    let weights = theirs.join(format!("blobs/sha256-{GIB_OF_ZEROS}"));
-    std::fs::File::create(&weights)
-        .unwrap()
-        .set_len(1 << 30)
-        .unwrap();
-    let mut manifest = json(&std::fs::read(legacy_tag(&theirs)).unwrap());
-    manifest["layers"][0]["digest"] = format!("sha256:{GIB_OF_ZEROS}").into();
-    manifest["layers"][0]["size"] = (1u64 << 30).into();
-    std::fs::write(legacy_tag(&theirs), manifest.to_string()).unwrap();
+    for by_hand in [false, true] {
+        let scratch = Scratch::new();
+        let other_fs = tempfile::tempdir_in("/dev/shm").expect("a tmpfs at /dev/shm");
+        std::os::unix::fs::symlink(other_fs.path(), scratch.home().join(".ollama")).unwrap();
+        let theirs = users_store(&scratch);
+        // A model of 1 GiB (sparse: it takes no room), so that the copy lasts.
+        let weights = theirs.join(format!("blobs/sha256-{GIB_OF_ZEROS}"));
+        std::fs::File::create(&weights)
+            .unwrap()
+            .set_len(1 << 30)
+            .unwrap();
+        let mut manifest = json(&std::fs::read(legacy_tag(&theirs)).unwrap());
+        manifest["layers"][0]["digest"] = format!("sha256:{GIB_OF_ZEROS}").into();
+        manifest["layers"][0]["size"] = (1u64 << 30).into();
+        std::fs::write(legacy_tag(&theirs), manifest.to_string()).unwrap();
 
-    let codex = script(&scratch, "codex-exits", "exit 0\n");
-    let mut running = crate::support::Running::start(exec_with(&scratch, &codex));
-    running.wait_until("a partial copy", crate::support::STEP, |_| {
-        !partials(&scratch).is_empty()
-    });
-    running.signal(nix::sys::signal::Signal::SIGINT);
-    let out = running.finish(crate::support::STEP);
-    assert_eq!(out.status.code(), Some(130), "{}", out.text());
-    assert_eq!(partials(&scratch), Vec::<String>::new(), "{}", out.text());
-    assert_no_processes_within(scratch.home(), GONE);
+        let command = if by_hand {
+            let mut import = scratch.codex_oss();
+            import.args(["models", "import"]);
+            import
+        } else {
+            exec_with(&scratch, &script(&scratch, "codex-exits", "exit 0\n"))
+        };
+        let mut running = crate::support::Running::start(command);
+        running.wait_until("a partial copy", crate::support::STEP, |_| {
+            !partials(&scratch).is_empty()
+        });
+        running.signal(nix::sys::signal::Signal::SIGINT);
+        let out = running.finish(crate::support::STEP);
+        let what = if by_hand {
+            "models import"
+        } else {
+            "first run"
+        };
+        assert_eq!(out.status.code(), Some(130), "{what}: {}", out.text());
+        assert_eq!(
+            partials(&scratch),
+            Vec::<String>::new(),
+            "{what}: {}",
+            out.text()
+        );
+        assert_no_processes_within(scratch.home(), GONE);
+    }
 }
 
 /// A pid that no process has now: one that just ended.
