@@ -147,33 +147,29 @@ fn bring(source: &Path, dest: &Path, name: &str, progress: &Progress, stop: &Sto
     let linked = if may_link(source) {
         match Partial::create(stop, dest, |path| std::fs::hard_link(source, path)) {
             // Checked again on the link itself: the file it names is the one Ollama reads.
-            Ok((link, ())) if may_link(link.path()) => Some(link),
-            Ok(_) => None,
+            Ok((link, ())) => may_link(link.path()).then_some(link),
             Err(err) if err.kind() == io::ErrorKind::Interrupted => return Err(err.into()),
             Err(_) => None, // another filesystem, or no hard links there
         }
     } else {
         None
     };
-    let (partial, got, copied) = match linked {
-        Some(link) => {
-            // Reading through the link checks the very bytes Ollama will read.
-            let got = hash_file(link.path(), progress, stop)?;
-            (link, got, 0)
+    let (partial, got, copied) = if let Some(link) = linked {
+        // Reading through the link checks the very bytes Ollama will read.
+        let got = hash_file(link.path(), progress, stop)?;
+        (link, got, 0)
+    } else {
+        if !std::fs::metadata(source)?.is_file() {
+            bail!("{} is not a regular file", source.display());
         }
-        None => {
-            if !std::fs::metadata(source)?.is_file() {
-                bail!("{} is not a regular file", source.display());
-            }
-            let (copy, mut to) = Partial::create(stop, dest, |path| {
-                std::fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .open(path)
-            })?;
-            let (got, copied) = copy_hashed(source, &mut to, progress, stop)?;
-            (copy, got, copied)
-        }
+        let (copy, mut to) = Partial::create(stop, dest, |path| {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(path)
+        })?;
+        let (got, copied) = copy_hashed(source, &mut to, progress, stop)?;
+        (copy, got, copied)
     };
     if got != want {
         bail!("its content does not match its name (sha256 {got})");

@@ -54,7 +54,9 @@ impl Stop {
     }
 
     fn lock(&self) -> MutexGuard<'_, Vec<PathBuf>> {
-        self.partials.lock().unwrap_or_else(|e| e.into_inner())
+        self.partials
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -85,9 +87,9 @@ impl<'a> Partial<'a> {
         let mut partials = stop.lock();
         stop.check()?;
         let _ = std::fs::remove_file(&path);
-        let made = make(&path)?;
+        let file = make(&path)?;
         partials.push(path.clone());
-        Ok((Partial { stop, path }, made))
+        Ok((Partial { stop, path }, file))
     }
 
     pub fn path(&self) -> &Path {

@@ -117,7 +117,7 @@ impl<'a> Name<'a> {
             || self.host.eq_ignore_ascii_case(V2_PUBLIC_HOST)
     }
 
-    fn under(&self, root: PathBuf, host: &str) -> PathBuf {
+    fn under(&self, root: &Path, host: &str) -> PathBuf {
         root.join(host)
             .join(self.namespace)
             .join(self.model)
@@ -126,7 +126,7 @@ impl<'a> Name<'a> {
 
     /// Where Ollama up to 0.32 keeps the manifest (and where the embedded one reads it).
     pub fn legacy_path(&self, store: &Path) -> PathBuf {
-        self.under(store.join("manifests"), self.host)
+        self.under(&store.join("manifests"), self.host)
     }
 
     /// Where Ollama 0.40 keeps the tag (`V2PathForName`, manifest/paths.go).
@@ -136,7 +136,7 @@ impl<'a> Name<'a> {
         } else {
             self.host
         };
-        self.under(store.join("manifests-v2"), host)
+        self.under(&store.join("manifests-v2"), host)
     }
 
     /// The old-layout paths Ollama 0.40 tries, in its order (`legacyNameCandidates`):
@@ -149,7 +149,7 @@ impl<'a> Name<'a> {
             } else {
                 DEFAULT_REGISTRY
             };
-            paths.push(self.under(store.join("manifests"), other));
+            paths.push(self.under(&store.join("manifests"), other));
         }
         paths
     }
@@ -443,14 +443,14 @@ fn read_child(store: &Path, digest: &str) -> Result<Option<Document>> {
 /// A GGUF child: its `format`, else its config's `model_format` ("gguf", or the older
 /// "ggml"), as `FillMetadata`/`MetadataForConfig` (manifest/manifest.go) read it.
 fn is_gguf(store: &Path, child: &Document) -> bool {
-    let format = child.format.trim().to_ascii_lowercase();
-    if !format.is_empty() {
-        return format == "gguf";
-    }
     #[derive(Deserialize)]
     struct Config {
         #[serde(default)]
         model_format: String,
+    }
+    let format = child.format.trim().to_ascii_lowercase();
+    if !format.is_empty() {
+        return format == "gguf";
     }
     child
         .config

@@ -266,7 +266,7 @@ fn link_tag(store: &Path, digest: &str, kind: TagKind) {
     match kind {
         // From manifests-v2/ollama.com/library/gpt-oss/ to blobs/.
         TagKind::Symlink => {
-            std::os::unix::fs::symlink(Path::new("../../../../blobs").join(&blob), &tag).unwrap()
+            std::os::unix::fs::symlink(Path::new("../../../../blobs").join(&blob), &tag).unwrap();
         }
         TagKind::HardLink => std::fs::hard_link(store.join("blobs").join(&blob), &tag).unwrap(),
         TagKind::Copy => {
@@ -460,12 +460,13 @@ fn a_store_with_only_the_legacy_anchor_is_imported_without_the_anchors_extra_lay
 /// change the model codex-oss runs, or lead anywhere.
 #[test]
 fn blobs_others_could_change_are_copied_not_linked() {
-    let cases: [(&str, fn(&Path, &Path)); 3] = [
+    type Change = fn(&Path, &Path);
+    let cases: [(&str, Change); 3] = [
         ("owned by another user", |blob, _| {
-            std::os::unix::fs::chown(blob, Some(65534), Some(65534)).unwrap()
+            std::os::unix::fs::chown(blob, Some(65534), Some(65534)).unwrap();
         }),
         ("writable by others", |blob, _| {
-            std::fs::set_permissions(blob, std::fs::Permissions::from_mode(0o666)).unwrap()
+            std::fs::set_permissions(blob, std::fs::Permissions::from_mode(0o666)).unwrap();
         }),
         ("a symlink", |blob, elsewhere| {
             let moved = elsewhere.join(blob.file_name().unwrap());
@@ -609,7 +610,11 @@ fn partial_copies_of_killed_imports_are_removed_by_clean_and_the_next_import() {
     clean.arg("clean");
     let out = run(clean);
     assert!(out.status.success(), "{}", out.text());
-    assert_eq!(partials(&scratch), [live.clone()], "after clean");
+    assert_eq!(
+        partials(&scratch),
+        std::slice::from_ref(&live),
+        "after clean"
+    );
 
     plant();
     let mut rm = scratch.codex_oss();
