@@ -126,7 +126,7 @@ fn tui_shows_the_local_model_answers_and_quits_leaving_no_ollama() {
     let status = tmux.status.clone();
     // The launcher with the scratch environment only; its exit status lands in a file.
     let command = format!(
-        "cd {work} && env -i PATH={path} TERM=xterm-256color HOME={home} CODEX_OSS_HOME={oss} {bin}; echo $? > {status}",
+        "cd {work} && env -i PATH={path} TERM=xterm-256color HOME={home} CODEX_OSS_HOME={oss} {bin}; echo $? > {status}; sleep 60",
         work = quote(&work),
         path = quote(Path::new(&std::env::var("PATH").unwrap_or_default())),
         home = quote(scratch.home()),
@@ -143,20 +143,16 @@ fn tui_shows_the_local_model_answers_and_quits_leaving_no_ollama() {
 
     // First run: unpack, pull, then Codex asks whether to trust the directory.
     tmux.wait_for("trust prompt", Duration::from_secs(90), |s| {
-        s.contains("Do you trust the contents of this directory")
+        s.contains("Trust this folder?")
     });
     // The prompt can be drawn a moment before Codex reads keys (seen once on a loaded
     // machine): while it stays on the screen, Enter is pressed again every 2 s.
-    let header = |s: &str| {
-        s.lines()
-            .any(|l| l.contains("model:") && l.contains("gpt-oss:20b"))
-    };
+    // The status line under the composer: "gpt-oss:20b default · <folder>".
+    let header =
+        |s: &str| !s.contains("Trust this folder?") && s.lines().any(|l| l.contains("gpt-oss:20b"));
     let deadline = Instant::now() + Duration::from_secs(30);
     while !header(&tmux.screen()) && Instant::now() < deadline {
-        if tmux
-            .screen()
-            .contains("Do you trust the contents of this directory")
-        {
+        if tmux.screen().contains("Trust this folder?") {
             tmux.keys(&["Enter"]);
         }
         std::thread::sleep(Duration::from_secs(2));
@@ -192,6 +188,17 @@ fn tui_shows_the_local_model_answers_and_quits_leaving_no_ollama() {
         );
     }
     assert_eq!(code.unwrap().trim(), "0", "codex-oss exit status");
+    // Codex names `codex resume <id>` (the user's cloud Codex); codex-oss the local way,
+    // with the same session id.
+    let screen = tmux.screen();
+    let ours = screen
+        .lines()
+        .find_map(|l| l.split("run: codex-oss resume ").nth(1))
+        .unwrap_or_else(|| panic!("no codex-oss resume hint:\n{screen}"))
+        .trim()
+        .to_owned();
+    assert_eq!(ours.len(), 36, "{screen}");
+    assert!(screen.contains(&format!("codex resume {ours}")), "{screen}");
     drop(tmux);
     assert_no_processes_within(scratch.home(), Duration::from_secs(10));
 }
