@@ -517,7 +517,11 @@ fn two_builds_fetching_the_same_asset_at_once_both_get_it_whole() {
             .join()
             .unwrap()
             .unwrap_or_else(|e| panic!("{which} build: {e}"));
-        assert_eq!(Some(hash), pin.sha256, "the {which} build read a damaged archive");
+        assert_eq!(
+            Some(hash),
+            pin.sha256,
+            "the {which} build read a damaged archive"
+        );
     }
     assert_eq!(mirror.requests().len(), 2, "the downloads did not overlap");
 }

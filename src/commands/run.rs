@@ -85,8 +85,8 @@ fn say_how_to_resume(user_args: &[OsString], started: std::time::SystemTime) {
     if !crate::resume::is_interactive(user_args) || !ui::stderr_is_terminal() {
         return;
     }
-    let session = launch::codex_home()
-        .and_then(|home| crate::resume::session_since(&home, started));
+    let session =
+        launch::codex_home().and_then(|home| crate::resume::session_since(&home, started));
     if let Some(id) = session {
         ui::info(format!(
             "to continue this session on the local model, run: codex-oss resume {id}"

@@ -177,7 +177,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let dest = dir.path().join(format!("sha256-{}", "b".repeat(64)));
         let stop = Stop::default();
-        let (partial, _file) = Partial::create(&stop, &dest, |p| std::fs::File::create(p)).unwrap();
+        let (partial, file) = Partial::create(&stop, &dest, |p| std::fs::File::create(p)).unwrap();
+        drop(file);
         assert!(partial.path().exists());
         drop(stop.on_drop());
         assert!(!partial.path().exists(), "left after the stop");
