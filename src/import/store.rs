@@ -27,7 +27,10 @@
 //! (`application/vnd.docker.distribution.manifest.v2+json`, as `manifest.Manifest` of
 //! v0.32.15 has it) holding the config and only the layers whose media type v0.32.15
 //! reads (`GetModel` in its `server/images.go`): the anchor's extra layers and any kind
-//! of layer that release does not know are left out.
+//! of layer that release does not know are left out. (The anchor exists so that an older
+//! Ollama runs the model, so its extra layers cannot be of a type an older Ollama reads:
+//! this holds whatever media type `WriteLegacyAnchor` gives them, which the code indexes
+//! available here do not show.)
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
