@@ -55,7 +55,7 @@ vendor="$CODEX_OSS_TEST_CODEX_VENDOR"
 capture="$(mktemp -d)"
 trap 'rm -rf "$capture"' EXIT
 bash scripts/lib/capture-codex-request.sh "$vendor/bin/codex" "$CODEX_OSS_OLLAMA_ARCHIVE" "$capture"
-python3 - "$capture/request.json" src/catalog/codex-base-instructions.md "$capture/tools.txt" <<'PY'
+python3 - "$capture/request.json" src/catalog/codex-base-instructions.md "$capture/tools.txt" "$version" <<'PY'
 import json, sys
 request = json.load(open(sys.argv[1], encoding="utf-8"))
 def text(item):
@@ -69,7 +69,8 @@ instructions = request.get("instructions") or next(
     text(item) for item in request["input"] if item.get("role") == "developer")
 with open(sys.argv[2], "w", encoding="utf-8") as out:
     out.write(instructions)
-tools = [t.get("name") or t.get("type") for t in request.get("tools", [])]
+with open(sys.argv[2].replace(".md", ".version"), "w", encoding="utf-8") as out:
+    out.write(sys.argv[4] + "\n")
 with open(sys.argv[3], "w", encoding="utf-8") as out:
     out.write(" ".join(f"{t.get('type')}:{t.get('name') or '-'}" for t in request.get("tools", [])) + "\n")
 PY

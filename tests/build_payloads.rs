@@ -389,7 +389,7 @@ fn files_in(dir: &Path) -> Vec<String> {
 const OLLAMA_ASSET: &str = "ollama-linux-amd64.tar.zst";
 const CODEX_PACKAGE_ASSET: &str = "codex-package-x86_64-unknown-linux-musl.tar.gz";
 
-/// The npm tarball bundle.toml pins for Linux x86_64 (`codex-<version>-linux-x64.tgz`).
+/// The npm tarball `bundle.toml` pins for Linux `x86_64` (`codex-<version>-linux-x64.tgz`).
 fn codex_asset() -> String {
     let bundle = pins::Bundle::parse(&real_bundle_toml()).unwrap();
     bundle.pin(Component::Codex, LINUX).unwrap().asset.clone()

@@ -141,18 +141,19 @@ fn tui_shows_the_local_model_answers_and_quits_leaving_no_ollama() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    // First run: unpack, pull, then Codex asks whether to trust the directory.
-    tmux.wait_for("trust prompt", Duration::from_secs(90), |s| {
-        s.contains("Trust this folder?")
+    // First run: unpack, pull, then Codex starts; it may first ask whether to trust the
+    // folder ("Trust this folder?"), and that prompt can be drawn a moment before Codex
+    // reads keys (seen once on a loaded machine): while it stays on the screen, Enter is
+    // pressed again every 2 s. Then the status line under the composer names the model
+    // ("gpt-oss:20b default · <folder>").
+    let trust = |s: &str| s.contains("Trust this folder?");
+    let header = |s: &str| !trust(s) && s.lines().any(|l| l.contains("gpt-oss:20b"));
+    tmux.wait_for("Codex's first screen", Duration::from_secs(90), |s| {
+        trust(s) || header(s)
     });
-    // The prompt can be drawn a moment before Codex reads keys (seen once on a loaded
-    // machine): while it stays on the screen, Enter is pressed again every 2 s.
-    // The status line under the composer: "gpt-oss:20b default · <folder>".
-    let header =
-        |s: &str| !s.contains("Trust this folder?") && s.lines().any(|l| l.contains("gpt-oss:20b"));
     let deadline = Instant::now() + Duration::from_secs(30);
     while !header(&tmux.screen()) && Instant::now() < deadline {
-        if tmux.screen().contains("Trust this folder?") {
+        if trust(&tmux.screen()) {
             tmux.keys(&["Enter"]);
         }
         std::thread::sleep(Duration::from_secs(2));
@@ -162,13 +163,33 @@ fn tui_shows_the_local_model_answers_and_quits_leaving_no_ollama() {
     tmux.type_text("say hi");
     std::thread::sleep(Duration::from_millis(500));
     tmux.keys(&["Enter"]);
+    // Keys that come fast after typing can be taken for a paste (Codex's paste-burst
+    // detection), and then Enter does not send: while the prompt is still in the
+    // composer and nothing is under way, Enter is pressed again every 3 s.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !tmux.screen().contains(REPLY) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_secs(3));
+        let screen = tmux.screen();
+        let unsent = screen.lines().any(|l| l.trim_end() == "› say hi")
+            && !screen.contains("Working")
+            && !screen.contains(REPLY);
+        if unsent {
+            tmux.keys(&["Enter"]);
+        }
+    }
     tmux.wait_for("the stand-in's reply", Duration::from_secs(30), |s| {
         s.contains(REPLY)
     });
-    // Codex knows the model (the catalog) and finds its bubblewrap (on its PATH).
+    // Codex knows the model (the catalog) and finds its bubblewrap (on its PATH): no
+    // warning at all. Codex 0.171 folds warnings into "⚠ N warning · f2 to view".
     let screen = tmux.screen();
     for warning in ["Model metadata", "bubblewrap"] {
         assert!(!screen.contains(warning), "{warning} warning:\n{screen}");
+    }
+    if screen.contains("f2 to view") {
+        tmux.keys(&["F2"]);
+        std::thread::sleep(Duration::from_secs(1));
+        panic!("Codex warns:\n{}", tmux.screen());
     }
 
     tmux.type_text("/quit");
