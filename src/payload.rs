@@ -642,6 +642,29 @@ fn lease_path(parent: &Path, dir_name: &str) -> PathBuf {
     parent.join(format!(".{dir_name}.lease"))
 }
 
+/// True for a name codex-oss writes in a payload's folder: an unpacked copy
+/// (`<version>-<hash12>`), its lease, or the leftover of an interrupted unpack.
+/// Nothing else there is codex-oss's to remove.
+pub fn is_own_entry(name: &str) -> bool {
+    name.starts_with(".tmp-")
+        || name.starts_with(".trash-")
+        || is_version_dir(name)
+        || name
+            .strip_prefix('.')
+            .and_then(|rest| rest.strip_suffix(".lease"))
+            .is_some_and(is_version_dir)
+}
+
+/// `<version>-<first 12 hex digits of the payload hash>`, as `Payload::dir_name` makes it.
+fn is_version_dir(name: &str) -> bool {
+    name.rsplit_once('-').is_some_and(|(version, hash)| {
+        !version.is_empty()
+            && !version.starts_with('.')
+            && hash.len() == 12
+            && hash.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    })
+}
+
 /// Removes other versions nobody leases, and leftovers of interrupted unpacks.
 /// Runs under the unpack lock, so no instance is between unpacking and leasing.
 fn remove_unused(parent: &Path, keep: Option<&str>) {
@@ -654,7 +677,7 @@ fn remove_unused(parent: &Path, keep: Option<&str>) {
             let _ = std::fs::remove_dir_all(entry.path());
             continue;
         }
-        if Some(name.as_str()) == keep || name.starts_with('.') || !entry.path().is_dir() {
+        if Some(name.as_str()) == keep || !is_version_dir(&name) || !entry.path().is_dir() {
             continue;
         }
         let lease = lease_path(parent, &name);

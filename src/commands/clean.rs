@@ -18,6 +18,8 @@ pub fn run(args: &CleanArgs) -> Result<ExitCode> {
         out!("nothing to clean in {}", home.root().display());
         return Ok(ExitCode::SUCCESS);
     }
+    // Only a home of codex-oss's own is cleaned: a folder with the user's files is refused.
+    home.claim()?;
     home.secure()?;
     let models = home.models();
     if args.models && models != home.own_models() {
@@ -40,15 +42,22 @@ pub fn run(args: &CleanArgs) -> Result<ExitCode> {
         }
     }
     remove_logs(&home)?;
-    if args.models && models.exists() {
-        std::fs::remove_dir_all(&models)
-            .with_context(|| format!("could not remove {}", models.display()))?;
+    if args.models {
+        // What Ollama writes in a store; anything else there is not codex-oss's.
+        for dir in ["blobs", "manifests"].map(|name| models.join(name)) {
+            if dir.exists() {
+                std::fs::remove_dir_all(&dir)
+                    .with_context(|| format!("could not remove {}", dir.display()))?;
+            }
+        }
+        let _ = std::fs::remove_dir(&models);
     }
     out!("cleaned {}", home.root().display());
     Ok(ExitCode::SUCCESS)
 }
 
-/// Removes every log but those of the servers running now.
+/// Removes every log codex-oss wrote but those of the servers running now; other files
+/// in the folder are not its to remove.
 fn remove_logs(home: &Home) -> Result<()> {
     let logs = home.logs();
     let Ok(entries) = std::fs::read_dir(&logs) else {
@@ -57,15 +66,13 @@ fn remove_logs(home: &Home) -> Result<()> {
     let live = crate::registry::live_logs(home);
     for entry in entries.flatten() {
         let path = entry.path();
-        if live.contains(&path) {
+        let own = crate::home::is_own_log(&entry.file_name().to_string_lossy())
+            && entry.file_type().is_ok_and(|t| t.is_file());
+        if !own || live.contains(&path) {
             continue;
         }
-        let removed = if entry.file_type().is_ok_and(|t| t.is_dir()) {
-            std::fs::remove_dir_all(&path)
-        } else {
-            std::fs::remove_file(&path)
-        };
-        removed.with_context(|| format!("could not remove {}", path.display()))?;
+        std::fs::remove_file(&path)
+            .with_context(|| format!("could not remove {}", path.display()))?;
     }
     if live.is_empty() {
         let _ = std::fs::remove_dir(&logs);
