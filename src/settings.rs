@@ -666,6 +666,22 @@ mod tests {
         assert!(matches!(&s.notices[..], [Notice::Warning(t)] if t.contains("no authentication")));
         let s = resolve([("CODEX_OSS_HOST", "127.0.0.1:11434")]).unwrap();
         assert!(s.notices.is_empty());
+        // No host before the port: Ollama listens on every interface, as for 0.0.0.0.
+        for host in [":11434", "http://:11434", ":0"] {
+            let s = resolve([("OLLAMA_HOST", host)]).unwrap();
+            assert_eq!(s.bind, Bind::Auto, "{host}");
+            assert!(
+                matches!(&s.notices[..], [Notice::Info(t)] if t.starts_with(&format!("ignoring OLLAMA_HOST={host}:"))),
+                "{host}: {:?}",
+                s.notices
+            );
+            let s = resolve([("CODEX_OSS_HOST", host)]).unwrap();
+            assert!(
+                matches!(&s.notices[..], [Notice::Warning(t)] if t.contains("no authentication")),
+                "{host}: {:?}",
+                s.notices
+            );
+        }
     }
 
     #[test]

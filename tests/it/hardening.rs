@@ -223,6 +223,38 @@ fn ollama_host_and_origins_from_the_shell_do_not_open_the_embedded_server() {
     assert_no_processes_within(scratch.home(), GONE);
 }
 
+#[test]
+fn an_ollama_host_without_a_host_is_every_interface_and_is_ignored() {
+    let scratch = Scratch::new();
+    // Ollama reads `:PORT` as every interface (the stand-in listens as Go's net.Listen does).
+    for host in [":0", "http://:0"] {
+        let mut cmd = scratch.codex_oss();
+        cmd.arg("serve").env("OLLAMA_HOST", host);
+        let (serving, url, log) = serve(cmd);
+        assert!(
+            url.starts_with("http://127.0.0.1:"),
+            "OLLAMA_HOST={host}: {url}"
+        );
+        let config = server_config(&log);
+        assert!(
+            config.contains("OLLAMA_HOST:http://127.0.0.1:0 "),
+            "OLLAMA_HOST={host}: {config}"
+        );
+        let note = stop(serving).line("codex-oss: ignoring OLLAMA_HOST");
+        assert_eq!(
+            note,
+            format!("codex-oss: ignoring OLLAMA_HOST={host}: the embedded Ollama listens on this machine only (set CODEX_OSS_HOST to bind it elsewhere)")
+        );
+    }
+
+    let mut cmd = scratch.codex_oss();
+    cmd.arg("serve").env("CODEX_OSS_HOST", ":0");
+    let (serving, _, _) = serve(cmd);
+    let warning = stop(serving).line("codex-oss: warning: ");
+    assert_user_sees!(&scratch, "codex_oss_host_without_a_host", warning);
+    assert_no_processes_within(scratch.home(), GONE);
+}
+
 // ------------------------------------------------------------------ clean
 
 #[test]

@@ -553,6 +553,21 @@ test_scripted_tools() {
   stop_server
 }
 
+test_every_interface() {
+  # Go's net.Listen: an empty host (:0, http://:0) or 0.0.0.0 is every interface.
+  local host port
+  for host in :0 http://:0 0.0.0.0:0; do
+    start_server OLLAMA_HOST="$host"
+    port="$(grep -o 'Listening on \[::\]:[0-9]*' "$work/server.err" | cut -d: -f4)"
+    check "OLLAMA_HOST=$host: logs Listening on [::]:PORT" test -n "$port"
+    check "OLLAMA_HOST=$host: answers on 127.0.0.1 and ::1" bash -c \
+      "curl -sf http://127.0.0.1:$port/api/version && curl -sf 'http://[::1]:$port/api/version'"
+    check "OLLAMA_HOST=$host: listens on every interface" bash -c \
+      "ss -Hltn 'sport = :$port' | grep -q '\[::\]:$port\|\*:$port'"
+    stop_server
+  done
+}
+
 main() {
   stage "$work/root"
   test_command_line
@@ -570,6 +585,7 @@ main() {
   test_resume_and_prune
   test_fault_knobs
   test_scripted_tools
+  test_every_interface
   echo "$passed passed, $failed failed"
   [ "$failed" -eq 0 ]
 }
