@@ -621,8 +621,9 @@ pub fn unpack_lock(home: &Home, name: &str) -> io::Result<File> {
     )
 }
 
-/// Removes every unpacked version of `name` that no running instance leases.
-pub fn remove_unleased(home: &Home, name: &str) -> Result<(), UnpackError> {
+/// Removes every unpacked version of `name` that no running instance leases, but
+/// `keep` (a version folder's name) if given.
+pub fn remove_unleased(home: &Home, name: &str, keep: Option<&str>) -> Result<(), UnpackError> {
     let parent = home.payload_dir(name);
     if !parent.exists() {
         return Ok(());
@@ -634,7 +635,7 @@ pub fn remove_unleased(home: &Home, name: &str) -> Result<(), UnpackError> {
     };
     make_private_dir(&home.run()).map_err(io)?;
     let _lock = unpack_lock(home, name).map_err(io)?;
-    remove_unused(&parent, None);
+    remove_unused(&parent, keep);
     Ok(())
 }
 

@@ -30,9 +30,9 @@ pub fn run(args: &CleanArgs) -> Result<ExitCode> {
             home.own_models().display()
         );
     }
-    for name in ["ollama", "codex"] {
-        payload::remove_unleased(&home, name)?;
-    }
+    let kept = ollama_with_gpu_libraries(&home);
+    payload::remove_unleased(&home, "ollama", kept.as_ref().map(|(dir, _)| dir.as_str()))?;
+    payload::remove_unleased(&home, "codex", None)?;
     // Interrupted downloads of the GPU libraries (they resume otherwise).
     if let Ok(entries) = std::fs::read_dir(home.root().join("gpu")) {
         for entry in entries.flatten() {
@@ -53,7 +53,23 @@ pub fn run(args: &CleanArgs) -> Result<ExitCode> {
         let _ = std::fs::remove_dir(&models);
     }
     out!("cleaned {}", home.root().display());
+    if let Some((dir, bytes)) = kept {
+        out!(
+            "kept {} with its CUDA libraries ({}), which runs would download again: `codex-oss gpu remove` removes them",
+            home.payload_dir("ollama").join(dir).display(),
+            crate::gpu::human(bytes)
+        );
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The folder name of this codex-oss's own Ollama and the size of the CUDA libraries in
+/// it, when it holds them: they took a long download, and the next run needs them.
+fn ollama_with_gpu_libraries(home: &Home) -> Option<(String, u64)> {
+    let dir = payload::ollama()?.dir_name();
+    let place = crate::gpu::Place::new(home.payload_dir("ollama").join(&dir));
+    let record = place.record()?;
+    Some((dir, record.bytes()))
 }
 
 /// Removes every log codex-oss wrote but those of the servers running now; other files

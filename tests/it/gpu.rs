@@ -535,6 +535,24 @@ fn gpu_remove_takes_them_away_and_runs_stay_on_the_cpu_until_gpu_install() {
 }
 
 #[test]
+fn clean_keeps_the_cuda_libraries_of_the_current_ollama() {
+    let scratch = Scratch::new();
+    let mirror = mirror();
+    assert!(gpu(&scratch, "install", &mirror.url()).status.success());
+    let mut cmd = scratch.codex_oss();
+    cmd.arg("clean");
+    let out = run(cmd);
+    assert!(out.status.success(), "{}", out.text());
+    assert_eq!(cuda_folders(&scratch), ["cuda_v12", "cuda_v13"]);
+    let kept = out.line("kept ");
+    gpu_redactions(&scratch)
+        .bind(|| insta::assert_snapshot!("clean_keeps_the_cuda_libraries", kept));
+    run_ok(&scratch, exec(&scratch, "cuda", &mirror.url()));
+    assert_eq!(mirror.seen().len(), 1, "the run downloaded them again");
+    assert!(on_cuda(&scratch), "{}", compute_line(&scratch));
+}
+
+#[test]
 fn ollama_on_the_cpu_despite_the_libraries_says_why_at_start() {
     let scratch = Scratch::new();
     let mirror = mirror();
