@@ -36,7 +36,11 @@ pub fn run(args: &CleanArgs) -> Result<ExitCode> {
     // Interrupted downloads of the GPU libraries (they resume otherwise).
     if let Ok(entries) = std::fs::read_dir(home.root().join("gpu")) {
         for entry in entries.flatten() {
-            if entry.path().extension().is_some_and(|x| x == "part") {
+            if entry
+                .path()
+                .extension()
+                .is_some_and(|x| x == "part" || x == "validator")
+            {
                 let _ = std::fs::remove_file(entry.path());
             }
         }
