@@ -67,8 +67,7 @@ fn run() -> Result<(), String> {
             pins::SourceChoice::Skip => None,
             pins::SourceChoice::Local { path, version } => {
                 println!("cargo:rerun-if-changed={}", path.display());
-                let pinned = bundle.pin(component, &target).ok();
-                fetch::warn_if_unpinned(&path, pinned.map(|p| p.sha256.as_str()));
+                fetch::warn_if_unpinned(&path, bundle.pin(component, &target).ok());
                 Some((path, version))
             }
             pins::SourceChoice::Download { pin, url, version } => {

@@ -70,6 +70,10 @@ pub fn read_trimmed(path: &Path, component: Component, target: &str) -> Result<T
         Format::Zip => read_zip(path, &keep).map_err(context)?,
         Format::Executable => return bare_executable(path, component, target),
     };
+    if component == Component::Codex {
+        unwrap_npm_package(&mut entries).map_err(context)?;
+        entries.retain(|e| !is_left_out_of_codex(&e.path));
+    }
     strip_wrapper_dir(&mut entries, component);
     if component == Component::Ollama {
         if let Some(cpu) = crate::macho::cpu_type(target) {
@@ -115,6 +119,51 @@ fn thin_darwin(entries: &mut Vec<Entry>, cpu: u32) -> Result<(), String> {
                 entry.data = EntryData::File(slice);
             }
         }
+    }
+    Ok(())
+}
+
+/// What codex-oss leaves out of Codex's package: the voice host (`codex-resources/voice/`,
+/// since Codex 0.155: a glibc-linked program with GStreamer libraries, about 50 MB), which
+/// only talks to OpenAI's realtime service. codex-oss is local: without it Codex's `/voice`
+/// says that voice is unavailable and everything else runs as before.
+pub fn is_left_out_of_codex(path: &str) -> bool {
+    path == "codex-resources/voice" || path.starts_with("codex-resources/voice/")
+}
+
+/// An npm platform package of Codex (`npm pack @openai/codex@<version>-linux-x64`) holds
+/// `package/package.json` and the release layout under `package/vendor/<triple>/`: keep
+/// that folder's contents, at the top, and nothing else.
+fn unwrap_npm_package(entries: &mut Vec<Entry>) -> Result<(), String> {
+    if !entries.iter().any(|e| e.path == "package/package.json") {
+        return Ok(());
+    }
+    let mut triples: Vec<&str> = entries
+        .iter()
+        .filter_map(|e| e.path.strip_prefix("package/vendor/")?.split_once('/'))
+        .map(|(triple, _)| triple)
+        .collect();
+    triples.sort_unstable();
+    triples.dedup();
+    let prefix = match triples.as_slice() {
+        [triple] => format!("package/vendor/{triple}/"),
+        [] => {
+            return Err(
+                "an npm package without a vendor/<target>/ folder: take the platform package \
+                 (@openai/codex@<version>-linux-x64 and its kin), not @openai/codex itself"
+                    .to_owned(),
+            )
+        }
+        several => {
+            return Err(format!(
+                "an npm package with several vendor folders ({}): take one platform package",
+                several.join(", ")
+            ))
+        }
+    };
+    entries.retain(|e| e.path.starts_with(&prefix));
+    for entry in entries.iter_mut() {
+        entry.path = entry.path[prefix.len()..].to_owned();
     }
     Ok(())
 }

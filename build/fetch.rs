@@ -10,9 +10,9 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use sha2::{Digest, Sha256};
+use sha2::{Digest, Sha256, Sha512};
 
-use crate::pins::{Component, Pin};
+use crate::pins::{Component, Expected, Pin};
 
 /// `CODEX_OSS_DOWNLOAD_CACHE`, else `<target dir>/codex-oss-downloads`.
 pub fn cache_dir(out_dir: &Path) -> PathBuf {
@@ -32,9 +32,70 @@ pub fn cache_dir(out_dir: &Path) -> PathBuf {
 
 /// SHA-256 of a file, as lowercase hex.
 pub fn sha256_file(path: &Path) -> Result<String, String> {
+    Ok(digests_of(path)?.sha256)
+}
+
+/// Both digests of an asset: SHA-256 (GitHub release pins) and SHA-512 (npm `integrity`).
+pub struct Digests {
+    pub sha256: String,
+    pub sha512: Vec<u8>,
+}
+
+impl Digests {
+    /// True when these are the digests `expected` names.
+    pub fn matches(&self, expected: &Expected) -> bool {
+        match expected {
+            Expected::Sha256(hex) => self.sha256.eq_ignore_ascii_case(hex),
+            Expected::Sha512(bytes) => &self.sha512 == bytes,
+        }
+    }
+
+    /// The digest of the kind `expected` names, as it is pinned (hex or npm integrity).
+    pub fn shown_as(&self, expected: &Expected) -> String {
+        show_expected(&match expected {
+            Expected::Sha256(_) => Expected::Sha256(self.sha256.clone()),
+            Expected::Sha512(_) => Expected::Sha512(self.sha512.clone()),
+        })
+    }
+}
+
+/// How a pinned digest is shown in messages.
+pub fn show_expected(expected: &Expected) -> String {
+    use base64::Engine as _;
+    match expected {
+        Expected::Sha256(hex) => format!("sha256 {hex}"),
+        Expected::Sha512(bytes) => format!(
+            "integrity sha512-{}",
+            base64::engine::general_purpose::STANDARD.encode(bytes)
+        ),
+    }
+}
+
+#[derive(Default)]
+struct Hashers {
+    sha256: Sha256,
+    sha512: Sha512,
+}
+
+impl Hashers {
+    fn update(&mut self, bytes: &[u8]) {
+        self.sha256.update(bytes);
+        self.sha512.update(bytes);
+    }
+
+    fn finish(self) -> Digests {
+        Digests {
+            sha256: hex::encode(self.sha256.finalize()),
+            sha512: self.sha512.finalize().to_vec(),
+        }
+    }
+}
+
+/// Both digests of a file.
+pub fn digests_of(path: &Path) -> Result<Digests, String> {
     let mut file =
         fs::File::open(path).map_err(|e| format!("could not open {}: {e}", path.display()))?;
-    let mut hasher = Sha256::new();
+    let mut hashers = Hashers::default();
     let mut buf = vec![0u8; 1 << 20];
     loop {
         let n = file
@@ -43,22 +104,26 @@ pub fn sha256_file(path: &Path) -> Result<String, String> {
         if n == 0 {
             break;
         }
-        hasher.update(&buf[..n]);
+        hashers.update(&buf[..n]);
     }
-    Ok(hex::encode(hasher.finalize()))
+    Ok(hashers.finish())
 }
 
 /// A local archive is embedded as given; say so when it is not the pinned release.
-pub fn warn_if_unpinned(path: &Path, pinned_sha256: Option<&str>) {
-    let Ok(actual) = sha256_file(path) else {
+pub fn warn_if_unpinned(path: &Path, pin: Option<&Pin>) {
+    let Ok(actual) = digests_of(path) else {
         return;
     };
-    if pinned_sha256.is_some_and(|pin| pin.eq_ignore_ascii_case(&actual)) {
+    if pin
+        .and_then(|pin| pin.expected().ok())
+        .is_some_and(|expected| actual.matches(&expected))
+    {
         return;
     }
     println!(
-        "cargo:warning=embedding {} (sha256 {actual}), which is not the release pinned in bundle.toml",
-        path.display()
+        "cargo:warning=embedding {} (sha256 {}), which is not the release pinned in bundle.toml",
+        path.display(),
+        actual.sha256
     );
 }
 
@@ -73,8 +138,9 @@ pub fn download_verified(
     // One partial file per download: two builds sharing the cache (`cargo build` and
     // `cargo test` at once) must not write into, or rename away, each other's file.
     static DOWNLOADS: AtomicUsize = AtomicUsize::new(0);
-    let cached = cache.join(format!("{}-{}", &pin.sha256[..16], pin.asset));
-    if cached.is_file() && sha256_file(&cached)?.eq_ignore_ascii_case(&pin.sha256) {
+    let expected = pin.expected()?;
+    let cached = cache.join(format!("{}-{}", pin.digest_prefix(), pin.asset));
+    if cached.is_file() && digests_of(&cached)?.matches(&expected) {
         return Ok(cached);
     }
     fs::create_dir_all(cache).map_err(|e| format!("could not create {}: {e}", cache.display()))?;
@@ -91,14 +157,17 @@ pub fn download_verified(
             component.switches_hint()
         )
     })?;
-    if !actual.eq_ignore_ascii_case(&pin.sha256) {
+    if !actual.matches(&expected) {
         let _ = fs::remove_file(&partial);
         return Err(format!(
-            "checksum mismatch for {} from {url}: expected sha256 {}, got {actual}. \
+            "checksum mismatch for {} from {url}: expected {}, got {}. \
              The download is damaged or not the pinned release; nothing was embedded. \
-             Check the pin in bundle.toml against the release's checksum file.\n{}",
+             Check the pin in bundle.toml against the release's checksum file (or the \
+             registry's `npm view {} dist.integrity`).\n{}",
             pin.asset,
-            pin.sha256,
+            show_expected(&expected),
+            actual.shown_as(&expected),
+            pin.package.as_deref().unwrap_or("PACKAGE@VERSION"),
             component.switches_hint()
         ));
     }
@@ -107,8 +176,8 @@ pub fn download_verified(
     Ok(cached)
 }
 
-/// Streams `url` into `dest`, hashing on the way; returns the SHA-256.
-fn download(url: &str, dest: &Path) -> Result<String, String> {
+/// Streams `url` into `dest`, hashing on the way; returns its digests.
+fn download(url: &str, dest: &Path) -> Result<Digests, String> {
     let response = ureq::get(url)
         .timeout(std::time::Duration::from_secs(60 * 30))
         .call()
@@ -122,7 +191,7 @@ fn download(url: &str, dest: &Path) -> Result<String, String> {
     let mut reader = response.into_reader();
     let mut file =
         fs::File::create(dest).map_err(|e| format!("could not create {}: {e}", dest.display()))?;
-    let mut hasher = Sha256::new();
+    let mut hashers = Hashers::default();
     let mut buf = vec![0u8; 1 << 20];
     loop {
         let n = reader
@@ -131,10 +200,10 @@ fn download(url: &str, dest: &Path) -> Result<String, String> {
         if n == 0 {
             break;
         }
-        hasher.update(&buf[..n]);
+        hashers.update(&buf[..n]);
         file.write_all(&buf[..n])
             .map_err(|e| format!("could not write {}: {e}", dest.display()))?;
     }
     file.sync_all().map_err(|e| e.to_string())?;
-    Ok(hex::encode(hasher.finalize()))
+    Ok(hashers.finish())
 }

@@ -162,7 +162,7 @@ impl Origin {
             },
             SourceChoice::Download { pin, .. } => Origin {
                 asset: Some(pin.asset.clone()),
-                sha256: Some(pin.sha256.to_ascii_lowercase()),
+                sha256: pin.sha256.as_ref().map(|hex| hex.to_ascii_lowercase()),
             },
         }
     }

@@ -86,11 +86,76 @@ impl Component {
     }
 }
 
-/// One release asset for one target.
+/// One release asset for one target, pinned by its SHA-256 (a GitHub release asset,
+/// checked against the release's `sha256sum.txt`) or by the npm registry's `integrity`
+/// (`sha512-<base64>`, what `npm view <package> dist.integrity` prints).
 #[derive(Clone, Debug, Deserialize)]
 pub struct Pin {
     pub asset: String,
-    pub sha256: String,
+    #[serde(default)]
+    pub sha256: Option<String>,
+    #[serde(default)]
+    pub integrity: Option<String>,
+    /// The npm package and version the asset is (`@openai/codex@0.171.0-linux-x64`).
+    #[serde(default)]
+    pub package: Option<String>,
+}
+
+/// What a downloaded asset must hash to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Expected {
+    /// Lowercase hex SHA-256.
+    Sha256(String),
+    /// The SHA-512 digest, decoded from an npm `integrity`.
+    Sha512(Vec<u8>),
+}
+
+impl Pin {
+    /// The digest the asset must have: its `integrity` when pinned, else its `sha256`.
+    pub fn expected(&self) -> Result<Expected, String> {
+        if let Some(integrity) = &self.integrity {
+            return parse_integrity(integrity)
+                .map(Expected::Sha512)
+                .ok_or_else(|| {
+                    format!(
+                        "the integrity pinned for {} ({integrity}) is not sha512-<base64 of 64 bytes>",
+                        self.asset
+                    )
+                });
+        }
+        match &self.sha256 {
+            Some(hex) if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                Ok(Expected::Sha256(hex.to_ascii_lowercase()))
+            }
+            Some(hex) => Err(format!(
+                "the sha256 pinned for {} ({hex}) is not 64 hex digits",
+                self.asset
+            )),
+            None => Err(format!(
+                "{} is pinned by neither sha256 nor integrity",
+                self.asset
+            )),
+        }
+    }
+
+    /// A short name for the pinned digest, for cache file names (16 hex digits).
+    pub fn digest_prefix(&self) -> String {
+        match self.expected() {
+            Ok(Expected::Sha256(hex)) => hex[..16].to_owned(),
+            Ok(Expected::Sha512(bytes)) => hex::encode(&bytes[..8]),
+            Err(_) => "unpinned".to_owned(),
+        }
+    }
+}
+
+/// `sha512-<base64>` (npm's Subresource Integrity string) -> the 64 digest bytes.
+pub fn parse_integrity(integrity: &str) -> Option<Vec<u8>> {
+    use base64::Engine as _;
+    let encoded = integrity.trim().strip_prefix("sha512-")?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .ok()?;
+    (bytes.len() == 64).then_some(bytes)
 }
 
 #[derive(Debug, Deserialize)]
@@ -150,14 +215,7 @@ impl Bundle {
         let bundle: Bundle = toml::from_str(text).map_err(|e| e.to_string())?;
         for release in [&bundle.ollama, &bundle.codex] {
             for (target, pin) in &release.targets {
-                let valid =
-                    pin.sha256.len() == 64 && pin.sha256.bytes().all(|b| b.is_ascii_hexdigit());
-                if !valid {
-                    return Err(format!(
-                        "the sha256 pinned for {target} ({}) is not 64 hex digits",
-                        pin.asset
-                    ));
-                }
+                pin.expected().map_err(|e| format!("{target}: {e}"))?;
             }
         }
         bundle.check_ollama_version(&bundle.ollama.version)?;

@@ -1,28 +1,53 @@
 #!/usr/bin/env bash
 # Prepares the test fixtures and prints them as `export NAME=VALUE` lines:
-#  - the pinned Codex CLI from npm (the real client users run), and a release-shaped
-#    archive of its vendor folder (same layout as codex-package-<target>.tar.gz);
+#  - the Codex CLI bundle.toml pins for Linux x86_64: its npm platform package (the very
+#    tarball a release embeds) and its unpacked vendor folder (the real client users run);
 #  - a release-shaped archive of the stand-in Ollama (tests/support/stand-in-ollama),
 #    laid out like ollama-linux-amd64.tar.zst (bin/ollama + lib/ollama/...).
 # Everything is cached under $CODEX_OSS_TEST_CACHE and rebuilt only when stale.
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 
-CODEX_VERSION=0.149.0
+# The Codex bundle.toml pins for Linux x86_64: its npm platform package and integrity.
+pin_field() {
+  awk -v field="$1" '
+    $0 == "[codex.targets.x86_64-unknown-linux-gnu]" { inside = 1; next }
+    /^\[/ { inside = 0 }
+    inside && $1 == field { gsub(/"/, "", $3); print $3; exit }
+  ' "$repo/bundle.toml"
+}
+CODEX_VERSION="$(bash "$repo/scripts/lib/pinned.sh" codex)"
+package="$(pin_field package)" asset="$(pin_field asset)" integrity="$(pin_field integrity)"
+[ -n "$package" ] && [ -n "$asset" ] && [ -n "$integrity" ] ||
+  { echo "fixtures: bundle.toml pins no npm package for x86_64-unknown-linux-gnu" >&2; exit 1; }
 cache="${CODEX_OSS_TEST_CACHE:-$HOME/.cache/codex-oss-test}"
-npm_dir="$cache/npm-codex-$CODEX_VERSION"
-vendor="$npm_dir/node_modules/@openai/codex-linux-x64/vendor/x86_64-unknown-linux-musl"
 archives="$cache/archives"
-mkdir -p "$npm_dir" "$archives"
+vendor="$cache/codex-$CODEX_VERSION-linux-x64/vendor/x86_64-unknown-linux-musl"
+mkdir -p "$archives"
 
-if ! [ -x "$vendor/bin/codex" ] || ! grep -q "\"version\": \"$CODEX_VERSION\"" "$vendor/codex-package.json" 2>/dev/null; then
-  echo "installing @openai/codex@$CODEX_VERSION from npm" >&2
-  (cd "$npm_dir" && npm install --no-audit --no-fund --silent "@openai/codex@$CODEX_VERSION" >&2)
+# The very tarball a release build downloads and embeds (`npm pack` writes it byte for
+# byte as the registry serves it), checked against the pinned integrity.
+codex_archive="$archives/$asset"
+integrity_of() { printf 'sha512-%s' "$(openssl dgst -sha512 -binary "$1" | base64 -w0)"; }
+if ! [ -s "$codex_archive" ] || [ "$(integrity_of "$codex_archive")" != "$integrity" ]; then
+  echo "fetching $package from npm" >&2
+  stage="$(mktemp -d)"
+  packed="$(cd "$stage" && npm pack --silent "$package" | tail -1)"
+  [ -s "$stage/$packed" ] || { echo "fixtures: npm pack $package wrote no tarball" >&2; rm -rf "$stage"; exit 1; }
+  mv "$stage/$packed" "$stage/$asset"
+  got="$(integrity_of "$stage/$asset")"
+  [ "$got" = "$integrity" ] ||
+    { echo "fixtures: $package has integrity $got, bundle.toml pins $integrity" >&2; rm -rf "$stage"; exit 1; }
+  mv "$stage/$asset" "$codex_archive"
+  rm -rf "$stage"
 fi
-
-codex_archive="$archives/codex-package-x86_64-unknown-linux-musl-$CODEX_VERSION.tar.gz"
-if ! [ -s "$codex_archive" ]; then
-  tar -C "$vendor" -czf "$codex_archive.tmp" . && mv "$codex_archive.tmp" "$codex_archive"
+# Its vendor folder, for the tests that run this Codex directly.
+if ! [ -x "$vendor/bin/codex" ] || ! grep -q "\"version\": \"$CODEX_VERSION\"" "$vendor/codex-package.json" 2>/dev/null; then
+  unpacked="$cache/codex-$CODEX_VERSION-linux-x64"
+  rm -rf "$unpacked" "$unpacked.tmp"
+  mkdir -p "$unpacked.tmp"
+  tar -C "$unpacked.tmp" -xzf "$codex_archive" --strip-components=1 package/vendor
+  mv "$unpacked.tmp" "$unpacked"
 fi
 
 # The stand-in Ollama archive is rebuilt whenever its sources or this script change.

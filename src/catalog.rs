@@ -23,10 +23,15 @@ use sha2::{Digest, Sha256};
 
 use crate::home::Home;
 
-/// What Codex 0.149.0 sends as `instructions` when it has no metadata for a model (its
-/// default base instructions), recorded from the pinned Codex by the test that keeps
-/// this file honest (tests/it/agent.rs).
-pub const BASE_INSTRUCTIONS: &str = include_str!("catalog/codex-0.149.0-base-instructions.md");
+/// What the pinned Codex sends as its base instructions when it has no metadata for a
+/// model (the first `developer` message of its request since Codex 0.160, the
+/// `instructions` field before), recorded by `scripts/bump-codex.sh` and kept honest by
+/// tests/it/agent.rs.
+pub const BASE_INSTRUCTIONS: &str = include_str!("catalog/codex-base-instructions.md");
+
+/// The Codex version `BASE_INSTRUCTIONS` were recorded from.
+#[cfg(test)]
+pub const BASE_INSTRUCTIONS_CODEX: &str = include_str!("catalog/codex-base-instructions.version");
 
 /// The reasoning effort a run gets unless the user chooses one.
 pub const DEFAULT_EFFORT: &str = "medium";
@@ -64,6 +69,8 @@ struct ModelInfo<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     default_reasoning_level: Option<&'static str>,
     experimental_supported_tools: [&'static str; 0],
+    supports_experimental_context: bool,
+    supports_reasoning_effort_updates: bool,
 }
 
 #[derive(Serialize)]
@@ -110,7 +117,9 @@ pub fn json(model: &str, context_length: u32) -> String {
             display_name: model,
             description: format!("{model} on the embedded Ollama, on this machine"),
             context_window: context_length,
-            shell_type: "default",
+            // What "default" reads back as since Codex 0.160: `exec_command` and
+            // `write_stdin`, plain function tools that Ollama's Responses endpoint passes on.
+            shell_type: "unified_exec",
             visibility: "list",
             supported_in_api: true,
             priority: 0,
@@ -127,6 +136,11 @@ pub fn json(model: &str, context_length: u32) -> String {
             supported_reasoning_levels: levels,
             default_reasoning_level: gpt_oss.then_some(DEFAULT_EFFORT),
             experimental_supported_tools: [],
+            // Both are for OpenAI's own service: context that Ollama's Responses endpoint
+            // does not take, and effort changes inside a running turn (Ollama takes the
+            // effort once per request; a new effort applies from the next request).
+            supports_experimental_context: false,
+            supports_reasoning_effort_updates: false,
         }],
     };
     serde_json::to_string_pretty(&catalog).expect("the catalog serialises")
@@ -247,8 +261,9 @@ mod tests {
         let bundle: toml::Table = include_str!("../bundle.toml").parse().unwrap();
         let pinned = bundle["codex"]["version"].as_str().unwrap();
         assert_eq!(
-            pinned, "0.149.0",
-            "refresh src/catalog/codex-{pinned}-base-instructions.md"
+            BASE_INSTRUCTIONS_CODEX.trim(),
+            pinned,
+            "run scripts/bump-codex.sh {pinned}: it records that Codex's instructions"
         );
     }
 

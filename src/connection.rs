@@ -19,8 +19,6 @@ pub struct Connection {
     pub shared: Option<Shared>,
     /// `http://HOST:PORT`
     pub base: String,
-    /// `http://HOST:PORT/v1`, what Codex calls `CODEX_OSS_BASE_URL`.
-    v1_url: String,
     pull_timeout: Duration,
     _tool: Option<Tool>,
 }
@@ -44,7 +42,6 @@ impl Connection {
                 server: None,
                 shared: None,
                 base,
-                v1_url: url.clone(),
                 pull_timeout: settings.pull_timeout,
                 _tool: None,
             });
@@ -58,7 +55,6 @@ impl Connection {
                 let base = shared.base_url();
                 crate::gpu::check_device(&settings.home, &base, None).await;
                 return Ok(Connection {
-                    v1_url: format!("{base}/v1"),
                     base,
                     server: None,
                     shared: Some(shared),
@@ -78,7 +74,6 @@ impl Connection {
         let base = server.base_url();
         crate::gpu::check_device(&settings.home, &base, Some(server.log_path())).await;
         Ok(Connection {
-            v1_url: format!("{base}/v1"),
             base,
             server: Some(server),
             shared: None,
@@ -91,16 +86,9 @@ impl Connection {
         Ollama::new(&self.base, self.pull_timeout)
     }
 
-    /// `http://HOST:PORT/v1`, what Codex calls `CODEX_OSS_BASE_URL`.
-    pub fn v1_url(&self) -> &str {
-        &self.v1_url
-    }
-
-    pub fn port(&self) -> Option<u16> {
-        self.server
-            .as_ref()
-            .map(Server::port)
-            .or_else(|| self.shared.as_ref().map(Shared::port))
+    /// `http://HOST:PORT`, the server's address.
+    pub fn base_url(&self) -> &str {
+        &self.base
     }
 
     /// Resolves if the embedded server stops; never for a user's own server.

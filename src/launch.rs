@@ -49,6 +49,12 @@ pub fn codex_args(user: &[OsString], target: &Target<'_>) -> Vec<OsString> {
     if user_model(user).is_none() {
         args.extend(["-m".into(), target.model.into()]);
     }
+    // Codex >= 0.160 may start a background app server (feature `daemon_auto_start`) that
+    // outlives the run and keeps this run's server address, or join one the user's own
+    // Codex started, with their cloud settings: a codex-oss run keeps Codex in-process.
+    if !has_flag(user, &["--no-daemon"]) {
+        args.push("--no-daemon".into());
+    }
     let context = target.context_length;
     let mut settings = vec![
         ("model_context_window", context.to_string()),
@@ -86,14 +92,18 @@ pub fn user_sets(user: &[OsString], key: &str) -> bool {
     if has_config(user, key) {
         return true;
     }
-    let codex_home = std::env::var_os(EnvVars::CODEX_HOME)
-        .filter(|v| !v.is_empty())
-        .map(std::path::PathBuf::from)
-        .or_else(|| dirs::home_dir().map(|home| home.join(".codex")));
-    codex_home
+    codex_home()
         .and_then(|dir| std::fs::read_to_string(dir.join("config.toml")).ok())
         .and_then(|text| text.parse::<toml::Table>().ok())
         .is_some_and(|table| table.contains_key(key))
+}
+
+/// Codex's own folder: `$CODEX_HOME`, else `~/.codex`.
+pub fn codex_home() -> Option<std::path::PathBuf> {
+    std::env::var_os(EnvVars::CODEX_HOME)
+        .filter(|v| !v.is_empty())
+        .map(std::path::PathBuf::from)
+        .or_else(|| dirs::home_dir().map(|home| home.join(".codex")))
 }
 
 /// Removes the launcher's own `flag` from Codex's arguments (before a lone `--`);
@@ -289,6 +299,7 @@ mod tests {
                 "ollama",
                 "-m",
                 "gpt-oss:20b",
+                "--no-daemon",
                 "-c",
                 "model_context_window=32768",
                 "-c",

@@ -29,6 +29,8 @@ mod model;
 mod payload;
 mod platform;
 mod registry;
+mod relay;
+mod resume;
 mod server;
 mod settings;
 mod shared;

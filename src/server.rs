@@ -139,10 +139,6 @@ impl Server {
         format!("http://{}", self.addr)
     }
 
-    pub fn port(&self) -> u16 {
-        self.addr.port()
-    }
-
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }

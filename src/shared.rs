@@ -252,10 +252,6 @@ impl Shared {
         format!("http://{}", self.addr)
     }
 
-    pub fn port(&self) -> u16 {
-        self.addr.port()
-    }
-
     /// Resolves when the server (its keeper) is gone.
     pub async fn wait_gone(&self) {
         while self.keeper.is_alive() {

@@ -158,6 +158,89 @@ fn codex_tar() -> Vec<u8> {
     ])
 }
 
+/// Shaped like `npm pack @openai/codex@<version>-linux-x64`: the package's own files
+/// and the release layout under `package/vendor/<triple>/`, with the voice host.
+fn npm_codex_tar() -> Vec<u8> {
+    const VENDOR: &str = "package/vendor/x86_64-unknown-linux-musl";
+    let at = |path: &str| format!("{VENDOR}/{path}");
+    let paths: Vec<(String, &[u8], u32)> = vec![
+        (
+            "package/package.json".into(),
+            br#"{"name":"@openai/codex"}"#,
+            0o644,
+        ),
+        ("package/README.md".into(), b"readme", 0o644),
+        (at("codex-package.json"), CODEX_PACKAGE_JSON, 0o644),
+        (at("bin/codex"), b"#!/bin/sh\necho codex-cli\n", 0o755),
+        (at("bin/codex-code-mode-host"), b"host", 0o755),
+        (at("codex-path/rg"), b"ripgrep", 0o755),
+        (at("codex-resources/bwrap"), b"bubblewrap", 0o755),
+        (
+            at("codex-resources/voice/bin/codex-voice-host"),
+            b"voice",
+            0o755,
+        ),
+        (
+            at("codex-resources/voice/lib/libgstreamer-1.0.so.0"),
+            b"gst",
+            0o755,
+        ),
+        (at("codex-resources/zsh/bin/zsh"), b"zsh", 0o755),
+    ];
+    let items: Vec<Item> = paths
+        .iter()
+        .map(|(path, bytes, mode)| Item::File(path, bytes, *mode))
+        .collect();
+    tar_bytes(&items)
+}
+
+#[test]
+fn an_npm_package_gives_its_vendor_folder_without_the_voice_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let tgz = write_temp(dir.path(), "codex.tgz", &gzip_bytes(&npm_codex_tar()));
+    let tree = archive::read_trimmed(&tgz, Component::Codex, LINUX).unwrap();
+    assert_eq!(describe(&tree), trimmed_codex());
+    assert_eq!(tree.entrypoint, "bin/codex");
+}
+
+#[test]
+fn an_npm_package_that_is_not_a_platform_package_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let tgz = write_temp(
+        dir.path(),
+        "codex.tgz",
+        &gzip_bytes(&tar_bytes(&[
+            Item::File("package/package.json", b"{}", 0o644),
+            Item::File("package/bin/codex.js", b"js", 0o644),
+        ])),
+    );
+    let err = archive::read_trimmed(&tgz, Component::Codex, LINUX).unwrap_err();
+    assert!(err.contains("platform package"), "{err}");
+}
+
+#[test]
+fn a_wrong_integrity_fails_naming_both_and_the_registry_command() {
+    let mirror = Mirror::serve(vec![("codex-9.9.9-linux-x64.tgz", b"tampered".to_vec())]);
+    let cache = tempfile::tempdir().unwrap();
+    let pin = Pin {
+        asset: "codex-9.9.9-linux-x64.tgz".into(),
+        sha256: None,
+        integrity: Some(integrity(b"the real one")),
+        package: Some("@openai/codex@9.9.9-linux-x64".into()),
+    };
+    let url = mirror.url(&pin.asset);
+    let err = fetch::download_verified(Component::Codex, &url, &pin, cache.path(), LINUX)
+        .expect_err("a tampered package");
+    assert!(err.contains("checksum mismatch"), "{err}");
+    assert!(err.contains(&integrity(b"the real one")), "{err}");
+    assert!(err.contains(&integrity(b"tampered")), "{err}");
+    assert!(
+        err.contains("npm view @openai/codex@9.9.9-linux-x64 dist.integrity"),
+        "{err}"
+    );
+    assert_eq!(files_in(cache.path()), Vec::<String>::new());
+}
+
 fn trimmed_codex() -> Vec<(String, String)> {
     [
         ("bin/codex", "755"),
@@ -304,7 +387,23 @@ fn files_in(dir: &Path) -> Vec<String> {
 }
 
 const OLLAMA_ASSET: &str = "ollama-linux-amd64.tar.zst";
-const CODEX_ASSET: &str = "codex-package-x86_64-unknown-linux-musl.tar.gz";
+const CODEX_PACKAGE_ASSET: &str = "codex-package-x86_64-unknown-linux-musl.tar.gz";
+
+/// The npm tarball bundle.toml pins for Linux x86_64 (`codex-<version>-linux-x64.tgz`).
+fn codex_asset() -> String {
+    let bundle = pins::Bundle::parse(&real_bundle_toml()).unwrap();
+    bundle.pin(Component::Codex, LINUX).unwrap().asset.clone()
+}
+
+/// npm's integrity of `bytes`: `sha512-<base64>`.
+fn integrity(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    format!(
+        "sha512-{}",
+        base64::engine::general_purpose::STANDARD.encode(sha2::Sha512::digest(bytes))
+    )
+}
 
 // ------------------------------------------------------------------ download and verify
 
@@ -315,7 +414,9 @@ fn a_good_hash_downloads_verifies_and_is_cached() {
     let cache = tempfile::tempdir().unwrap();
     let pin = Pin {
         asset: OLLAMA_ASSET.into(),
-        sha256: sha256_hex(&archive),
+        sha256: Some(sha256_hex(&archive)),
+        integrity: None,
+        package: None,
     };
 
     let path = fetch::download_verified(
@@ -368,7 +469,9 @@ fn a_damaged_cache_entry_is_downloaded_again() {
     let cache = tempfile::tempdir().unwrap();
     let pin = Pin {
         asset: OLLAMA_ASSET.into(),
-        sha256: sha256_hex(&archive),
+        sha256: Some(sha256_hex(&archive)),
+        integrity: None,
+        package: None,
     };
     let url = mirror.url(OLLAMA_ASSET);
     let path =
@@ -393,7 +496,9 @@ fn two_builds_fetching_the_same_asset_at_once_both_get_it_whole() {
     let cache = tempfile::tempdir().unwrap();
     let pin = Pin {
         asset: OLLAMA_ASSET.into(),
-        sha256: sha256_hex(&asset),
+        sha256: Some(sha256_hex(&asset)),
+        integrity: None,
+        package: None,
     };
     let url = mirror.url(OLLAMA_ASSET);
     let build = |delay: u64| {
@@ -412,7 +517,7 @@ fn two_builds_fetching_the_same_asset_at_once_both_get_it_whole() {
             .join()
             .unwrap()
             .unwrap_or_else(|e| panic!("{which} build: {e}"));
-        assert_eq!(hash, pin.sha256, "the {which} build read a damaged archive");
+        assert_eq!(Some(hash), pin.sha256, "the {which} build read a damaged archive");
     }
     assert_eq!(mirror.requests().len(), 2, "the downloads did not overlap");
 }
@@ -426,7 +531,9 @@ fn a_wrong_hash_fails_naming_both_hashes_and_caches_nothing() {
     let cache = tempfile::tempdir().unwrap();
     let pin = Pin {
         asset: OLLAMA_ASSET.into(),
-        sha256: expected.clone(),
+        sha256: Some(expected.clone()),
+        integrity: None,
+        package: None,
     };
 
     let err = fetch::download_verified(
@@ -478,14 +585,16 @@ fn a_missing_file_fails_naming_the_build_switches() {
         ),
         (
             Component::Codex,
-            CODEX_ASSET,
+            CODEX_PACKAGE_ASSET,
             "CODEX_OSS_CODEX_ARCHIVE",
             "SKIP_CODEX_DOWNLOAD",
         ),
     ] {
         let pin = Pin {
             asset: asset.into(),
-            sha256: sha256_hex(b"x"),
+            sha256: Some(sha256_hex(b"x")),
+            integrity: None,
+            package: None,
         };
         let url = mirror.url(asset);
         let err = fetch::download_verified(component, &url, &pin, cache.path(), LINUX)
@@ -511,7 +620,9 @@ fn an_unreachable_server_fails_naming_the_build_switches() {
     let cache = tempfile::tempdir().unwrap();
     let pin = Pin {
         asset: OLLAMA_ASSET.into(),
-        sha256: sha256_hex(b"x"),
+        sha256: Some(sha256_hex(b"x")),
+        integrity: None,
+        package: None,
     };
     let url = format!("http://127.0.0.1:{port}/{OLLAMA_ASSET}");
     let err =
@@ -768,7 +879,14 @@ fn real_bundle_toml() -> String {
 #[test]
 fn the_real_pins_cover_every_target_with_an_ollama_codex_accepts() {
     let bundle = pins::Bundle::parse(&real_bundle_toml()).expect("bundle.toml parses");
-    assert_eq!(bundle.codex.version, "0.149.0");
+    // Codex from the npm registry: every target a platform package pinned by integrity.
+    for pin in bundle.codex.targets.values() {
+        assert!(pin.integrity.is_some(), "{pin:?}");
+        assert!(pin
+            .package
+            .as_deref()
+            .is_some_and(|p| p.starts_with("@openai/codex@")));
+    }
     for target in [
         "aarch64-apple-darwin",
         "x86_64-apple-darwin",
@@ -849,12 +967,15 @@ struct Package {
 }
 
 impl Package {
-    fn new(ollama_sha256: &str, codex_sha256: &str) -> Package {
+    fn new(ollama_sha256: &str, codex_integrity: &str) -> Package {
         let mut bundle: toml::Table = toml::from_str(&real_bundle_toml()).unwrap();
-        for (name, sha) in [("ollama", ollama_sha256), ("codex", codex_sha256)] {
+        for (name, field, digest) in [
+            ("ollama", "sha256", ollama_sha256),
+            ("codex", "integrity", codex_integrity),
+        ] {
             let pin = bundle[name]["targets"][LINUX].as_table().unwrap().clone();
             let mut pin = pin;
-            pin.insert("sha256".into(), sha.into());
+            pin.insert(field.into(), digest.into());
             bundle.get_mut(name).unwrap()["targets"]
                 .as_table_mut()
                 .unwrap()
@@ -964,10 +1085,10 @@ struct Fixture {
 
 fn fixture() -> Fixture {
     let ollama = zstd_bytes(&ollama_linux_tar());
-    let codex = gzip_bytes(&codex_tar());
+    let codex = gzip_bytes(&npm_codex_tar());
     let mirror = Mirror::serve(vec![
         (OLLAMA_ASSET, ollama.clone()),
-        (CODEX_ASSET, codex.clone()),
+        (&codex_asset(), codex.clone()),
     ]);
     Fixture {
         ollama,
@@ -979,7 +1100,7 @@ fn fixture() -> Fixture {
 #[test]
 fn build_script_embeds_verified_trimmed_payloads_and_reuses_its_cache() {
     let f = fixture();
-    let package = Package::new(&sha256_hex(&f.ollama), &sha256_hex(&f.codex));
+    let package = Package::new(&sha256_hex(&f.ollama), &integrity(&f.codex));
     let output = package.build(&f.mirror, &[]);
     assert!(output.status.success(), "{}", text(&output));
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -988,7 +1109,13 @@ fn build_script_embeds_verified_trimmed_payloads_and_reuses_its_cache() {
         "{stdout}"
     );
     assert!(
-        stdout.contains("cargo:warning=embedding Codex 0.149.0: 6 files"),
+        stdout.contains(&format!(
+            "cargo:warning=embedding Codex {}: 6 files",
+            pins::Bundle::parse(&real_bundle_toml())
+                .unwrap()
+                .codex
+                .version
+        )),
         "{stdout}"
     );
     for var in [
@@ -1005,7 +1132,7 @@ fn build_script_embeds_verified_trimmed_payloads_and_reuses_its_cache() {
     requests.sort();
     assert_eq!(
         requests,
-        [format!("/{CODEX_ASSET}"), format!("/{OLLAMA_ASSET}")]
+        [format!("/{}", codex_asset()), format!("/{OLLAMA_ASSET}")]
     );
 
     let payloads = package.payloads_rs();
@@ -1052,7 +1179,7 @@ fn build_script_embeds_verified_trimmed_payloads_and_reuses_its_cache() {
 #[test]
 fn build_script_keeps_the_gpu_libraries_when_asked() {
     let f = fixture();
-    let package = Package::new(&sha256_hex(&f.ollama), &sha256_hex(&f.codex));
+    let package = Package::new(&sha256_hex(&f.ollama), &integrity(&f.codex));
     let output = package.build(&f.mirror, &[("CODEX_OSS_KEEP_GPU_LIBS", "1")]);
     assert!(output.status.success(), "{}", text(&output));
     let listing = payload_listing(&package.out_dir.join("ollama.tar.zst"));
@@ -1072,7 +1199,7 @@ fn build_script_keeps_the_gpu_libraries_when_asked() {
 #[test]
 fn build_script_fails_on_a_wrong_pin_and_embeds_nothing() {
     let f = fixture();
-    let package = Package::new(&sha256_hex(b"not this archive"), &sha256_hex(&f.codex));
+    let package = Package::new(&sha256_hex(b"not this archive"), &integrity(&f.codex));
     let output = package.build(&f.mirror, &[]);
     assert!(!output.status.success(), "{}", text(&output));
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -1090,7 +1217,7 @@ fn build_script_fails_on_a_wrong_pin_and_embeds_nothing() {
 #[test]
 fn build_script_names_the_switches_when_the_download_is_missing() {
     let f = fixture();
-    let package = Package::new(&sha256_hex(&f.ollama), &sha256_hex(&f.codex));
+    let package = Package::new(&sha256_hex(&f.ollama), &integrity(&f.codex));
     let empty = Mirror::serve(vec![]);
     let output = package.build(&empty, &[]);
     assert!(!output.status.success(), "{}", text(&output));
@@ -1106,7 +1233,7 @@ fn build_script_names_the_switches_when_the_download_is_missing() {
 #[test]
 fn build_script_skips_ollama_when_asked() {
     let f = fixture();
-    let package = Package::new(&sha256_hex(b"never fetched"), &sha256_hex(&f.codex));
+    let package = Package::new(&sha256_hex(b"never fetched"), &integrity(&f.codex));
     let output = package.build(&f.mirror, &[("SKIP_OLLAMA_DOWNLOAD", "1")]);
     assert!(output.status.success(), "{}", text(&output));
     let payloads = package.payloads_rs();
@@ -1118,14 +1245,14 @@ fn build_script_skips_ollama_when_asked() {
         payloads.contains("pub static CODEX: Option<Payload> = Some("),
         "{payloads}"
     );
-    assert_eq!(f.mirror.requests(), [format!("/{CODEX_ASSET}")]);
+    assert_eq!(f.mirror.requests(), [format!("/{}", codex_asset())]);
     assert!(!package.out_dir.join("ollama.tar.zst").exists());
 }
 
 #[test]
 fn build_script_embeds_local_archives_without_downloading() {
     let f = fixture();
-    let package = Package::new(&sha256_hex(b"unused"), &sha256_hex(b"unused"));
+    let package = Package::new(&sha256_hex(b"unused"), &integrity(b"unused"));
     let ollama = write_temp(
         package.dir.path(),
         "ollama.tgz",
@@ -1174,7 +1301,7 @@ fn build_script_embeds_local_archives_without_downloading() {
 #[test]
 fn build_script_refuses_an_ollama_older_than_codex_accepts() {
     let f = fixture();
-    let package = Package::new(&sha256_hex(&f.ollama), &sha256_hex(&f.codex));
+    let package = Package::new(&sha256_hex(&f.ollama), &integrity(&f.codex));
     let ollama = write_temp(package.dir.path(), "ollama.tar.zst", &f.ollama);
     let output = package.build(
         &f.mirror,

@@ -781,12 +781,14 @@ fn check_reports_the_newer_release_and_what_each_embeds() {
     let out = installed.update(&server, &["--check"]);
     let text = stdout(&out);
     assert_eq!(out.status.code(), Some(1), "{text}{}", stderr(&out));
-    // The fixture build embeds the stand-in Ollama (as 0.32.15) and Codex 0.149.0.
+    // The fixture build embeds the stand-in Ollama (as 0.32.15) and the pinned Codex.
     assert!(
         text.contains(&format!("installed: codex-oss {CURRENT} (Ollama ")),
         "{text}"
     );
-    assert!(text.contains("Codex 0.149.0)"), "{text}");
+    let bundle: toml::Table = include_str!("../bundle.toml").parse().unwrap();
+    let codex = bundle["codex"]["version"].as_str().unwrap();
+    assert!(text.contains(&format!("Codex {codex})")), "{text}");
     assert!(
         text.contains("newest:    codex-oss 0.2.0 (Ollama 0.33.0, Codex 0.150.0)"),
         "{text}"

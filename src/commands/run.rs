@@ -50,27 +50,48 @@ async fn session(
         message = connection.server_gone() => bail!("{message}"),
     }
 
-    let v1 = connection.v1_url().to_owned();
+    // Codex talks to Ollama through this run's relay (src/relay.rs: its instructions
+    // reach gpt-oss as the system messages Ollama's template renders).
+    let relay = crate::relay::Relay::start(connection.base_url()).await?;
+    let v1 = format!("{}/v1", relay.base_url());
     let catalog = catalog_for(settings, codex, user_args).await;
     let target = Target {
         base_url: &v1,
-        port: connection.port(),
+        port: Some(relay.port()),
         model: &settings.model,
         context_length: settings.context_length,
         catalog: catalog.as_deref(),
     };
+    let started = std::time::SystemTime::now();
     let codex_run = launch::run_codex(codex, user_args, &target);
     tokio::pin!(codex_run);
     let (status, server_died) = tokio::select! {
         status = &mut codex_run => (status?, None),
         message = connection.server_gone() => (codex_run.await?, Some(message)),
     };
+    drop(relay);
+    say_how_to_resume(user_args, started);
     if let Some(message) = server_died {
         ui::error(&anyhow::anyhow!(message));
         let code = platform::exit_code(status);
         return Ok(ExitCode::from(if code == 0 { 1 } else { code }));
     }
     Ok(ExitCode::from(platform::exit_code(status)))
+}
+
+/// After an interactive session, Codex says "To continue this session, run: codex resume
+/// <id>", which would resume it with the user's cloud Codex: name the local way too.
+fn say_how_to_resume(user_args: &[OsString], started: std::time::SystemTime) {
+    if !crate::resume::is_interactive(user_args) || !ui::stderr_is_terminal() {
+        return;
+    }
+    let session = launch::codex_home()
+        .and_then(|home| crate::resume::session_since(&home, started));
+    if let Some(id) = session {
+        ui::info(format!(
+            "to continue this session on the local model, run: codex-oss resume {id}"
+        ));
+    }
 }
 
 /// The model catalog for this run, unless the user has their own or Codex rejects ours

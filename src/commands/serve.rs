@@ -19,14 +19,18 @@ pub async fn run() -> Result<ExitCode> {
         server.base_url(),
         server.log_path().display()
     );
+    // Codex through the relay, as a codex-oss run has it (src/relay.rs): its instructions
+    // reach gpt-oss. Other clients may use either address.
+    let relay = crate::relay::Relay::start(&server.base_url()).await?;
     out!(
         "Point Codex at it with CODEX_OSS_BASE_URL={}/v1; Ctrl-C stops it.",
-        server.base_url()
+        relay.base_url()
     );
     let outcome = tokio::select! {
         _ = interrupted() => Ok(ExitCode::SUCCESS),
         status = server.wait_exit() => Err(anyhow::anyhow!(server.died_message(status))),
     };
+    drop(relay);
     connection.close().await;
     outcome
 }

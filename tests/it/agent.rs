@@ -1,9 +1,12 @@
-//! The agent at work on the local model, with the real Codex 0.149.0: Codex knows the
-//! model (the catalog codex-oss writes), sends what gpt-oss supports, keeps a user's
-//! cloud settings out of the local run, and its tool calls change files on disk.
+//! The agent at work on the local model, with the real pinned Codex: Codex knows the
+//! model (the catalog codex-oss writes), sends what gpt-oss supports, its instructions
+//! reach gpt-oss where the model takes them, a user's cloud settings stay out of the
+//! local run, and its tool calls change files on disk.
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use crate::support::{
     assert_no_processes_within, exec_say_hi, fs_read, run, script, Finished, Running, Scratch,
@@ -21,6 +24,44 @@ fn responses_requests(log: &Path) -> Vec<serde_json::Value> {
 
 fn body_log(scratch: &Scratch) -> PathBuf {
     scratch.home().join("bodies.log")
+}
+
+fn prompt_log(scratch: &Scratch) -> PathBuf {
+    scratch.home().join("prompts.log")
+}
+
+/// The prompts gpt-oss was given, as the stand-in renders them the way Ollama does.
+fn prompts(scratch: &Scratch) -> Vec<String> {
+    fs_read(&prompt_log(scratch))
+        .lines()
+        .map(|line| {
+            let entry: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
+            entry["prompt"].as_str().unwrap().to_owned()
+        })
+        .collect()
+}
+
+/// The text of the `index`th message of `role` in a request's `input`.
+fn message_text(request: &serde_json::Value, role: &str, index: usize) -> Option<String> {
+    let message = request["input"]
+        .as_array()?
+        .iter()
+        .filter(|item| item["role"] == role)
+        .nth(index)?;
+    Some(match &message["content"] {
+        serde_json::Value::String(text) => text.clone(),
+        parts => parts
+            .as_array()?
+            .iter()
+            .filter_map(|part| part["text"].as_str())
+            .collect(),
+    })
+}
+
+/// Where gpt-oss's harmony prompt takes its instructions: the developer block, under
+/// "# Instructions".
+fn harmony_instructions(instructions: &str) -> String {
+    format!("# Instructions\n\n{instructions}")
 }
 
 /// The one catalog codex-oss wrote, as JSON.
@@ -74,7 +115,8 @@ fn codex_knows_the_model_and_a_cloud_config_does_not_leak_in() {
     // --strict-config: every key codex-oss sets is one this Codex knows.
     cmd.args(["--strict-config", "exec", "--skip-git-repo-check", "say hi"])
         .current_dir(&project)
-        .env("STAND_IN_OLLAMA_BODY_LOG", body_log(&scratch));
+        .env("STAND_IN_OLLAMA_BODY_LOG", body_log(&scratch))
+        .env("STAND_IN_OLLAMA_PROMPT_LOG", prompt_log(&scratch));
     let out = run(cmd);
     assert!(out.status.success(), "{}", out.text());
     assert!(out.stdout.contains(REPLY), "{}", out.text());
@@ -97,7 +139,20 @@ fn codex_knows_the_model_and_a_cloud_config_does_not_leak_in() {
     let catalog = catalog(&scratch);
     let model = &catalog["models"][0];
     assert_eq!(model["slug"], "gpt-oss:20b");
-    assert_eq!(request["instructions"], model["base_instructions"]);
+    // Codex's instructions reach Ollama as its first system message (the relay's doing)
+    // and gpt-oss finds them in its developer block.
+    let instructions = model["base_instructions"].as_str().unwrap();
+    assert_eq!(
+        message_text(request, "system", 0).as_deref(),
+        Some(instructions)
+    );
+    assert!(message_text(request, "developer", 0).is_none());
+    let prompts = prompts(&scratch);
+    assert!(
+        prompts[0].contains(&harmony_instructions(instructions)),
+        "gpt-oss was not given Codex's instructions: {}",
+        &prompts[0][..prompts[0].len().min(2000)]
+    );
     // The window Ollama serves (32768 on a machine under 32 GB, else 65536).
     let window = model["context_window"].as_u64().unwrap();
     assert!(window == 32_768 || window == 65_536, "{window}");
@@ -118,18 +173,20 @@ fn the_catalog_carries_the_instructions_the_pinned_codex_sends_by_default() {
     let mut serve = scratch.codex_oss();
     serve
         .arg("serve")
-        .env("STAND_IN_OLLAMA_BODY_LOG", body_log(&scratch));
+        .env("STAND_IN_OLLAMA_BODY_LOG", body_log(&scratch))
+        .env("STAND_IN_OLLAMA_PROMPT_LOG", prompt_log(&scratch));
     let mut serving = Running::start(serve);
     serving.wait_until("the server", STEP, |r| {
         r.stdout().contains("Point Codex at it")
     });
+    // Ollama itself, not the relay `serve` points Codex at.
     let url = serving
         .stdout()
         .lines()
-        .find_map(|l| l.strip_prefix("Point Codex at it with CODEX_OSS_BASE_URL="))
-        .and_then(|rest| rest.split(';').next())
-        .expect("the server's URL")
-        .to_owned();
+        .find_map(|l| l.strip_prefix("Ollama is listening on "))
+        .and_then(|rest| rest.split(' ').next())
+        .map(|base| format!("{base}/v1"))
+        .expect("the server's URL");
     let codex = scratch.unpacked("codex").join("bin/codex");
     let codex_home = scratch.home().join("plain-codex-home");
     std::fs::create_dir_all(&codex_home).unwrap();
@@ -153,10 +210,17 @@ fn the_catalog_carries_the_instructions_the_pinned_codex_sends_by_default() {
     );
     let requests = responses_requests(&body_log(&scratch));
     let fallback = requests.last().expect("a request from the plain Codex");
+    // Codex >= 0.160 sends them as its first developer message.
+    let sent = message_text(fallback, "developer", 0).expect("a developer message");
     assert_eq!(
-        fallback["instructions"], catalog["models"][0]["base_instructions"],
-        "the pinned Codex's default instructions changed: refresh src/catalog/"
+        sent,
+        catalog["models"][0]["base_instructions"].as_str().unwrap(),
+        "the pinned Codex's default instructions changed: run scripts/bump-codex.sh"
     );
+    // Straight to Ollama, a developer message never reaches gpt-oss (its template
+    // renders none): what the relay of a codex-oss run is for.
+    let prompt = prompts(&scratch).pop().expect("the plain Codex's prompt");
+    assert!(!prompt.contains(&sent), "{prompt}");
     assert_no_processes_within(scratch.home(), GONE);
 }
 
@@ -345,5 +409,75 @@ fn the_users_own_model_catalog_wins() {
         last.contains("model_catalog_json=") && last.contains("catalogs"),
         "{calls}"
     );
+    assert_no_processes_within(scratch.home(), GONE);
+}
+
+/// A run of the real Codex busy in a shell command the model asked for (a script in the
+/// scratch home that says it started, then sleeps): every process of it is found by
+/// its command line.
+fn busy_run(scratch: &Scratch, repo: &Path) -> (Running, PathBuf) {
+    let started = scratch.home().join("busy-started");
+    let busy = script(
+        scratch,
+        "busy.sh",
+        &format!("touch '{}'\nexec sleep 120\n", started.display()),
+    );
+    let script_file = scratch.home().join("model-script.json");
+    std::fs::write(
+        &script_file,
+        serde_json::json!([
+            {"call": "exec_command", "arguments": {"cmd": format!("sh {}", busy.display())}},
+            {"reply": "Done: {output}"},
+        ])
+        .to_string(),
+    )
+    .unwrap();
+    let mut exec = scratch.codex_oss();
+    exec.args(["exec", "--dangerously-bypass-approvals-and-sandbox", "keep busy"])
+        .current_dir(repo)
+        .env("STAND_IN_OLLAMA_SCRIPT", &script_file)
+        .env("STAND_IN_OLLAMA_BODY_LOG", body_log(scratch))
+        // Its own process group, as a terminal's foreground job: Ctrl-C is a SIGINT to it.
+        .process_group(0);
+    let mut running = Running::start(exec);
+    running.wait_until("the model's shell command", Duration::from_secs(90), |_| {
+        started.exists()
+    });
+    (running, started)
+}
+
+/// Codex >= 0.160 may start a background app server (`daemon_auto_start`): codex-oss runs
+/// it with `--no-daemon`, and whichever way a run ends, Ctrl-C or a SIGKILL of the
+/// launcher, no Codex process (nor the command it ran) is left to use the server.
+#[test]
+fn no_codex_process_outlives_a_run_however_it_ends() {
+    use nix::sys::signal::{kill, killpg, Signal};
+    use nix::unistd::Pid;
+
+    let scratch = Scratch::new();
+    let repo = repository(&scratch);
+    let codex_processes = |scratch: &Scratch| {
+        crate::support::processes_mentioning(scratch.home())
+            .into_iter()
+            .filter(|p| p.contains("/codex/"))
+            .collect::<Vec<_>>()
+    };
+
+    // Ctrl-C in the terminal: the whole foreground group gets SIGINT.
+    let (running, _) = busy_run(&scratch, &repo);
+    let codex = codex_processes(&scratch);
+    assert!(
+        codex.iter().any(|p| p.contains("--no-daemon")),
+        "Codex runs without --no-daemon: {codex:?}"
+    );
+    killpg(running.pid(), Signal::SIGINT).unwrap();
+    let _ = running.finish(Duration::from_secs(30));
+    assert_no_processes_within(scratch.home(), GONE);
+
+    // The launcher killed outright.
+    let (running, _) = busy_run(&scratch, &repo);
+    let launcher = running.pid();
+    kill(Pid::from_raw(launcher.as_raw()), Signal::SIGKILL).unwrap();
+    running.kill();
     assert_no_processes_within(scratch.home(), GONE);
 }

@@ -1,4 +1,4 @@
-//! The bundle as a user sees it: the embedded payloads (the real Codex CLI 0.149.0 from
+//! The bundle as a user sees it: the embedded payloads (the real pinned Codex CLI from
 //! npm and the stand-in Ollama), unpacked by `codex-oss doctor` into `CODEX_OSS_HOME`.
 //!
 //! Covers `--version`, a first unpack and what it leaves on disk, 8 simultaneous first
@@ -22,7 +22,6 @@ use crate::support::{
     assert_user_sees, fs_read, run, version_dirs, Finished, Running, Scratch, STEP,
 };
 
-const CODEX_VERSION: &str = "0.149.0";
 const OLLAMA_VERSION: &str = "0.32.15";
 const MANIFEST: &str = ".codex-oss-manifest.json";
 
@@ -125,7 +124,8 @@ fn assert_codex_runs(codex_dir: &Path) {
     let out = run_version(&codex_dir.join("bin/codex"));
     assert_success(&out, "unpacked bin/codex --version");
     assert!(
-        out.stdout.contains(&format!("codex-cli {CODEX_VERSION}")),
+        out.stdout
+            .contains(&format!("codex-cli {}", crate::support::pinned_codex())),
         "{}",
         out.text()
     );
@@ -171,7 +171,7 @@ fn doctor_unpacks_runnable_codex_and_trimmed_ollama_into_a_private_home() {
             .file_name()
             .unwrap()
             .to_string_lossy()
-            .starts_with(&format!("{CODEX_VERSION}-")),
+            .starts_with(&format!("{}-", crate::support::pinned_codex())),
         "codex dir {} is not named after the version",
         codex.display()
     );
@@ -186,7 +186,7 @@ fn doctor_unpacks_runnable_codex_and_trimmed_ollama_into_a_private_home() {
         ("codex-package.json", false),
         ("codex-path/rg", true),
         ("codex-resources/bwrap", true),
-        ("codex-resources/zsh/bin/zsh", true),
+        ("bin/codex-code-mode-host", true),
     ] {
         let meta = fs::metadata(codex.join(file))
             .unwrap_or_else(|e| panic!("unpacked codex lacks {file}: {e}"));
@@ -199,8 +199,14 @@ fn doctor_unpacks_runnable_codex_and_trimmed_ollama_into_a_private_home() {
     }
     if let Some(vendor) = codex_vendor() {
         let ours = snapshot(&codex);
+        // All of the npm package but the voice host, which codex-oss leaves out.
+        assert!(
+            vendor.join("codex-resources/voice").is_dir(),
+            "the npm package has no voice host any more: drop its exclusion in build/archive.rs"
+        );
+        assert!(!codex.join("codex-resources/voice").exists());
         for (rel, (mode, hash, ..)) in snapshot(&vendor) {
-            if rel.ends_with('/') {
+            if rel.ends_with('/') || rel.starts_with("codex-resources/voice") {
                 continue;
             }
             let (our_mode, our_hash, ..) = ours
@@ -593,7 +599,7 @@ fn doctor_fails_and_keeps_the_previous_copy(scratch: &Scratch, setup: &str, name
     assert_user_sees!(
         scratch,
         name,
-        doctor.line(&format!("Codex {CODEX_VERSION}: "))
+        doctor.line(&format!("Codex {}: ", crate::support::pinned_codex()))
     );
     assert_eq!(
         fs_read(&out.join("leftovers")),
@@ -664,5 +670,6 @@ fn a_read_only_home_with_an_intact_copy_still_works() {
         "{}",
         fs_read(&out.join("codex-version"))
     );
-    assert!(fs_read(&out.join("codex-version")).contains(&format!("codex-cli {CODEX_VERSION}")));
+    assert!(fs_read(&out.join("codex-version"))
+        .contains(&format!("codex-cli {}", crate::support::pinned_codex())));
 }

@@ -803,7 +803,10 @@ fn doctor_json_has_stable_fields() {
     assert_eq!(at("/healthy"), true);
     assert_eq!(at("/home"), scratch.oss_home().display().to_string());
     assert_eq!(at("/versions/ollama"), "0.32.15");
-    assert_eq!(at("/versions/codex"), "0.149.0");
+    assert_eq!(
+        at("/versions/codex"),
+        crate::support::pinned_codex().as_str()
+    );
     assert_eq!(at("/versions/codex_oss"), env!("CARGO_PKG_VERSION"));
     assert_eq!(at("/payloads/0/name"), "ollama");
     assert_eq!(at("/payloads/0/ok"), true);

@@ -1,4 +1,4 @@
-//! Running Codex through codex-oss: the real Codex CLI 0.149.0 against the embedded
+//! Running Codex through codex-oss: the real pinned Codex CLI against the embedded
 //! stand-in Ollama, and a recording stand-in Codex where the exact arguments and
 //! environment Codex receives are the point.
 

@@ -339,7 +339,9 @@ pub fn exec_with(scratch: &Scratch, codex: &Path) -> Command {
 /// `pid [PID]`; Ollama's log names `ollama-[TIME]-[PID].log`; unpacked directories
 /// `<version>-[HASH]`; the digest of the stand-in's model blob `[DIGEST]`; free disk
 /// space `[SIZE] free` (a pull may have begun to write); doctor's `disk:`, `memory:`,
-/// `gpu:` and `gpu libraries:` lines `[MACHINE]`; codex-oss's own version `[VERSION]`.
+/// `gpu:` and `gpu libraries:` lines `[MACHINE]`; codex-oss's own version `[VERSION]`;
+/// the Codex bundle.toml pins `[CODEX_VERSION]` and the size of its payload `[CODEX_MB] MB`
+/// (a Codex bump changes no snapshot).
 pub fn redactions(scratch: &Scratch) -> insta::Settings {
     let mut settings = insta::Settings::clone_current();
     settings.set_omit_expression(true);
@@ -363,7 +365,19 @@ pub fn redactions(scratch: &Scratch) -> insta::Settings {
         &format!(r"\b{}\b", regex_escape(env!("CARGO_PKG_VERSION"))),
         "[VERSION]",
     );
+    let codex = pinned_codex();
+    settings.add_filter(
+        &format!(r"Codex {} \(\d+ MB\)", regex_escape(&codex)),
+        "Codex [CODEX_VERSION] ([CODEX_MB] MB)",
+    );
+    settings.add_filter(&format!(r"\b{}\b", regex_escape(&codex)), "[CODEX_VERSION]");
     settings
+}
+
+/// The Codex version bundle.toml pins (what the test build embeds).
+pub fn pinned_codex() -> String {
+    let bundle: toml::Table = include_str!("../../bundle.toml").parse().unwrap();
+    bundle["codex"]["version"].as_str().unwrap().to_owned()
 }
 
 fn regex_escape(text: &str) -> String {

@@ -126,7 +126,7 @@ fn tui_shows_the_local_model_answers_and_quits_leaving_no_ollama() {
     let status = tmux.status.clone();
     // The launcher with the scratch environment only; its exit status lands in a file.
     let command = format!(
-        "cd {work} && env -i PATH={path} TERM=xterm-256color HOME={home} CODEX_OSS_HOME={oss} {bin}; echo $? > {status}",
+        "cd {work} && env -i PATH={path} TERM=xterm-256color HOME={home} CODEX_OSS_HOME={oss} {bin}; echo $? > {status}; sleep 60",
         work = quote(&work),
         path = quote(Path::new(&std::env::var("PATH").unwrap_or_default())),
         home = quote(scratch.home()),
@@ -141,22 +141,19 @@ fn tui_shows_the_local_model_answers_and_quits_leaving_no_ollama() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    // First run: unpack, pull, then Codex asks whether to trust the directory.
-    tmux.wait_for("trust prompt", Duration::from_secs(90), |s| {
-        s.contains("Do you trust the contents of this directory")
+    // First run: unpack, pull, then Codex starts; it may first ask whether to trust the
+    // folder ("Trust this folder?"), and that prompt can be drawn a moment before Codex
+    // reads keys (seen once on a loaded machine): while it stays on the screen, Enter is
+    // pressed again every 2 s. Then the status line under the composer names the model
+    // ("gpt-oss:20b default · <folder>").
+    let trust = |s: &str| s.contains("Trust this folder?");
+    let header = |s: &str| !trust(s) && s.lines().any(|l| l.contains("gpt-oss:20b"));
+    tmux.wait_for("Codex's first screen", Duration::from_secs(90), |s| {
+        trust(s) || header(s)
     });
-    // The prompt can be drawn a moment before Codex reads keys (seen once on a loaded
-    // machine): while it stays on the screen, Enter is pressed again every 2 s.
-    let header = |s: &str| {
-        s.lines()
-            .any(|l| l.contains("model:") && l.contains("gpt-oss:20b"))
-    };
     let deadline = Instant::now() + Duration::from_secs(30);
     while !header(&tmux.screen()) && Instant::now() < deadline {
-        if tmux
-            .screen()
-            .contains("Do you trust the contents of this directory")
-        {
+        if trust(&tmux.screen()) {
             tmux.keys(&["Enter"]);
         }
         std::thread::sleep(Duration::from_secs(2));
@@ -169,10 +166,16 @@ fn tui_shows_the_local_model_answers_and_quits_leaving_no_ollama() {
     tmux.wait_for("the stand-in's reply", Duration::from_secs(30), |s| {
         s.contains(REPLY)
     });
-    // Codex knows the model (the catalog) and finds its bubblewrap (on its PATH).
+    // Codex knows the model (the catalog) and finds its bubblewrap (on its PATH): no
+    // warning at all. Codex 0.171 folds warnings into "⚠ N warning · f2 to view".
     let screen = tmux.screen();
     for warning in ["Model metadata", "bubblewrap"] {
         assert!(!screen.contains(warning), "{warning} warning:\n{screen}");
+    }
+    if screen.contains("f2 to view") {
+        tmux.keys(&["F2"]);
+        std::thread::sleep(Duration::from_secs(1));
+        panic!("Codex warns:\n{}", tmux.screen());
     }
 
     tmux.type_text("/quit");
@@ -192,6 +195,17 @@ fn tui_shows_the_local_model_answers_and_quits_leaving_no_ollama() {
         );
     }
     assert_eq!(code.unwrap().trim(), "0", "codex-oss exit status");
+    // Codex names `codex resume <id>` (the user's cloud Codex); codex-oss the local way,
+    // with the same session id.
+    let screen = tmux.screen();
+    let ours = screen
+        .lines()
+        .find_map(|l| l.split("run: codex-oss resume ").nth(1))
+        .unwrap_or_else(|| panic!("no codex-oss resume hint:\n{screen}"))
+        .trim()
+        .to_owned();
+    assert_eq!(ours.len(), 36, "{screen}");
+    assert!(screen.contains(&format!("codex resume {ours}")), "{screen}");
     drop(tmux);
     assert_no_processes_within(scratch.home(), Duration::from_secs(10));
 }

@@ -586,8 +586,24 @@ main() {
   test_fault_knobs
   test_scripted_tools
   test_every_interface
+  test_prompt_rendering
   echo "$passed passed, $failed failed"
   [ "$failed" -eq 0 ]
+}
+
+# The prompt gpt-oss is given, rendered as Ollama 0.32.15 does (no server needed).
+test_prompt_rendering() {
+  local render="import importlib.machinery, json, sys
+m = importlib.machinery.SourceFileLoader('so', '$here/ollama').load_module()
+print(m.render_gpt_oss_prompt(json.loads(sys.argv[1])))"
+  local developer='{"input":[{"type":"message","role":"developer","content":[{"type":"input_text","text":"BE TERSE"}]},{"role":"user","content":"hi"}],"reasoning":{"effort":"low"}}'
+  local system='{"instructions":"TOP","input":[{"type":"message","role":"system","content":"BE TERSE"},{"role":"user","content":"hi"}]}'
+  check "prompt: a developer message is dropped, as gpt-oss's template does" \
+    bash -c "! python3 -c \"\$1\" '$developer' | grep -q 'BE TERSE'" _ "$render"
+  check "prompt: the effort is the Reasoning line" \
+    bash -c "python3 -c \"\$1\" '$developer' | grep -q '^Reasoning: low'" _ "$render"
+  check "prompt: instructions and system messages go under # Instructions, joined" \
+    bash -c "python3 -c \"\$1\" '$system' | tr '\n' '~' | grep -q '# Instructions~~TOP~~BE TERSE<|end|><|start|>user<|message|>hi<|end|><|start|>assistant'" _ "$render"
 }
 
 main "$@"
