@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 
 use crate::support::{
-    assert_no_processes_within, exec_with, fs_read, run, script, Running, Scratch, GONE, REPLY,
-    STEP,
+    assert_no_processes_within, exec_with, fs_read, processes_mentioning, run, script, Running,
+    Scratch, GONE, REPLY, STEP,
 };
 
 /// Servers started so far: Ollama's log files, one per server.
@@ -259,5 +259,91 @@ fn other_settings_or_no_share_get_a_server_of_their_own() {
         "no server got OLLAMA_KEEP_ALIVE"
     );
     assert!(!fs_read(&scratch.home().join("codex-waits")).is_empty());
+    assert_no_processes_within(scratch.home(), GONE);
+}
+
+/// The pids of the processes started from `scratch` whose command line has `what`.
+fn pids_of(scratch: &Scratch, what: &str) -> Vec<i32> {
+    processes_mentioning(&scratch.oss_home())
+        .iter()
+        .filter(|line| line.contains(what))
+        .map(|line| line.split_whitespace().next().unwrap().parse().unwrap())
+        .collect()
+}
+
+/// A Codex that asks the shared server for its version, and ends.
+fn codex_asking_the_version(scratch: &Scratch) -> PathBuf {
+    script(
+        scratch,
+        "codex-version",
+        "curl -sf \"${CODEX_OSS_BASE_URL%/v1}/api/version\"\n",
+    )
+}
+
+#[test]
+fn a_server_slow_to_answer_is_waited_for_and_never_replaced() {
+    let scratch = Scratch::new();
+    let (a_ready, go) = (scratch.home().join("a-ready"), scratch.home().join("go"));
+    let a_codex = waiting_codex(
+        &scratch,
+        "codex-a",
+        &a_ready.display().to_string(),
+        &go,
+        "true",
+    );
+    let a = Running::start(exec_with(&scratch, &a_codex));
+    wait_for(&a_ready, "run A");
+    let servers = pids_of(&scratch, "ollama serve");
+    assert_eq!(servers.len(), 1, "{servers:?}");
+    // The server does not answer for 3 s (kill -STOP), longer than one request's wait.
+    let server = nix::unistd::Pid::from_raw(servers[0]);
+    nix::sys::signal::kill(server, Signal::SIGSTOP).unwrap();
+    let resume = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(3));
+        nix::sys::signal::kill(server, Signal::SIGCONT).unwrap();
+    });
+    let b = run(exec_with(&scratch, &codex_asking_the_version(&scratch)));
+    resume.join().unwrap();
+    assert!(b.status.success(), "{}", b.text());
+    assert_eq!(servers_started(&scratch), 1, "a second server started");
+    assert!(
+        b.stderr.contains("is slow to answer: waiting for it"),
+        "{}",
+        b.text()
+    );
+    std::fs::write(&go, b"").unwrap();
+    let a = a.finish(STEP);
+    assert!(a.status.success(), "{}", a.text());
+    assert_no_processes_within(scratch.home(), GONE);
+}
+
+#[test]
+fn a_first_run_killed_while_its_keeper_starts_leaves_one_server() {
+    let scratch = Scratch::new();
+    assert!(crate::bundle::doctor(&scratch).status.success());
+    let codex = codex_asking_the_version(&scratch);
+    // The server takes 3 s to answer, so the keeper is still starting it.
+    let slow = |scratch: &Scratch| {
+        let mut cmd = exec_with(scratch, &codex);
+        cmd.env("STAND_IN_OLLAMA_HTTP_DELAY_MS", "3000");
+        cmd
+    };
+    let a = Running::start(slow(&scratch));
+    let deadline = Instant::now() + STEP;
+    while pids_of(&scratch, "ollama serve").is_empty() {
+        assert!(Instant::now() < deadline, "no server started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    a.signal(Signal::SIGKILL);
+    let _ = a.finish(STEP);
+    let b = run(slow(&scratch));
+    assert!(b.status.success(), "{}", b.text());
+    assert_eq!(servers_started(&scratch), 1, "a second server started");
+    assert!(
+        b.stderr
+            .contains("another codex-oss is starting the shared Ollama: waiting for it"),
+        "{}",
+        b.text()
+    );
     assert_no_processes_within(scratch.home(), GONE);
 }
