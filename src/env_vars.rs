@@ -68,6 +68,44 @@ impl EnvVars {
         "GGML_VK_VISIBLE_DEVICES",
     ];
 
+    /// How the server reaches the internet for pulls: the user's proxy and the
+    /// certificates it needs. They change what the server does, so they are among its
+    /// settings (and in the key that decides which runs share a server).
+    pub const SERVER_NETWORK: [&'static str; 10] = [
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+        "NO_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "all_proxy",
+        "no_proxy",
+        "SSL_CERT_FILE",
+        "SSL_CERT_DIR",
+    ];
+    /// What a program needs from the system to run at all (matched without regard to
+    /// case, as Windows names them: `Path`, `SystemRoot` for its network stack).
+    pub const SYSTEM: [&'static str; 18] = [
+        "PATH",
+        "HOME",
+        "USER",
+        "LOGNAME",
+        "TMPDIR",
+        "TMP",
+        "TEMP",
+        "SystemRoot",
+        "SystemDrive",
+        "windir",
+        "ComSpec",
+        "PATHEXT",
+        "USERPROFILE",
+        "LOCALAPPDATA",
+        "APPDATA",
+        "ProgramData",
+        "NUMBER_OF_PROCESSORS",
+        "PROCESSOR_ARCHITECTURE",
+    ];
+
     /// Codex's own configuration directory (default `~/.codex`).
     pub const CODEX_HOME: &'static str = "CODEX_HOME";
 

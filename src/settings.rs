@@ -310,7 +310,8 @@ fn bind(env: &Env, notices: &mut Vec<Notice>) -> Result<Bind, SettingsError> {
 
 /// The variables of the user's that the embedded server runs with: every `OLLAMA_*`
 /// but the ones codex-oss sets itself (address, store, context length) or keeps from it
-/// (`OLLAMA_ORIGINS`), and the GPU visibility variables Ollama reads; `OLLAMA_NOPRUNE`
+/// (`OLLAMA_ORIGINS`), the GPU visibility variables Ollama reads, and the proxy its
+/// pulls go through; `OLLAMA_NOPRUNE`
 /// defaults to on, so that an interrupted pull resumes. With `CODEX_OSS_GPU=none` every
 /// kind of GPU is hidden from Ollama (`-1`, as its GPU guide says).
 fn server_env(env: &Env, gpu: crate::gpu::Mode) -> BTreeMap<String, String> {
@@ -325,6 +326,7 @@ fn server_env(env: &Env, gpu: crate::gpu::Mode) -> BTreeMap<String, String> {
         .filter(|(name, _)| {
             (name.starts_with("OLLAMA_") && !SET_BY_CODEX_OSS.contains(name))
                 || EnvVars::GPU_VISIBILITY.contains(name)
+                || EnvVars::SERVER_NETWORK.contains(name)
         })
         .map(|(name, value)| (name.to_owned(), value.to_owned()))
         .collect();
@@ -536,6 +538,9 @@ mod tests {
             ("OLLAMA_DEBUG", ""),
             ("CUDA_VISIBLE_DEVICES", "1"),
             ("PATH", "/bin"),
+            ("HTTPS_PROXY", "http://proxy:3128"),
+            ("LD_PRELOAD", "/x.so"),
+            ("API_TOKEN", "secret"),
         ])
         .unwrap();
         let env: Vec<(&str, &str)> = s
@@ -547,6 +552,7 @@ mod tests {
             env,
             [
                 ("CUDA_VISIBLE_DEVICES", "1"),
+                ("HTTPS_PROXY", "http://proxy:3128"),
                 ("OLLAMA_FLASH_ATTENTION", "1"),
                 ("OLLAMA_KEEP_ALIVE", "1h"),
                 ("OLLAMA_NOPRUNE", "1"),

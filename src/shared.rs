@@ -376,7 +376,12 @@ fn explain_new_server(home: &Home, wanted: &ServerSettings) {
 async fn start_keeper(home: &Home, key: &str) -> Result<(ProcessIdentity, Serving)> {
     let exe = std::env::current_exe().context("could not find codex-oss itself")?;
     let mut command = tokio::process::Command::new(exe);
+    // In the home, not the first run's project (a drive that could then not be
+    // unmounted), and with no more of its environment than the server needs.
     command
+        .current_dir(home.root())
+        .env_clear()
+        .envs(keeper_env())
         .arg(KEEPER_COMMAND)
         .arg(home.root())
         .arg(key)
@@ -401,6 +406,46 @@ async fn start_keeper(home: &Home, key: &str) -> Result<(ProcessIdentity, Servin
         Some(line) => bail!("{}", line.strip_prefix("failed: ").unwrap_or(line)),
         None => bail!("Ollama's keeper stopped before the server was ready"),
     }
+}
+
+/// The environment a keeper (and so its server) starts with: what the system needs to
+/// run a program, codex-oss's and Ollama's variables, the GPU choice and the proxy
+/// (`Settings::server_env`, all in the key), and the stand-in Ollama's knobs the tests
+/// set (`STAND_IN_*`). Never the rest of the first run's shell (its secrets, `LD_*`),
+/// which every later run would share. A relative path is made absolute from the
+/// run's folder, since the keeper starts elsewhere.
+fn keeper_env() -> Vec<(std::ffi::OsString, std::ffi::OsString)> {
+    use crate::env_vars::EnvVars;
+    const PATHS: [&str; 4] = [
+        EnvVars::CODEX_OSS_HOME,
+        EnvVars::OLLAMA_MODELS,
+        EnvVars::CODEX_OSS_OLLAMA,
+        EnvVars::CODEX_OSS_CODEX,
+    ];
+    let cwd = std::env::current_dir().unwrap_or_default();
+    std::env::vars_os()
+        .map(|(name, value)| {
+            let relative = Path::new(&value).is_relative() && !value.is_empty();
+            if relative && PATHS.iter().any(|path| name == *path) {
+                let absolute = cwd.join(&value).into_os_string();
+                (name, absolute)
+            } else {
+                (name, value)
+            }
+        })
+        .filter(|(name, _)| {
+            name.to_str().is_some_and(|name| {
+                ["CODEX_OSS_", "OLLAMA_", "STAND_IN_"]
+                    .iter()
+                    .any(|prefix| name.starts_with(prefix))
+                    || EnvVars::GPU_VISIBILITY.contains(&name)
+                    || EnvVars::SERVER_NETWORK.contains(&name)
+                    || EnvVars::SYSTEM
+                        .iter()
+                        .any(|system| system.eq_ignore_ascii_case(name))
+            })
+        })
+        .collect()
 }
 
 /// The keeper: starts the server for `key`, reports `ready` (or `failed: ...`) on its

@@ -347,3 +347,72 @@ fn a_first_run_killed_while_its_keeper_starts_leaves_one_server() {
     );
     assert_no_processes_within(scratch.home(), GONE);
 }
+
+/// The working folder and environment of a process, from /proc.
+fn cwd_and_environ(pid: i32) -> (PathBuf, Vec<String>) {
+    let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap();
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    let vars = environ
+        .split(|b| *b == 0)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .collect();
+    (cwd, vars)
+}
+
+#[test]
+fn the_keeper_runs_in_the_home_with_only_what_the_server_needs() {
+    let scratch = Scratch::new();
+    let project = scratch.home().join("project");
+    std::fs::create_dir_all(&project).unwrap();
+    let (a_ready, go) = (scratch.home().join("a-ready"), scratch.home().join("go"));
+    let a_codex = waiting_codex(
+        &scratch,
+        "codex-a",
+        &a_ready.display().to_string(),
+        &go,
+        "true",
+    );
+    let mut cmd = exec_with(&scratch, &a_codex);
+    cmd.current_dir(&project)
+        .env("MY_API_TOKEN", "hunter2")
+        .env("LD_LIBRARY_PATH", "/first-terminal-lib")
+        .env("HTTPS_PROXY", "http://127.0.0.1:9");
+    let a = Running::start(cmd);
+    wait_for(&a_ready, "run A");
+    for what in ["__keeper", "ollama serve"] {
+        let pids = pids_of(&scratch, what);
+        assert_eq!(pids.len(), 1, "{what}: {pids:?}");
+        let (cwd, vars) = cwd_and_environ(pids[0]);
+        assert_eq!(
+            cwd,
+            scratch.oss_home(),
+            "{what} runs in the first run's folder"
+        );
+        for secret in ["MY_API_TOKEN=", "LD_LIBRARY_PATH=/first-terminal-lib"] {
+            assert!(
+                !vars.iter().any(|v| v.starts_with(secret)),
+                "{what} has {secret}"
+            );
+        }
+        assert!(
+            vars.iter().any(|v| v == "HTTPS_PROXY=http://127.0.0.1:9"),
+            "{what}"
+        );
+    }
+
+    // Another proxy changes what the server does: a server of its own.
+    let mut cmd = exec_with(&scratch, &codex_asking_the_version(&scratch));
+    cmd.env("HTTPS_PROXY", "http://127.0.0.1:10");
+    let b = run(cmd);
+    assert!(b.status.success(), "{}", b.text());
+    assert_eq!(servers_started(&scratch), 2, "{}", b.text());
+    assert!(
+        b.stderr.contains("HTTPS_PROXY set otherwise"),
+        "{}",
+        b.text()
+    );
+    std::fs::write(&go, b"").unwrap();
+    let a = a.finish(STEP);
+    assert!(a.status.success(), "{}", a.text());
+    assert_no_processes_within(scratch.home(), GONE);
+}
