@@ -6,8 +6,10 @@
 //! the launcher that started it (even one killed with `SIGKILL`) while others use it. Each
 //! launcher holds a lease: an exclusive lock on a file of its own under
 //! `<home>/run/shared/<key>.leases/`, which the kernel releases when the launcher dies,
-//! however it dies. The keeper counts live leases a few times a second and stops the
-//! server when none is left. If the keeper itself is killed, the server goes with it
+//! however it dies. The keeper waits on each lease's lock in a thread of its own (the one
+//! lock codex-oss waits for in the kernel: the system hands it over the moment its
+//! holder ends), so it learns of a run's end at once, and stops the server when no
+//! lease is left; a look at the folder a few times a second finds new leases. If the keeper itself is killed, the server goes with it
 //! (parent-death signal and watchdog, as for any embedded server).
 //!
 //! `<key>` names the settings that make servers interchangeable (Ollama executable,
@@ -505,6 +507,9 @@ async fn keep_inner(home_root: &str, key: &str) -> Result<()> {
     out!("ready");
 
     let mut signals = platform::Signals::new()?;
+    let (ended_tx, mut ended) = tokio::sync::mpsc::unbounded_channel();
+    let mut watch = LeaseWatch::new(leases_dir(home, key), ended_tx);
+    watch.scan();
     let reason = loop {
         tokio::select! {
             status = server.wait_exit() => {
@@ -517,7 +522,13 @@ async fn keep_inner(home_root: &str, key: &str) -> Result<()> {
                 break format!("the server stopped ({status})");
             }
             _ = signals.recv() => break "a signal".to_owned(),
+            Some(()) = ended.recv() => {
+                if last_one_gone(home, key, &me) {
+                    break "no launcher uses it any more".to_owned();
+                }
+            }
             () = tokio::time::sleep(LEASE_POLL) => {
+                watch.scan();
                 if last_one_gone(home, key, &me) {
                     break "no launcher uses it any more".to_owned();
                 }
@@ -554,6 +565,49 @@ fn last_one_gone(home: &Home, key: &str, me: &ProcessIdentity) -> bool {
     // Keep the lock until this process ends.
     std::mem::forget(file);
     true
+}
+
+/// The leases the keeper waits on, each in a thread blocked on its lock: when the holder
+/// ends, the thread gets the lock, removes the lease and says so at once.
+struct LeaseWatch {
+    dir: PathBuf,
+    watched: std::collections::HashSet<PathBuf>,
+    ended: tokio::sync::mpsc::UnboundedSender<()>,
+}
+
+impl LeaseWatch {
+    fn new(dir: PathBuf, ended: tokio::sync::mpsc::UnboundedSender<()>) -> LeaseWatch {
+        LeaseWatch {
+            dir,
+            watched: std::collections::HashSet::new(),
+            ended,
+        }
+    }
+
+    /// Starts waiting on the leases that appeared since the last look.
+    fn scan(&mut self) {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.extension().is_none_or(|x| x != "lease") || self.watched.contains(&path) {
+                continue;
+            }
+            let Ok(file) = lock::open(&path) else {
+                continue;
+            };
+            self.watched.insert(path.clone());
+            let ended = self.ended.clone();
+            std::thread::spawn(move || {
+                if file.lock().is_ok() {
+                    let _ = std::fs::remove_file(&path);
+                }
+                drop(file);
+                let _ = ended.send(());
+            });
+        }
+    }
 }
 
 /// Counts leases whose holder lives; removes those of holders that are gone.

@@ -416,3 +416,60 @@ fn the_keeper_runs_in_the_home_with_only_what_the_server_needs() {
     assert!(a.status.success(), "{}", a.text());
     assert_no_processes_within(scratch.home(), GONE);
 }
+
+/// True while `pid` runs (a zombie, which its keeper has yet to reap, has stopped).
+fn runs(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit(')')
+            .next()
+            .and_then(|rest| rest.split_whitespace().next())
+            != Some("Z")
+    })
+}
+
+#[test]
+fn the_server_stops_within_50_ms_of_the_last_run() {
+    let scratch = Scratch::new();
+    assert!(crate::bundle::doctor(&scratch).status.success());
+    let mut stops = Vec::new();
+    for i in 0..5 {
+        let (ready, go, ended) = (
+            scratch.home().join(format!("ready-{i}")),
+            scratch.home().join(format!("go-{i}")),
+            scratch.home().join(format!("ended-{i}")),
+        );
+        // Codex notes the instant it ends (nanoseconds since 1970).
+        let codex = waiting_codex(
+            &scratch,
+            &format!("codex-{i}"),
+            &ready.display().to_string(),
+            &go,
+            &format!("date +%s%N >{}", ended.display()),
+        );
+        let run = Running::start(exec_with(&scratch, &codex));
+        wait_for(&ready, "Codex");
+        let servers = pids_of(&scratch, "ollama serve");
+        assert_eq!(servers.len(), 1, "{servers:?}");
+        std::fs::write(&go, b"").unwrap();
+        let deadline = Instant::now() + STEP;
+        while runs(servers[0]) {
+            assert!(Instant::now() < deadline, "the server did not stop");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let gone = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let ended: u128 = fs_read(&ended).trim().parse().unwrap();
+        stops.push(Duration::from_nanos((gone - ended) as u64));
+        let out = run.finish(STEP);
+        assert!(out.status.success(), "{}", out.text());
+        assert_no_processes_within(scratch.home(), GONE);
+    }
+    stops.sort();
+    let median = stops[stops.len() / 2];
+    assert!(
+        median <= Duration::from_millis(50),
+        "from Codex's end to Ollama gone: {stops:?}"
+    );
+}
