@@ -46,6 +46,9 @@ impl EnvVars {
     pub const OLLAMA_CONTEXT_LENGTH: &'static str = "OLLAMA_CONTEXT_LENGTH";
     /// Ollama keeps partial downloads at start-up when set.
     pub const OLLAMA_NOPRUNE: &'static str = "OLLAMA_NOPRUNE";
+    /// How long Ollama keeps a model loaded after its last request; codex-oss keeps the
+    /// shared server that long after its last run.
+    pub const OLLAMA_KEEP_ALIVE: &'static str = "OLLAMA_KEEP_ALIVE";
     /// Browser origins allowed to call Ollama: never passed to the embedded one.
     pub const OLLAMA_ORIGINS: &'static str = "OLLAMA_ORIGINS";
 

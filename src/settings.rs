@@ -157,6 +157,28 @@ pub struct Inputs<'a> {
 }
 
 impl Settings {
+    /// How long the shared server stays after its last run ends: `OLLAMA_KEEP_ALIVE` as
+    /// Ollama reads it (`envconfig.KeepAlive`: a Go duration such as `5m` or `1h30m`,
+    /// else whole seconds; 5 minutes when it is neither; negative: for ever, `None`).
+    /// Unset: not at all, the server stops with the last run.
+    pub fn keep_alive(&self) -> Option<Duration> {
+        const OLLAMA_DEFAULT: Duration = Duration::from_secs(5 * 60);
+        let Some(text) = self.server_env.get(EnvVars::OLLAMA_KEEP_ALIVE) else {
+            return Some(Duration::ZERO);
+        };
+        let text = text.trim().trim_matches(['"', '\'']);
+        let nanos = go_duration_nanos(text).or_else(|| {
+            text.parse::<i64>()
+                .ok()
+                .map(|s| i128::from(s) * 1_000_000_000)
+        });
+        match nanos {
+            None => Some(OLLAMA_DEFAULT),
+            Some(n) if n < 0 => None,
+            Some(n) => Some(Duration::from_nanos(u64::try_from(n).unwrap_or(u64::MAX))),
+        }
+    }
+
     /// The settings of this process: its environment, config.toml and memory.
     pub fn load(model_flag: Option<String>) -> anyhow::Result<Settings> {
         let env = Env::from_process();
@@ -338,6 +360,45 @@ fn server_env(env: &Env, gpu: crate::gpu::Mode) -> BTreeMap<String, String> {
         }
     }
     vars
+}
+
+/// Go's `time.ParseDuration` in nanoseconds (`300ms`, `1.5h`, `1h30m`, `-1m`, `0`).
+fn go_duration_nanos(text: &str) -> Option<i128> {
+    let (negative, mut rest) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text.strip_prefix('+').unwrap_or(text)),
+    };
+    if rest == "0" {
+        return Some(0);
+    }
+    if rest.is_empty() {
+        return None;
+    }
+    let mut total = 0f64;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(rest.len());
+        let number: f64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let unit = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let scale = match &rest[..unit] {
+            "ns" => 1.0,
+            "us" | "\u{b5}s" | "\u{3bc}s" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3600e9,
+            _ => return None,
+        };
+        total += number * scale;
+        rest = &rest[unit..];
+    }
+    #[allow(clippy::cast_possible_truncation, reason = "nanoseconds of a duration")]
+    let nanos = total as i128;
+    Some(if negative { -nanos } else { nanos })
 }
 
 /// `OLLAMA_CONTEXT_LENGTH`, else config.toml, else by memory.
@@ -560,6 +621,34 @@ mod tests {
         );
         let s = resolve([("OLLAMA_NOPRUNE", "false")]).unwrap();
         assert_eq!(s.server_env["OLLAMA_NOPRUNE"], "false");
+    }
+
+    #[test]
+    fn keep_alive_is_read_as_ollama_reads_it() {
+        let keep = |value: Option<&str>| match value {
+            Some(v) => resolve([("OLLAMA_KEEP_ALIVE", v)]).unwrap().keep_alive(),
+            None => resolve([]).unwrap().keep_alive(),
+        };
+        let secs = |s: u64| Some(Some(Duration::from_secs(s)));
+        for (value, expected) in [
+            (None, secs(0)),
+            (Some("0"), secs(0)),
+            (Some("3s"), secs(3)),
+            (Some("5m"), secs(300)),
+            (Some("1h30m"), secs(5400)),
+            (Some("1.5h"), secs(5400)),
+            (Some("90"), secs(90)),
+            (Some("-1"), Some(None)),
+            (Some("-1m"), Some(None)),
+            (Some("soon"), secs(300)),
+        ] {
+            assert_eq!(Some(keep(value)), expected, "{value:?}");
+        }
+        assert_eq!(
+            keep(Some("300ms")),
+            Some(Duration::from_millis(300)),
+            "300ms"
+        );
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //! the launcher that started it (even one killed with `SIGKILL`) while others use it. Each
 //! launcher holds a lease: an exclusive lock on a file of its own under
 //! `<home>/run/shared/<key>.leases/`, which the kernel releases when the launcher dies,
-//! however it dies. The keeper waits on each lease's lock in a thread of its own (the one
+//! however it dies (with `OLLAMA_KEEP_ALIVE` set, the server stays that long after the
+//! last run, so the next one finds the model loaded). The keeper waits on each lease's lock in a thread of its own (the one
 //! lock codex-oss waits for in the kernel: the system hands it over the moment its
 //! holder ends), so it learns of a run's end at once, and stops the server when no
 //! lease is left; a look at the folder a few times a second finds new leases. If the keeper itself is killed, the server goes with it
@@ -507,6 +508,8 @@ async fn keep_inner(home_root: &str, key: &str) -> Result<()> {
     out!("ready");
 
     let mut signals = platform::Signals::new()?;
+    let keep_alive = settings.keep_alive();
+    let mut idle_since = None;
     let (ended_tx, mut ended) = tokio::sync::mpsc::unbounded_channel();
     let mut watch = LeaseWatch::new(leases_dir(home, key), ended_tx);
     watch.scan();
@@ -523,13 +526,13 @@ async fn keep_inner(home_root: &str, key: &str) -> Result<()> {
             }
             _ = signals.recv() => break "a signal".to_owned(),
             Some(()) = ended.recv() => {
-                if last_one_gone(home, key, &me) {
+                if time_to_stop(home, key, &me, keep_alive, &mut idle_since) {
                     break "no launcher uses it any more".to_owned();
                 }
             }
             () = tokio::time::sleep(LEASE_POLL) => {
                 watch.scan();
-                if last_one_gone(home, key, &me) {
+                if time_to_stop(home, key, &me, keep_alive, &mut idle_since) {
                     break "no launcher uses it any more".to_owned();
                 }
             }
@@ -540,6 +543,27 @@ async fn keep_inner(home_root: &str, key: &str) -> Result<()> {
     server.stop().await;
     drop(tool);
     Ok(())
+}
+
+/// True when the server has had no run for `keep_alive` (`OLLAMA_KEEP_ALIVE`; none: for
+/// ever), counted from `idle_since`, the moment the last lease went (see `last_one_gone`).
+/// A run that joins meanwhile finds the server, and its model, still loaded.
+fn time_to_stop(
+    home: &Home,
+    key: &str,
+    me: &ProcessIdentity,
+    keep_alive: Option<Duration>,
+    idle_since: &mut Option<std::time::Instant>,
+) -> bool {
+    if leases_dir(home, key).is_dir() && live_leases(&leases_dir(home, key)) > 0 {
+        *idle_since = None;
+        return false;
+    }
+    let since = *idle_since.get_or_insert_with(std::time::Instant::now);
+    match keep_alive {
+        Some(keep) if since.elapsed() >= keep => last_one_gone(home, key, me),
+        _ => false,
+    }
 }
 
 /// True when no lease is alive, checked again under the key's lock so that no launcher

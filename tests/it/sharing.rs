@@ -223,9 +223,9 @@ fn other_settings_or_no_share_get_a_server_of_their_own() {
     let third = Running::start(private);
     ready_count(3);
     // The user's own Ollama settings make a server of their own too.
-    let mut keep_alive = exec_with(&scratch, &waits);
-    keep_alive.env("OLLAMA_KEEP_ALIVE", "1h");
-    let fourth = Running::start(keep_alive);
+    let mut parallel = exec_with(&scratch, &waits);
+    parallel.env("OLLAMA_NUM_PARALLEL", "2");
+    let fourth = Running::start(parallel);
     ready_count(4);
     assert_eq!(servers_started(&scratch), 4);
     std::fs::write(&go, b"").unwrap();
@@ -247,7 +247,7 @@ fn other_settings_or_no_share_get_a_server_of_their_own() {
     );
     assert!(
         outs[3].stderr.lines().any(|l| l.starts_with(
-            "codex-oss: another codex-oss shares an Ollama with other settings (OLLAMA_KEEP_ALIVE unset)"
+            "codex-oss: another codex-oss shares an Ollama with other settings (OLLAMA_NUM_PARALLEL unset)"
         )),
         "{}",
         outs[3].text()
@@ -255,8 +255,8 @@ fn other_settings_or_no_share_get_a_server_of_their_own() {
     assert!(
         server_logs(&scratch)
             .iter()
-            .any(|log| fs_read(log).contains(" OLLAMA_KEEP_ALIVE:1h0m0s ")),
-        "no server got OLLAMA_KEEP_ALIVE"
+            .any(|log| fs_read(log).contains(" OLLAMA_NUM_PARALLEL:2 ")),
+        "no server got OLLAMA_NUM_PARALLEL"
     );
     assert!(!fs_read(&scratch.home().join("codex-waits")).is_empty());
     assert_no_processes_within(scratch.home(), GONE);
@@ -472,4 +472,52 @@ fn the_server_stops_within_50_ms_of_the_last_run() {
         median <= Duration::from_millis(50),
         "from Codex's end to Ollama gone: {stops:?}"
     );
+}
+
+#[test]
+fn ollama_keep_alive_keeps_the_shared_server_for_the_next_run() {
+    let scratch = Scratch::new();
+    let codex = codex_asking_the_version(&scratch);
+    let kept = |scratch: &Scratch| {
+        let mut cmd = exec_with(scratch, &codex);
+        cmd.env("OLLAMA_KEEP_ALIVE", "3s");
+        cmd
+    };
+    let a = run(kept(&scratch));
+    assert!(a.status.success(), "{}", a.text());
+    let servers = pids_of(&scratch, "ollama serve");
+    assert_eq!(servers.len(), 1, "{servers:?}");
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(runs(servers[0]), "the server stopped with the last run");
+    let b = run(kept(&scratch));
+    assert!(b.status.success(), "{}", b.text());
+    let b_ended = Instant::now();
+    assert_eq!(
+        servers_started(&scratch),
+        1,
+        "the next run started a server"
+    );
+
+    let mut cmd = scratch.codex_oss();
+    cmd.arg("doctor").env("OLLAMA_KEEP_ALIVE", "3s");
+    let doctor = run(cmd);
+    assert_eq!(
+        doctor.line("shared server after the last run: "),
+        "shared server after the last run: kept 3s (OLLAMA_KEEP_ALIVE), so the next run finds the model loaded"
+    );
+    while runs(servers[0]) {
+        assert!(b_ended.elapsed() < STEP, "the server was kept too long");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Three seconds after the last run (less what doctor took).
+    assert!(
+        b_ended.elapsed() >= Duration::from_millis(1500),
+        "stopped {:?} after the last run",
+        b_ended.elapsed()
+    );
+    assert_no_processes_within(scratch.home(), GONE);
+    // Unset: the server stops with the last run.
+    let c = run(exec_with(&scratch, &codex));
+    assert!(c.status.success(), "{}", c.text());
+    assert_no_processes_within(scratch.home(), Duration::from_secs(1));
 }
