@@ -568,6 +568,23 @@ test_every_interface() {
   done
 }
 
+test_model_load() {
+  # STAND_IN_OLLAMA_LOAD_MS: the first request loads the model; it stays loaded.
+  local body='{"model":"gpt-oss:20b","stream":false,"input":"hi"}' t first second
+  start_server STAND_IN_OLLAMA_LOAD_MS=600
+  api POST /api/pull '{"model":"gpt-oss:20b","stream":false}' >/dev/null
+  t=$(date +%s%N); api POST /v1/responses "$body" >/dev/null; first=$(( ($(date +%s%N) - t) / 1000000 ))
+  t=$(date +%s%N); api POST /v1/responses "$body" >/dev/null; second=$(( ($(date +%s%N) - t) / 1000000 ))
+  check "LOAD_MS: the first request loads the model ($first ms)" test "$first" -ge 600
+  check "LOAD_MS: the next finds it loaded ($second ms)" test "$second" -lt 400
+  stop_server
+  start_server STAND_IN_OLLAMA_LOAD_MS=600 OLLAMA_KEEP_ALIVE=0
+  api POST /v1/responses "$body" >/dev/null
+  t=$(date +%s%N); api POST /v1/responses "$body" >/dev/null; second=$(( ($(date +%s%N) - t) / 1000000 ))
+  check "LOAD_MS with OLLAMA_KEEP_ALIVE=0: every request loads it ($second ms)" test "$second" -ge 600
+  stop_server
+}
+
 main() {
   stage "$work/root"
   test_command_line
@@ -586,6 +603,7 @@ main() {
   test_fault_knobs
   test_scripted_tools
   test_every_interface
+  test_model_load
   test_prompt_rendering
   echo "$passed passed, $failed failed"
   [ "$failed" -eq 0 ]
