@@ -124,8 +124,8 @@ fn thin_darwin(entries: &mut Vec<Entry>, cpu: u32) -> Result<(), String> {
 }
 
 /// What codex-oss leaves out of Codex's package: the voice host (`codex-resources/voice/`,
-/// since Codex 0.155: a glibc-linked program with GStreamer libraries, about 50 MB), which
-/// only talks to OpenAI's realtime service. codex-oss is local: without it Codex's `/voice`
+/// since Codex 0.155: a glibc-linked program with its audio libraries, about 50 MB), which
+/// only talks to the realtime service of Codex's cloud. codex-oss is local: without it Codex's `/voice`
 /// says that voice is unavailable and everything else runs as before.
 pub fn is_left_out_of_codex(path: &str) -> bool {
     path == "codex-resources/voice" || path.starts_with("codex-resources/voice/")

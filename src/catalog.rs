@@ -86,12 +86,18 @@ struct Effort {
 }
 
 /// True for the gpt-oss family, whose reasoning efforts Ollama maps (low, medium, high).
+/// (`gpt-oss:20b` in Ollama, `openai/gpt-oss-120b` or `gpt-oss-20b` on vLLM and others).
 pub fn is_gpt_oss(model: &str) -> bool {
-    model.starts_with("gpt-oss")
+    model
+        .rsplit('/')
+        .next()
+        .unwrap_or(model)
+        .starts_with("gpt-oss")
 }
 
-/// The catalog's JSON for `model` served with `context_length` tokens.
-pub fn json(model: &str, context_length: u32) -> String {
+/// The catalog's JSON for `model` served with `context_length` tokens `place` ("on the
+/// embedded Ollama, on this machine").
+pub fn json(model: &str, context_length: u32, place: &str) -> String {
     let gpt_oss = is_gpt_oss(model);
     let levels = if gpt_oss {
         vec![
@@ -115,7 +121,7 @@ pub fn json(model: &str, context_length: u32) -> String {
         models: [ModelInfo {
             slug: model,
             display_name: model,
-            description: format!("{model} on the embedded Ollama, on this machine"),
+            description: format!("{model} {place}"),
             context_window: context_length,
             // What "default" reads back as since Codex 0.160: `exec_command` and
             // `write_stdin`, plain function tools that Ollama's Responses endpoint passes on.
@@ -148,8 +154,8 @@ pub fn json(model: &str, context_length: u32) -> String {
 
 /// Writes the catalog for `model` under `<home>/catalogs/` (once: the file is named by
 /// its content) and returns its path.
-pub fn write(home: &Home, model: &str, context_length: u32) -> Result<PathBuf> {
-    let text = json(model, context_length);
+pub fn write(home: &Home, model: &str, context_length: u32, place: &str) -> Result<PathBuf> {
+    let text = json(model, context_length, place);
     let digest = Sha256::digest(text.as_bytes());
     let name = crate::files::hex(&digest[..8]);
     let dir = home.catalogs();
@@ -234,7 +240,8 @@ mod tests {
 
     #[test]
     fn the_catalog_describes_gpt_oss_as_ollama_serves_it() {
-        let value: serde_json::Value = serde_json::from_str(&json("gpt-oss:20b", 32_768)).unwrap();
+        let value: serde_json::Value =
+            serde_json::from_str(&json("gpt-oss:20b", 32_768, "here")).unwrap();
         let model = &value["models"][0];
         assert_eq!(model["slug"], "gpt-oss:20b");
         assert_eq!(model["context_window"], 32_768);
@@ -268,8 +275,17 @@ mod tests {
     }
 
     #[test]
+    fn gpt_oss_by_every_engines_name() {
+        for name in ["gpt-oss:20b", "openai/gpt-oss-120b", "gpt-oss-20b"] {
+            assert!(is_gpt_oss(name), "{name}");
+        }
+        assert!(!is_gpt_oss("qwen3:8b") && !is_gpt_oss("my-gpt-oss"));
+    }
+
+    #[test]
     fn other_models_get_no_efforts() {
-        let value: serde_json::Value = serde_json::from_str(&json("qwen3:8b", 8192)).unwrap();
+        let value: serde_json::Value =
+            serde_json::from_str(&json("qwen3:8b", 8192, "here")).unwrap();
         let model = &value["models"][0];
         assert_eq!(model["supported_reasoning_levels"], serde_json::json!([]));
         assert!(model.get("default_reasoning_level").is_none());

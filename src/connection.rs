@@ -36,12 +36,17 @@ impl Connection {
 
     async fn open_with(settings: &Settings, share: bool) -> Result<Connection> {
         if let Some(url) = &settings.base_url {
-            server::check_external(url).await?;
-            let base = url.trim_end_matches('/').trim_end_matches("/v1").to_owned();
+            let found = crate::remote::probe(url, &settings.api_key).await?;
+            if let crate::remote::Kind::OpenAi(served) = found.kind {
+                anyhow::bail!(
+                    "the server at {url} is {} (OpenAI-compatible), not an Ollama: codex-oss runs Codex on it, but its models are managed there; unset CODEX_OSS_BASE_URL for the embedded Ollama",
+                    served.describe()
+                );
+            }
             return Ok(Connection {
                 server: None,
                 shared: None,
-                base,
+                base: found.root,
                 pull_timeout: settings.pull_timeout,
                 _tool: None,
             });

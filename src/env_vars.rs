@@ -15,6 +15,9 @@ impl EnvVars {
     pub const CODEX_OSS_HOST: &'static str = "CODEX_OSS_HOST";
     /// A running Ollama to use instead of the embedded one (`http://HOST:PORT/v1`).
     pub const CODEX_OSS_BASE_URL: &'static str = "CODEX_OSS_BASE_URL";
+    /// The API key of the team server at `CODEX_OSS_BASE_URL` (unless config.toml's
+    /// `api_key_env` names another variable). Codex reads it from its environment.
+    pub const CODEX_OSS_API_KEY: &'static str = "CODEX_OSS_API_KEY";
     /// An Ollama executable to run instead of the embedded one.
     pub const CODEX_OSS_OLLAMA: &'static str = "CODEX_OSS_OLLAMA";
     /// A Codex executable to run instead of the embedded one.

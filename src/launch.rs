@@ -20,15 +20,54 @@ use anyhow::{Context, Result};
 use crate::env_vars::EnvVars;
 use crate::platform;
 
-/// The local provider's address and the model settings Codex gets.
+/// The provider's address and the model settings Codex gets.
 pub struct Target<'a> {
-    /// `http://HOST:PORT/v1`
-    pub base_url: &'a str,
-    pub port: Option<u16>,
+    pub provider: Provider<'a>,
     pub model: &'a str,
     pub context_length: u32,
     /// The model catalog for the local model (see `catalog`), when Codex accepts it.
     pub catalog: Option<&'a Path>,
+}
+
+/// Where the model is served.
+pub enum Provider<'a> {
+    /// An Ollama: Codex's built-in `ollama` provider (`--oss`), which takes its address from
+    /// `CODEX_OSS_BASE_URL` (`http://HOST:PORT/v1`) and `CODEX_OSS_PORT`.
+    Ollama {
+        base_url: &'a str,
+        port: Option<u16>,
+    },
+    /// An OpenAI-compatible server (vLLM, `SGLang`, LM Studio, `llama-server`): a provider of
+    /// codex-oss's own (`TEAM_PROVIDER`), at `base_url` (`https://HOST:PORT/v1`), with the
+    /// key in the variable `env_key` when there is one.
+    OpenAi {
+        base_url: &'a str,
+        env_key: Option<&'a str>,
+    },
+}
+
+/// The id of the provider codex-oss gives Codex for an OpenAI-compatible server (`ollama`,
+/// `lmstudio` and `openai` are Codex's own).
+pub const TEAM_PROVIDER: &str = "codex-oss";
+
+/// How long Codex waits for the next event of a stream from a team's server: a busy
+/// server may queue a long prompt for a while before the first token.
+const TEAM_STREAM_IDLE_MS: u32 = 600_000;
+
+/// `model_providers.codex-oss={...}` as one TOML inline table, which is how `-c` reads it.
+fn team_provider(base_url: &str, env_key: Option<&str>) -> String {
+    let mut table = toml::Table::new();
+    table.insert("name".into(), "codex-oss team server".into());
+    table.insert("base_url".into(), base_url.into());
+    if let Some(var) = env_key {
+        table.insert("env_key".into(), var.into());
+    }
+    table.insert("wire_api".into(), "responses".into());
+    table.insert(
+        "stream_idle_timeout_ms".into(),
+        i64::from(TEAM_STREAM_IDLE_MS).into(),
+    );
+    toml::Value::Table(table).to_string().trim().to_owned()
 }
 
 /// Codex's arguments: ours first (unless the user gave the same), then the user's.
@@ -40,11 +79,35 @@ pub struct Target<'a> {
 /// the embedded Codex, which codex-oss updates itself.
 pub fn codex_args(user: &[OsString], target: &Target<'_>) -> Vec<OsString> {
     let mut args: Vec<OsString> = Vec::new();
-    if !has_flag(user, &["--oss"]) {
-        args.push("--oss".into());
-    }
-    if !has_flag(user, &["--local-provider"]) && !has_config(user, "model_provider") {
-        args.extend(["--local-provider".into(), "ollama".into()]);
+    let own_provider =
+        has_flag(user, &["--oss", "--local-provider"]) || has_config(user, "model_provider");
+    match target.provider {
+        Provider::Ollama { .. } => {
+            if !has_flag(user, &["--oss"]) {
+                args.push("--oss".into());
+            }
+            if !has_flag(user, &["--local-provider"]) && !has_config(user, "model_provider") {
+                args.extend(["--local-provider".into(), "ollama".into()]);
+            }
+        }
+        Provider::OpenAi { base_url, env_key } if !own_provider => {
+            args.extend([
+                "-c".into(),
+                format!("model_provider={TEAM_PROVIDER}").into(),
+                "-c".into(),
+                format!(
+                    "model_providers.{TEAM_PROVIDER}={}",
+                    team_provider(base_url, env_key)
+                )
+                .into(),
+            ]);
+            // Only function tools: vLLM refuses the `namespace` tool multi_agent adds (and
+            // web_search, off below), SGLang drops it.
+            if !sets_feature(user, "multi_agent") {
+                args.extend(["--disable".into(), "multi_agent".into()]);
+            }
+        }
+        Provider::OpenAi { .. } => {}
     }
     if user_model(user).is_none() {
         args.extend(["-m".into(), target.model.into()]);
@@ -138,6 +201,21 @@ fn has_flag(user: &[OsString], names: &[&str]) -> bool {
     })
 }
 
+/// True when the user turns Codex's `feature` on or off themselves (`--enable F`,
+/// `--disable F`, `--enable=F`, `-c features.F=...`).
+fn sets_feature(user: &[OsString], feature: &str) -> bool {
+    let args: Vec<&str> = options(user).map(|(_, a)| a).collect();
+    let named = args
+        .windows(2)
+        .any(|pair| matches!(pair[0], "--enable" | "--disable") && pair[1] == feature)
+        || args.iter().any(|a| {
+            a.strip_prefix("--enable=")
+                .or_else(|| a.strip_prefix("--disable="))
+                == Some(feature)
+        });
+    named || has_config(user, &format!("features.{feature}"))
+}
+
 /// `-c key=...`, `--config key=...`, `-ckey=...` or `--config=key=...`.
 fn has_config(user: &[OsString], key: &str) -> bool {
     config_value(user, key).is_some()
@@ -195,11 +273,12 @@ pub async fn run_codex(codex: &Path, user: &[OsString], target: &Target<'_>) -> 
     let args = codex_args(user, target);
     tracing::debug!("running {} {:?}", codex.display(), args);
     let mut command = tokio::process::Command::new(codex);
-    command
-        .args(&args)
-        .env(EnvVars::CODEX_OSS_BASE_URL, target.base_url);
-    if let Some(port) = target.port {
-        command.env(EnvVars::CODEX_OSS_PORT, port.to_string());
+    command.args(&args);
+    if let Provider::Ollama { base_url, port } = target.provider {
+        command.env(EnvVars::CODEX_OSS_BASE_URL, base_url);
+        if let Some(port) = port {
+            command.env(EnvVars::CODEX_OSS_PORT, port.to_string());
+        }
     }
     // The local server is on loopback: a proxy set for the outside world must not get it.
     let no_proxy = no_proxy(
@@ -279,8 +358,10 @@ mod tests {
 
     fn target(catalog: Option<&Path>) -> Target<'_> {
         Target {
-            base_url: "http://127.0.0.1:1/v1",
-            port: Some(1),
+            provider: Provider::Ollama {
+                base_url: "http://127.0.0.1:1/v1",
+                port: Some(1),
+            },
             model: "gpt-oss:20b",
             context_length: 32768,
             catalog,
@@ -344,6 +425,80 @@ mod tests {
         assert!(!args.iter().any(|a| a.starts_with("web_search")));
         assert!(!args.iter().any(|a| a == "model_reasoning_effort=medium"));
         assert_eq!(user_model(&user).as_deref(), Some("mine"));
+    }
+
+    /// Flags of newer Codex releases go through as they are, and a `--no-daemon` of the
+    /// user's is not doubled.
+    #[test]
+    fn codex_flags_pass_through_untouched() {
+        let user = os(&["--no-daemon", "--worktree", "--trust", "resume", "--last"]);
+        let args = strings(codex_args(&user, &target(None)));
+        assert_eq!(args.iter().filter(|a| *a == "--no-daemon").count(), 1);
+        assert_eq!(
+            args[args.len() - user.len()..],
+            strings(user.clone())[..],
+            "{args:?}"
+        );
+    }
+
+    fn team(env_key: Option<&str>) -> Target<'_> {
+        Target {
+            provider: Provider::OpenAi {
+                base_url: "https://gpu:8000/v1",
+                env_key,
+            },
+            model: "openai/gpt-oss-120b",
+            context_length: 131_072,
+            catalog: None,
+        }
+    }
+
+    #[test]
+    fn a_team_server_gets_a_provider_of_its_own_and_only_function_tools() {
+        let args = strings(codex_args(
+            &os(&["exec", "hi"]),
+            &team(Some("CODEX_OSS_API_KEY")),
+        ));
+        assert_eq!(
+            args[..8],
+            [
+                "-c",
+                "model_provider=codex-oss",
+                "-c",
+                "model_providers.codex-oss={ base_url = \"https://gpu:8000/v1\", env_key = \"CODEX_OSS_API_KEY\", name = \"codex-oss team server\", stream_idle_timeout_ms = 600000, wire_api = \"responses\" }",
+                "--disable",
+                "multi_agent",
+                "-m",
+                "openai/gpt-oss-120b",
+            ]
+        );
+        assert!(!args.iter().any(|a| a == "--oss" || a == "--local-provider"));
+        assert!(args.contains(&"web_search=\"disabled\"".to_owned()));
+        assert!(args.contains(&"model_reasoning_effort=medium".to_owned()));
+        assert!(args.contains(&"model_context_window=131072".to_owned()));
+        // No key, no env_key (Codex would refuse to start without the variable).
+        let args = strings(codex_args(&os(&["exec"]), &team(None)));
+        assert!(!args.iter().any(|a| a.contains("env_key")), "{args:?}");
+        // The user's own choices win.
+        for user in [
+            &["--enable", "multi_agent", "exec"][..],
+            &["--disable=multi_agent", "exec"][..],
+            &["-c", "features.multi_agent=true", "exec"][..],
+        ] {
+            let args = strings(codex_args(&os(user), &team(None)));
+            assert_eq!(
+                args.iter().filter(|a| a.contains("multi_agent")).count(),
+                1,
+                "{args:?}"
+            );
+        }
+        let args = strings(codex_args(&os(&["--enable", "goals", "exec"]), &team(None)));
+        assert!(args.contains(&"multi_agent".to_owned()), "{args:?}");
+        let args = strings(codex_args(
+            &os(&["-c", "model_provider=mine", "exec"]),
+            &team(None),
+        ));
+        assert!(!args.iter().any(|a| a.contains("codex-oss")), "{args:?}");
     }
 
     #[test]

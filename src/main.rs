@@ -30,6 +30,7 @@ mod payload;
 mod platform;
 mod registry;
 mod relay;
+mod remote;
 mod resume;
 mod server;
 mod settings;

@@ -89,8 +89,8 @@ async fn accept(listener: TcpListener, client: reqwest::Client, upstream: String
             let service = hyper::service::service_fn(move |request| {
                 relay(request, client.clone(), upstream.clone())
             });
-            let connection =
-                hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+            let connection = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service);
             if let Err(err) = connection.await {
                 tracing::debug!("relay connection ended: {err}");
             }

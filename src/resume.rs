@@ -57,10 +57,33 @@ fn session_id(path: &Path) -> Option<String> {
 /// `fork`), the runs after which Codex names the session to continue.
 pub fn is_interactive(codex_args: &[std::ffi::OsString]) -> bool {
     const BATCH: &[&str] = &[
-        "exec", "e", "review", "login", "logout", "mcp", "plugin", "app-server",
-        "remote-control", "completion", "update", "doctor", "sandbox", "debug", "apply", "a",
-        "queue", "archive", "delete", "migrate-rollouts", "migrate-nfs-db", "unarchive",
-        "cloud", "exec-server", "features", "help", "agents",
+        "exec",
+        "e",
+        "review",
+        "login",
+        "logout",
+        "mcp",
+        "plugin",
+        "app-server",
+        "remote-control",
+        "completion",
+        "update",
+        "doctor",
+        "sandbox",
+        "debug",
+        "apply",
+        "a",
+        "queue",
+        "archive",
+        "delete",
+        "migrate-rollouts",
+        "migrate-nfs-db",
+        "unarchive",
+        "cloud",
+        "exec-server",
+        "features",
+        "help",
+        "agents",
     ];
     let first_word = codex_args
         .iter()
@@ -82,13 +105,15 @@ mod tests {
         let home = tempfile::tempdir().unwrap();
         let day = home.path().join("sessions/2026/12/04");
         std::fs::create_dir_all(&day).unwrap();
-        let old = day.join("rollout-2026-12-04T10-00-00-11111111-1111-7111-8111-111111111111.jsonl");
+        let old =
+            day.join("rollout-2026-12-04T10-00-00-11111111-1111-7111-8111-111111111111.jsonl");
         std::fs::write(&old, "{}").unwrap();
         let since = SystemTime::now() + std::time::Duration::from_secs(3600);
         assert_eq!(session_since(home.path(), since), None);
 
         let since = SystemTime::now() - std::time::Duration::from_secs(60);
-        let new = day.join("rollout-2026-12-04T16-21-26-01a241dc-4d11-7c32-a66a-68cad78c3f67.jsonl");
+        let new =
+            day.join("rollout-2026-12-04T16-21-26-01a241dc-4d11-7c32-a66a-68cad78c3f67.jsonl");
         std::fs::write(&new, "{}").unwrap();
         std::fs::write(day.join("notes.jsonl"), "{}").unwrap();
         let later = std::time::SystemTime::now() + std::time::Duration::from_secs(5);
@@ -109,7 +134,11 @@ mod tests {
     fn only_interactive_runs_name_a_session() {
         let args = |list: &[&str]| list.iter().map(OsString::from).collect::<Vec<_>>();
         assert!(is_interactive(&args(&[])));
-        assert!(is_interactive(&args(&["-m", "gpt-oss:120b", "fix the test"])));
+        assert!(is_interactive(&args(&[
+            "-m",
+            "gpt-oss:120b",
+            "fix the test"
+        ])));
         assert!(is_interactive(&args(&["resume", "--last"])));
         assert!(is_interactive(&args(&["fork"])));
         assert!(!is_interactive(&args(&["exec", "say hi"])));

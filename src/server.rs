@@ -28,7 +28,7 @@ use std::process::ExitStatus;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use process_wrap::tokio::ChildWrapper;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::sync::watch;
@@ -496,22 +496,6 @@ pub fn inference_compute(log: &Path) -> Vec<Compute> {
         .lines()
         .filter_map(parse_inference_compute)
         .collect()
-}
-
-/// Checks a server the user runs (`CODEX_OSS_BASE_URL`) answers before Codex starts.
-pub async fn check_external(base_url: &str) -> Result<()> {
-    let root = base_url.trim_end_matches('/').trim_end_matches("/v1");
-    let client = crate::http::client_builder(root)
-        .timeout(Duration::from_secs(5))
-        .build()?;
-    match client.get(format!("{root}/api/version")).send().await {
-        Ok(resp) if resp.status().is_success() => Ok(()),
-        Ok(resp) => bail!("the Ollama server at CODEX_OSS_BASE_URL={base_url} answered {}: check the address", resp.status()),
-        Err(err) => bail!(
-            "cannot reach the Ollama server at CODEX_OSS_BASE_URL={base_url} ({}): start it, or unset CODEX_OSS_BASE_URL to use the embedded one",
-            crate::http::describe(&err)
-        ),
-    }
 }
 
 #[cfg(test)]

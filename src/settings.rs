@@ -79,6 +79,11 @@ impl<const N: usize> From<[(&str, &str); N]> for Env {
 pub struct ConfigFile {
     pub model: Option<String>,
     pub context_length: Option<u32>,
+    /// A team's server, as `CODEX_OSS_BASE_URL` gives it (the variable wins).
+    pub base_url: Option<String>,
+    /// The name of the variable holding that server's API key (default
+    /// `CODEX_OSS_API_KEY`): the key itself never goes into a file.
+    pub api_key_env: Option<String>,
 }
 
 impl ConfigFile {
@@ -117,10 +122,17 @@ pub enum Notice {
 pub struct Settings {
     pub home: Home,
     pub model: String,
+    /// True when the user chose the model (flag, variable or config.toml), not the default:
+    /// on a team's server the default gives way to the gpt-oss it serves.
+    pub model_chosen: bool,
     pub context_length: u32,
     pub bind: Bind,
-    /// `CODEX_OSS_BASE_URL`: the user's own server; none is started.
+    /// `CODEX_OSS_BASE_URL` (else `base_url` in config.toml): the user's own server; none
+    /// is started.
     pub base_url: Option<String>,
+    /// The variable holding that server's API key (`CODEX_OSS_API_KEY`, or `api_key_env`
+    /// in config.toml), and the key it holds, if any.
+    pub api_key: ApiKey,
     /// `CODEX_OSS_OLLAMA`, `CODEX_OSS_CODEX`: executables to run instead of the embedded.
     pub ollama: Option<PathBuf>,
     pub codex: Option<PathBuf>,
@@ -224,18 +236,20 @@ impl Settings {
             }
         }
         let gpu = gpu_mode(env)?;
+        let chosen_model = inputs
+            .model_flag
+            .clone()
+            .or_else(|| env.get(EnvVars::CODEX_OSS_MODEL).map(str::to_owned))
+            .or(config.model);
         Ok(Settings {
             import_from: import_from(env, inputs.user_home.as_deref(), models.is_some())?,
             home: Home::new(root, models),
-            model: inputs
-                .model_flag
-                .clone()
-                .or_else(|| env.get(EnvVars::CODEX_OSS_MODEL).map(str::to_owned))
-                .or(config.model)
-                .unwrap_or_else(|| DEFAULT_MODEL.to_owned()),
+            model_chosen: chosen_model.is_some(),
+            model: chosen_model.unwrap_or_else(|| DEFAULT_MODEL.to_owned()),
             context_length: context_length(env, config.context_length, inputs.memory)?,
             bind,
-            base_url: base_url(env)?,
+            base_url: base_url(env, config.base_url.as_deref())?,
+            api_key: api_key(env, config.api_key_env)?,
             ollama: env
                 .get(EnvVars::CODEX_OSS_OLLAMA)
                 .map(|p| absolute(&inputs.cwd, p)),
@@ -431,20 +445,70 @@ fn context_length(env: &Env, config: Option<u32>, memory: u64) -> Result<u32, Se
     })
 }
 
-/// `CODEX_OSS_BASE_URL`, checked to be an http(s) URL.
-fn base_url(env: &Env) -> Result<Option<String>, SettingsError> {
-    let Some(url) = env.get(EnvVars::CODEX_OSS_BASE_URL) else {
-        return Ok(None);
+/// `CODEX_OSS_BASE_URL`, else `base_url` in config.toml, checked to be an http(s) URL.
+fn base_url(env: &Env, config: Option<&str>) -> Result<Option<String>, SettingsError> {
+    let (url, name) = match (env.get(EnvVars::CODEX_OSS_BASE_URL), config) {
+        (Some(url), _) => (url, format!("{}={url}", EnvVars::CODEX_OSS_BASE_URL)),
+        (None, Some(url)) => (url, format!("base_url = \"{url}\" in config.toml")),
+        (None, None) => return Ok(None),
     };
     match reqwest::Url::parse(url) {
         Ok(parsed) if matches!(parsed.scheme(), "http" | "https") && parsed.host().is_some() => {
             Ok(Some(url.to_owned()))
         }
         _ => Err(SettingsError(format!(
-            "{}={url} is not an http URL: use the server's address such as http://127.0.0.1:11434/v1, or unset it",
-            EnvVars::CODEX_OSS_BASE_URL
+            "{name} is not an http URL: use the server's address such as http://127.0.0.1:11434/v1 or https://gpu-box.example:8000/v1, or unset it"
         ))),
     }
+}
+
+/// The API key of a team's server, kept out of `Debug` output so that no log line or
+/// error message can carry it.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct ApiKey {
+    /// The variable that holds it (Codex reads it from there: `env_key`).
+    pub var: String,
+    value: Option<String>,
+}
+
+impl ApiKey {
+    pub fn new(var: &str, value: Option<&str>) -> ApiKey {
+        ApiKey {
+            var: var.to_owned(),
+            value: value.map(str::to_owned),
+        }
+    }
+
+    /// The key, for an `Authorization` header and nothing else.
+    pub fn secret(&self) -> Option<&str> {
+        self.value.as_deref()
+    }
+
+    pub fn is_set(&self) -> bool {
+        self.value.is_some()
+    }
+}
+
+impl std::fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = if self.is_set() { "set" } else { "unset" };
+        write!(f, "ApiKey({} {state})", self.var)
+    }
+}
+
+/// The variable named by `api_key_env` in config.toml (else `CODEX_OSS_API_KEY`), and its
+/// value.
+fn api_key(env: &Env, config: Option<String>) -> Result<ApiKey, SettingsError> {
+    let var = config.unwrap_or_else(|| EnvVars::CODEX_OSS_API_KEY.to_owned());
+    let valid = !var.is_empty()
+        && !var.starts_with(|c: char| c.is_ascii_digit())
+        && var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !valid {
+        return Err(SettingsError(format!(
+            "api_key_env = \"{var}\" in config.toml is not a variable name: name the variable that holds the key, such as TEAM_LLM_KEY"
+        )));
+    }
+    Ok(ApiKey::new(&var, env.get(&var)))
 }
 
 /// `CODEX_OSS_GPU`, else `auto`.
@@ -734,6 +798,54 @@ mod tests {
             (s.model.as_str(), s.context_length),
             ("gpt-oss:20b", 65_536)
         );
+    }
+
+    #[test]
+    fn a_team_server_from_the_environment_or_config_toml_and_its_key() {
+        let config = "base_url = \"https://gpu:8000/v1\"\napi_key_env = \"TEAM_LLM_KEY\"\n";
+        let env = Env::from([("TEAM_LLM_KEY", "k-123"), ("CODEX_OSS_API_KEY", "other")]);
+        let s = resolve_with(&env, Some(config), 0, None).unwrap();
+        assert_eq!(s.base_url.as_deref(), Some("https://gpu:8000/v1"));
+        assert_eq!(s.api_key.var, "TEAM_LLM_KEY");
+        assert_eq!(s.api_key.secret(), Some("k-123"));
+        assert!(
+            !format!("{s:?}").contains("k-123"),
+            "the key in Debug output"
+        );
+        assert!(!s.model_chosen);
+        // The variable wins over config.toml; CODEX_OSS_API_KEY is the default variable.
+        let env = Env::from([
+            ("CODEX_OSS_BASE_URL", "http://10.0.0.2:8000"),
+            ("CODEX_OSS_API_KEY", "k-9"),
+        ]);
+        let s = resolve_with(
+            &env,
+            Some("base_url = \"https://gpu:8000/v1\"\n"),
+            0,
+            Some("m"),
+        )
+        .unwrap();
+        assert_eq!(s.base_url.as_deref(), Some("http://10.0.0.2:8000"));
+        assert_eq!(
+            (s.api_key.var.as_str(), s.api_key.secret()),
+            ("CODEX_OSS_API_KEY", Some("k-9"))
+        );
+        assert!(s.model_chosen);
+        let s = resolve([]).unwrap();
+        assert!(!s.api_key.is_set());
+        for (config, start) in [
+            (
+                "base_url = \"gpu:8000\"\n",
+                "base_url = \"gpu:8000\" in config.toml is not an http URL",
+            ),
+            (
+                "api_key_env = \"TEAM KEY\"\n",
+                "api_key_env = \"TEAM KEY\" in config.toml is not a variable name",
+            ),
+        ] {
+            let err = resolve_with(&Env::default(), Some(config), 0, None).expect_err(config);
+            assert!(err.to_string().starts_with(start), "{err}");
+        }
     }
 
     #[test]

@@ -389,7 +389,7 @@ fn files_in(dir: &Path) -> Vec<String> {
 const OLLAMA_ASSET: &str = "ollama-linux-amd64.tar.zst";
 const CODEX_PACKAGE_ASSET: &str = "codex-package-x86_64-unknown-linux-musl.tar.gz";
 
-/// The npm tarball bundle.toml pins for Linux x86_64 (`codex-<version>-linux-x64.tgz`).
+/// The npm tarball `bundle.toml` pins for Linux `x86_64` (`codex-<version>-linux-x64.tgz`).
 fn codex_asset() -> String {
     let bundle = pins::Bundle::parse(&real_bundle_toml()).unwrap();
     bundle.pin(Component::Codex, LINUX).unwrap().asset.clone()
@@ -517,7 +517,11 @@ fn two_builds_fetching_the_same_asset_at_once_both_get_it_whole() {
             .join()
             .unwrap()
             .unwrap_or_else(|e| panic!("{which} build: {e}"));
-        assert_eq!(Some(hash), pin.sha256, "the {which} build read a damaged archive");
+        assert_eq!(
+            Some(hash),
+            pin.sha256,
+            "the {which} build read a damaged archive"
+        );
     }
     assert_eq!(mirror.requests().len(), 2, "the downloads did not overlap");
 }

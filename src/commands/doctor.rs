@@ -1,7 +1,9 @@
 //! `codex-oss doctor`: unpacks and checks the payloads and reports what it finds: the
 //! versions and paths, free disk and memory against the model's needs, the GPU (found,
 //! its libraries, the device Ollama last used), the shared servers, and the last lines of
-//! the latest Ollama log. `doctor --json` prints the same as one JSON object whose field
+//! the latest Ollama log; with `CODEX_OSS_BASE_URL` (or `base_url` in config.toml), what
+//! answers there: its kind, version, models and context, and whether its key is accepted
+//! (never the key). `doctor --json` prints the same as one JSON object whose field
 //! names stay put, for scripts.
 
 use std::path::{Path, PathBuf};
@@ -38,6 +40,35 @@ struct Report {
     keep_alive: String,
     /// The latest Ollama log, if any.
     log: Option<LogReport>,
+    /// The server at `CODEX_OSS_BASE_URL`, when it is set.
+    server: Option<RemoteReport>,
+}
+
+/// The user's or team's server (see `remote`); never the key.
+#[derive(Serialize, Default)]
+struct RemoteReport {
+    url: String,
+    /// `ollama` or `openai-compatible`; none when it could not be used.
+    kind: Option<&'static str>,
+    /// `vllm`, `sglang`, ... (the models' `owned_by`).
+    engine: Option<String>,
+    version: Option<String>,
+    models: Vec<ServedReport>,
+    /// The model a run would get, and the context window Codex would be told.
+    model: Option<String>,
+    context: Option<u32>,
+    /// The variable the key is read from.
+    key_variable: String,
+    /// `ok` (a key was sent and accepted), `not needed`, `missing` (wanted, none set),
+    /// `refused`; none when it could not be checked.
+    auth: Option<&'static str>,
+    error: Option<String>,
+}
+
+#[derive(Serialize)]
+struct ServedReport {
+    id: String,
+    context: Option<u32>,
 }
 
 #[derive(Serialize)]
@@ -110,7 +141,12 @@ struct LogReport {
 
 pub fn run(args: &DoctorArgs) -> Result<ExitCode> {
     let settings = super::settings(None)?;
-    let report = Report::gather(&settings);
+    let mut report = Report::gather(&settings);
+    if let Some(url) = &settings.base_url {
+        let server = remote_report(&settings, url)?;
+        report.healthy &= server.error.is_none();
+        report.server = Some(server);
+    }
     if args.json {
         out!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -191,6 +227,7 @@ impl Report {
                 last_lines: last_lines(&path, LOG_LINES),
                 path,
             }),
+            server: None,
         }
     }
 
@@ -251,6 +288,9 @@ impl Report {
                 }
             }
         }
+        if let Some(server) = &self.server {
+            server.print();
+        }
     }
 
     fn print_machine(&self) {
@@ -299,6 +339,110 @@ impl Report {
                 "too little, expect it to be very slow or to fail (CODEX_OSS_MODEL picks a smaller model)"
             )
         );
+    }
+}
+
+/// Probes the server at `url` (on a runtime of its own: the rest of doctor is blocking).
+fn remote_report(settings: &Settings, url: &str) -> Result<RemoteReport> {
+    use crate::remote::{self, Kind, RemoteError};
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let probed = runtime.block_on(remote::probe(url, &settings.api_key));
+    let mut report = RemoteReport {
+        url: url.to_owned(),
+        key_variable: settings.api_key.var.clone(),
+        ..RemoteReport::default()
+    };
+    match probed {
+        Ok(found) => match found.kind {
+            Kind::Ollama { version } => {
+                report.kind = Some("ollama");
+                report.engine = Some("ollama".to_owned());
+                report.version = Some(version);
+                report.auth = Some("not needed");
+            }
+            Kind::OpenAi(server) => {
+                report.kind = Some("openai-compatible");
+                report.engine.clone_from(&server.engine);
+                report.version.clone_from(&server.version);
+                report.auth = Some(if server.key_accepted {
+                    "ok"
+                } else {
+                    "not needed"
+                });
+                report.models = server
+                    .models
+                    .iter()
+                    .map(|m| ServedReport {
+                        id: m.id.clone(),
+                        context: m.max_model_len,
+                    })
+                    .collect();
+                match server.choose(url, settings) {
+                    Ok((model, context)) => {
+                        report.model = Some(model);
+                        report.context = Some(context);
+                    }
+                    Err(err) => report.error = Some(err.to_string()),
+                }
+            }
+        },
+        Err(err) => {
+            report.auth = match err {
+                RemoteError::NoKey { .. } => Some("missing"),
+                RemoteError::KeyRefused { .. } => Some("refused"),
+                _ => None,
+            };
+            report.error = Some(err.to_string());
+        }
+    }
+    Ok(report)
+}
+
+impl RemoteReport {
+    fn print(&self) {
+        let what = match (self.kind, self.engine.as_deref()) {
+            (Some("ollama"), _) => format!("Ollama {}", self.version.as_deref().unwrap_or("")),
+            (Some(_), engine) => {
+                let engine = match engine {
+                    Some("vllm") => "vLLM",
+                    Some("sglang") => "SGLang",
+                    Some(other) => other,
+                    None => "unknown engine",
+                };
+                match &self.version {
+                    Some(version) => format!("{engine} {version}, OpenAI-compatible"),
+                    None => format!("{engine}, OpenAI-compatible"),
+                }
+            }
+            (None, _) => "not usable".to_owned(),
+        };
+        let auth = match self.auth {
+            Some("ok") => format!("; key in {}: accepted", self.key_variable),
+            Some("missing") => format!("; wants a key, {} is not set", self.key_variable),
+            Some("refused") => format!("; key in {}: refused", self.key_variable),
+            Some(_) => "; no key needed".to_owned(),
+            None => String::new(),
+        };
+        out!("server: {}: {what}{auth}", self.url);
+        if !self.models.is_empty() {
+            let models: Vec<String> = self
+                .models
+                .iter()
+                .map(|m| match m.context {
+                    Some(n) => format!("{} (context {n})", m.id),
+                    None => m.id.clone(),
+                })
+                .collect();
+            out!("server models: {}", models.join(", "));
+        }
+        if let (Some(model), Some(context)) = (&self.model, self.context) {
+            out!("server model: {model}, Codex told a context of {context} tokens");
+        }
+        if let Some(error) = &self.error {
+            out!("server error: {error}");
+        }
     }
 }
 

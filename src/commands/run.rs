@@ -1,5 +1,7 @@
 //! `codex-oss [codex args...]`: the main job. Start Ollama, make sure the model is
 //! there, run Codex against it, stop Ollama however Codex ends, exit with Codex's status.
+//! On a team's OpenAI-compatible server (`CODEX_OSS_BASE_URL`, see `remote`) there is
+//! nothing to start or pull: Codex runs against the model it serves.
 
 use std::ffi::OsString;
 use std::process::ExitCode;
@@ -7,15 +9,28 @@ use std::process::ExitCode;
 use anyhow::{bail, Result};
 
 use crate::connection::Connection;
-use crate::launch::{self, Target};
+use crate::launch::{self, Provider, Target};
 use crate::platform::{self, interrupted};
+use crate::remote::{self, OpenAiServer};
 use crate::settings::Settings;
 use crate::{catalog, tools, ui};
+
+/// How the catalog describes a model on the embedded or the user's Ollama.
+const OLLAMA_PLACE: &str = "on the embedded Ollama, on this machine";
 
 pub async fn run(mut user_args: Vec<OsString>) -> Result<ExitCode> {
     let no_share = launch::take_flag(&mut user_args, "--no-share");
     let mut settings = super::settings(launch::user_model(&user_args))?;
     settings.share &= !no_share;
+    if let Some(url) = settings.base_url.clone() {
+        let found = tokio::select! {
+            found = remote::probe(&url, &settings.api_key) => found?,
+            signal = interrupted() => return Ok(signal.exit_code()),
+        };
+        if let remote::Kind::OpenAi(server) = found.kind {
+            return on_team_server(&settings, &url, &found.root, &server, &user_args).await;
+        }
+    }
     let (codex, mut connection) = tokio::select! {
         ready = prepare(&settings) => ready?,
         signal = interrupted() => return Ok(signal.exit_code()),
@@ -54,10 +69,18 @@ async fn session(
     // reach gpt-oss as the system messages Ollama's template renders).
     let relay = crate::relay::Relay::start(connection.base_url()).await?;
     let v1 = format!("{}/v1", relay.base_url());
-    let catalog = catalog_for(settings, codex, user_args).await;
+    let catalog = catalog_for(
+        settings,
+        codex,
+        user_args,
+        (&settings.model, settings.context_length, OLLAMA_PLACE),
+    )
+    .await;
     let target = Target {
-        base_url: &v1,
-        port: Some(relay.port()),
+        provider: Provider::Ollama {
+            base_url: &v1,
+            port: Some(relay.port()),
+        },
         model: &settings.model,
         context_length: settings.context_length,
         catalog: catalog.as_deref(),
@@ -79,14 +102,49 @@ async fn session(
     Ok(ExitCode::from(platform::exit_code(status)))
 }
 
+/// Codex against a team's OpenAI-compatible server: no Ollama, no pull; the model it
+/// serves, the window it serves it with, and a provider of codex-oss's own.
+async fn on_team_server(
+    settings: &Settings,
+    url: &str,
+    root: &str,
+    server: &OpenAiServer,
+    user_args: &[OsString],
+) -> Result<ExitCode> {
+    let (model, context) = server.choose(url, settings)?;
+    let codex = tokio::select! {
+        codex = tools::resolve(tools::codex, settings) => codex?,
+        signal = interrupted() => return Ok(signal.exit_code()),
+    };
+    let place = format!("on the team server {root}");
+    let catalog = catalog_for(settings, &codex.path, user_args, (&model, context, &place)).await;
+    let v1 = format!("{root}/v1");
+    let target = Target {
+        provider: Provider::OpenAi {
+            base_url: &v1,
+            env_key: settings
+                .api_key
+                .is_set()
+                .then_some(settings.api_key.var.as_str()),
+        },
+        model: &model,
+        context_length: context,
+        catalog: catalog.as_deref(),
+    };
+    let started = std::time::SystemTime::now();
+    let status = launch::run_codex(&codex.path, user_args, &target).await?;
+    say_how_to_resume(user_args, started);
+    Ok(ExitCode::from(platform::exit_code(status)))
+}
+
 /// After an interactive session, Codex says "To continue this session, run: codex resume
 /// <id>", which would resume it with the user's cloud Codex: name the local way too.
 fn say_how_to_resume(user_args: &[OsString], started: std::time::SystemTime) {
     if !crate::resume::is_interactive(user_args) || !ui::stderr_is_terminal() {
         return;
     }
-    let session = launch::codex_home()
-        .and_then(|home| crate::resume::session_since(&home, started));
+    let session =
+        launch::codex_home().and_then(|home| crate::resume::session_since(&home, started));
     if let Some(id) = session {
         ui::info(format!(
             "to continue this session on the local model, run: codex-oss resume {id}"
@@ -94,17 +152,19 @@ fn say_how_to_resume(user_args: &[OsString], started: std::time::SystemTime) {
     }
 }
 
-/// The model catalog for this run, unless the user has their own or Codex rejects ours
-/// (then one warning, and Codex runs on its fallback metadata).
+/// The model catalog for this run (`model`, its context window and where it runs), unless
+/// the user has their own or Codex rejects ours (then one warning, and Codex runs on its
+/// fallback metadata).
 async fn catalog_for(
     settings: &Settings,
     codex: &std::path::Path,
     user_args: &[OsString],
+    (model, context, place): (&str, u32, &str),
 ) -> Option<std::path::PathBuf> {
     if launch::user_sets(user_args, "model_catalog_json") {
         return None;
     }
-    let path = catalog::write(&settings.home, &settings.model, settings.context_length)
+    let path = catalog::write(&settings.home, model, context, place)
         .map_err(|err| ui::warn(format!("running Codex without a model catalog: {err:#}")))
         .ok()?;
     if catalog::codex_accepts(codex, &path).await {

@@ -433,12 +433,16 @@ fn busy_run(scratch: &Scratch, repo: &Path) -> (Running, PathBuf) {
     )
     .unwrap();
     let mut exec = scratch.codex_oss();
-    exec.args(["exec", "--dangerously-bypass-approvals-and-sandbox", "keep busy"])
-        .current_dir(repo)
-        .env("STAND_IN_OLLAMA_SCRIPT", &script_file)
-        .env("STAND_IN_OLLAMA_BODY_LOG", body_log(scratch))
-        // Its own process group, as a terminal's foreground job: Ctrl-C is a SIGINT to it.
-        .process_group(0);
+    exec.args([
+        "exec",
+        "--dangerously-bypass-approvals-and-sandbox",
+        "keep busy",
+    ])
+    .current_dir(repo)
+    .env("STAND_IN_OLLAMA_SCRIPT", &script_file)
+    .env("STAND_IN_OLLAMA_BODY_LOG", body_log(scratch))
+    // Its own process group, as a terminal's foreground job: Ctrl-C is a SIGINT to it.
+    .process_group(0);
     let mut running = Running::start(exec);
     running.wait_until("the model's shell command", Duration::from_secs(90), |_| {
         started.exists()

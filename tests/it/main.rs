@@ -14,4 +14,5 @@ mod import;
 mod run;
 mod sharing;
 mod support;
+mod team;
 mod tui;

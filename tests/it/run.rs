@@ -136,7 +136,9 @@ fn recording_codex(scratch: &Scratch) -> PathBuf {
         scratch,
         "recording-codex",
         "printf '%s\\n' \"$@\" > \"$RECORD_DIR/args\"\n\
-         env | grep -E '^(CODEX_OSS|OLLAMA)_' | sort > \"$RECORD_DIR/env\"\nexit \"${EXIT_WITH:-0}\"\n",
+         env | grep -E '^(CODEX_OSS|OLLAMA)_' | sort > \"$RECORD_DIR/env\"\n\
+         [ -z \"$RECORD_VERSION\" ] || curl -s \"${CODEX_OSS_BASE_URL%/v1}/api/version\" > \"$RECORD_DIR/version\"\n\
+         exit \"${EXIT_WITH:-0}\"\n",
     )
 }
 
@@ -158,6 +160,7 @@ fn codex_gets_the_local_provider_the_context_window_and_the_server_address() {
     cmd.env("CODEX_OSS_CODEX", recording_codex(&scratch))
         .env("RECORD_DIR", &record)
         .env("EXIT_WITH", "7")
+        .env("RECORD_VERSION", "1")
         .env("CODEX_OSS_PORT", port.to_string())
         .env("OLLAMA_CONTEXT_LENGTH", "40000")
         .args(["review", "--uncommitted", "--", "-m is not a flag here"]);
@@ -177,6 +180,7 @@ fn codex_gets_the_local_provider_the_context_window_and_the_server_address() {
             "ollama",
             "-m",
             "gpt-oss:20b",
+            "--no-daemon",
             "-c",
             "model_context_window=40000",
             "-c",
@@ -195,12 +199,20 @@ fn codex_gets_the_local_provider_the_context_window_and_the_server_address() {
             "-m is not a flag here"
         ]
     );
+    // Codex talks to Ollama through the run's relay: its own loopback port, the same
+    // in both variables, and Ollama answers there.
     let env = std::fs::read_to_string(record.join("env")).unwrap();
+    let relay = env
+        .lines()
+        .find_map(|l| l.strip_prefix("CODEX_OSS_PORT="))
+        .unwrap_or_else(|| panic!("no CODEX_OSS_PORT: {env}"));
+    assert_ne!(relay, port.to_string(), "Codex is given Ollama's own port");
     assert!(
-        env.contains(&format!("CODEX_OSS_BASE_URL=http://127.0.0.1:{port}/v1\n")),
+        env.contains(&format!("CODEX_OSS_BASE_URL=http://127.0.0.1:{relay}/v1\n")),
         "{env}"
     );
-    assert!(env.contains(&format!("CODEX_OSS_PORT={port}\n")), "{env}");
+    let version = std::fs::read_to_string(record.join("version")).unwrap();
+    assert!(version.contains("\"version\":\"0.32.15\""), "{version}");
     assert_no_processes_within(&scratch.oss_home().join("ollama"), Duration::from_secs(5));
 
     // Ollama was started with the same context, a resumable model store, in our home.
@@ -246,6 +258,16 @@ fn a_users_own_server_is_used_and_none_is_started() {
     cmd.env("CODEX_OSS_BASE_URL", &base)
         .args(["exec", "--skip-git-repo-check", "say hi"]);
     let out = run(cmd);
+    // doctor says what answers there.
+    let mut doctor = scratch.codex_oss();
+    doctor
+        .env("CODEX_OSS_BASE_URL", &base)
+        .args(["doctor", "--json"]);
+    let report = run(doctor);
+    let report: serde_json::Value =
+        serde_json::from_str(&report.stdout).unwrap_or_else(|e| panic!("{e}: {}", report.text()));
+    assert_eq!(report["server"]["kind"], "ollama", "{report}");
+    assert_eq!(report["server"]["version"], "0.32.15", "{report}");
     // SIGTERM, as a user stops it: Ollama then stops its runner too.
     let _ = Command::new("kill").arg(server.id().to_string()).status();
     let _ = server.wait();

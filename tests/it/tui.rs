@@ -163,6 +163,20 @@ fn tui_shows_the_local_model_answers_and_quits_leaving_no_ollama() {
     tmux.type_text("say hi");
     std::thread::sleep(Duration::from_millis(500));
     tmux.keys(&["Enter"]);
+    // Keys that come fast after typing can be taken for a paste (Codex's paste-burst
+    // detection), and then Enter does not send: while the prompt is still in the
+    // composer and nothing is under way, Enter is pressed again every 3 s.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !tmux.screen().contains(REPLY) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_secs(3));
+        let screen = tmux.screen();
+        let unsent = screen.lines().any(|l| l.trim_end() == "› say hi")
+            && !screen.contains("Working")
+            && !screen.contains(REPLY);
+        if unsent {
+            tmux.keys(&["Enter"]);
+        }
+    }
     tmux.wait_for("the stand-in's reply", Duration::from_secs(30), |s| {
         s.contains(REPLY)
     });
