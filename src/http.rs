@@ -54,18 +54,15 @@ pub fn host_of(address: &str) -> &str {
 /// Go's `net.SplitHostPort`: `host:port` or `[host]:port`, the port possibly empty;
 /// None where Go returns an error (no port, or an IPv6 address without brackets).
 fn split_host_port(hostport: &str) -> Option<(&str, &str)> {
-    let (host, port) = match hostport.strip_prefix('[') {
-        Some(rest) => {
-            let (host, after) = rest.split_once(']')?;
-            (host, after.strip_prefix(':')?)
+    let (host, port) = if let Some(rest) = hostport.strip_prefix('[') {
+        let (host, after) = rest.split_once(']')?;
+        (host, after.strip_prefix(':')?)
+    } else {
+        let (host, port) = hostport.rsplit_once(':')?;
+        if host.contains(':') {
+            return None;
         }
-        None => {
-            let (host, port) = hostport.rsplit_once(':')?;
-            if host.contains(':') {
-                return None;
-            }
-            (host, port)
-        }
+        (host, port)
     };
     if host.contains(['[', ']']) || port.contains(['[', ']', ':']) {
         return None;

@@ -567,28 +567,6 @@ fn gb(bytes: u64) -> String {
     format!("{} GB", bytes / 1_000_000_000)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn model_manifests_where_ollama_keeps_them() {
-        let store = Path::new("/m");
-        assert_eq!(
-            manifest_path(store, "gpt-oss:20b"),
-            Path::new("/m/manifests/registry.ollama.ai/library/gpt-oss/20b")
-        );
-        assert_eq!(
-            manifest_path(store, "me/tiny"),
-            Path::new("/m/manifests/registry.ollama.ai/me/tiny/latest")
-        );
-        assert_eq!(
-            manifest_path(store, "registry.local:5000/ns/m:1b"),
-            Path::new("/m/manifests/registry.local:5000/ns/m/1b")
-        );
-    }
-}
-
 /// What the shared server does after its last run, for `doctor`.
 fn describe_keep_alive(keep_alive: Option<std::time::Duration>) -> String {
     match keep_alive {
@@ -611,9 +589,32 @@ fn go_duration(duration: std::time::Duration) -> String {
     }
     let secs = duration.as_secs();
     let parts = [(secs / 3600, "h"), (secs / 60 % 60, "m"), (secs % 60, "s")];
-    parts
-        .iter()
-        .filter(|(n, _)| *n != 0)
-        .map(|(n, unit)| format!("{n}{unit}"))
-        .collect()
+    let mut text = String::new();
+    for (n, unit) in parts.iter().filter(|(n, _)| *n != 0) {
+        text.push_str(&n.to_string());
+        text.push_str(unit);
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_manifests_where_ollama_keeps_them() {
+        let store = Path::new("/m");
+        assert_eq!(
+            manifest_path(store, "gpt-oss:20b"),
+            Path::new("/m/manifests/registry.ollama.ai/library/gpt-oss/20b")
+        );
+        assert_eq!(
+            manifest_path(store, "me/tiny"),
+            Path::new("/m/manifests/registry.ollama.ai/me/tiny/latest")
+        );
+        assert_eq!(
+            manifest_path(store, "registry.local:5000/ns/m:1b"),
+            Path::new("/m/manifests/registry.local:5000/ns/m/1b")
+        );
+    }
 }

@@ -4,7 +4,7 @@
 //!
 //! The partial file keeps its place (`<home>/gpu/<asset>.part`) until the archive is
 //! complete and checked; a download that does not check out is deleted. A resume asks
-//! for the rest only of the same file: `If-Range` carries the ETag (or Last-Modified)
+//! for the rest only of the same file: `If-Range` carries the `ETag` (or Last-Modified)
 //! the download began with, kept beside the partial file (`<asset>.part.validator`), so
 //! a mirror whose file changed sends all of it again. A partial file the server does not
 //! continue (416, or a 206 from another byte) is dropped and the download starts
@@ -58,7 +58,7 @@ impl FetchError {
     }
 }
 
-/// Where the validator (ETag or Last-Modified) of a partial download is kept.
+/// Where the validator (`ETag` or Last-Modified) of a partial download is kept.
 pub fn validator_path(part: &Path) -> std::path::PathBuf {
     let mut name = part.as_os_str().to_owned();
     name.push(".validator");
@@ -272,8 +272,8 @@ fn total_size(resp: &reqwest::Response, have: u64) -> Option<u64> {
     resp.content_length().map(|len| len + have)
 }
 
-/// What identifies this version of the file for `If-Range`: a strong ETag, else the
-/// Last-Modified date (a weak ETag may not be used there).
+/// What identifies this version of the file for `If-Range`: a strong `ETag`, else the
+/// Last-Modified date (a weak `ETag` may not be used there).
 fn validator_of(resp: &reqwest::Response) -> Option<String> {
     let header = |name| {
         resp.headers()

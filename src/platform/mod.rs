@@ -120,11 +120,6 @@ impl ProcessIdentity {
         })
     }
 
-    /// True when the pid means the same thing here: same boot (Linux), same pid namespace.
-    pub fn is_visible_here(&self) -> bool {
-        self.seen_from(&boot_id(), &pid_namespace(), CLOCK)
-    }
-
     /// True when this very process still runs (not merely its pid).
     pub fn is_alive(&self) -> bool {
         self.matches(
@@ -135,6 +130,7 @@ impl ProcessIdentity {
         )
     }
 
+    /// True when the pid means the same thing here: same boot (Linux), same pid namespace.
     fn seen_from(&self, boot: &str, namespace: &str, clock: Clock) -> bool {
         self.namespace == namespace && (clock == Clock::Wall || self.boot == boot)
     }
@@ -203,7 +199,7 @@ mod tests {
             boot: "another boot".into(),
             ..me
         };
-        assert!(!other_boot.is_visible_here());
+        assert!(!other_boot.is_alive(), "a pid of another boot");
     }
 
     /// Off Linux, the boot time comes from the wall clock: a clock step shifts it (and a

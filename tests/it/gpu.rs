@@ -32,7 +32,7 @@ struct Seen {
     sent: usize,
 }
 
-/// What the mirror serves: one file, its ETag, and how it misbehaves.
+/// What the mirror serves: one file, its `ETag`, and how it misbehaves.
 struct Served {
     body: Vec<u8>,
     etag: String,
@@ -42,7 +42,7 @@ struct Served {
     misplaces_ranges: bool,
 }
 
-/// A release mirror on 127.0.0.1 serving one file, with HTTP Range requests, an ETag
+/// A release mirror on 127.0.0.1 serving one file, with HTTP Range requests, an `ETag`
 /// and `If-Range`.
 struct Mirror {
     port: u16,
@@ -102,11 +102,11 @@ impl Mirror {
         self.seen.lock().unwrap().clone()
     }
 
-    /// Serves another file (a new ETag) from now on.
+    /// Serves another file (a new `ETag`) from now on.
     fn replace(&self, body: Vec<u8>) {
         let mut served = self.served.lock().unwrap();
         served.body = body;
-        served.etag = "\"second\"".to_owned();
+        "\"second\"".clone_into(&mut served.etag);
     }
 
     fn misplace_ranges(&self) {
