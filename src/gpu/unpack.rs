@@ -441,6 +441,11 @@ mod tests {
         let into = dir.path().join("into");
         std::fs::create_dir(&into).unwrap();
         let err = cuda_folders(&archive, &into).unwrap_err();
-        assert!(err.contains("through another link"), "{err}");
+        // Windows copies what a link names, and refuses `a -> .` itself.
+        let windows_refusal = cfg!(windows) && err.contains("links to a folder that holds it");
+        assert!(
+            err.contains("through another link") || windows_refusal,
+            "{err}"
+        );
     }
 }
