@@ -1,6 +1,6 @@
-//! `codex-oss clean`: removes unpacked payloads nobody uses, logs, and with
-//! `--models` codex-oss's own model store. A running codex-oss keeps its own copy of
-//! the payloads, and a running server its log.
+//! `codex-oss clean`: removes unpacked payloads nobody uses, logs, copies left by killed
+//! model imports, and with `--models` codex-oss's own model store. A running codex-oss
+//! keeps its own copy of the payloads, and a running server its log.
 
 use std::process::ExitCode;
 
@@ -46,6 +46,9 @@ pub fn run(args: &CleanArgs) -> Result<ExitCode> {
         }
     }
     remove_logs(&home)?;
+    // Copies left by imports that were killed (their process is gone); a running
+    // import's own is kept.
+    crate::import::remove_stale_partials(&models.join("blobs"));
     if args.models {
         // What Ollama writes in a store; anything else there is not codex-oss's.
         for dir in ["blobs", "manifests"].map(|name| models.join(name)) {
