@@ -9,6 +9,10 @@
 #                  work by hand: start the unpacked Ollama, wait, `codex --oss exec`, stop
 #   stop           Codex's exit to Ollama gone, against a hand-run `kill` + wait
 #   launcher RSS   the launcher's own peak memory (VmHWM) while Codex runs
+#   back to back   ten sequential `exec` runs whose model takes 3 s to load (the
+#                  stand-in's STAND_IN_OLLAMA_LOAD_MS), with OLLAMA_KEEP_ALIVE=10s
+#                  (the shared server and its model stay for the next run) against
+#                  without it (each run starts a server and loads the model again)
 #
 # Usage: bash benches/startup.sh [runs]
 #   BENCH_PROFILE=release (default) or dev; BENCH_ZSTD_LEVEL=22 (the release level;
@@ -120,3 +124,17 @@ kill_med=$(printf '%s\n' "${kill_by_hand[@]}" | median)
 rss_med=$(printf '%s\n' "${rss[@]}" | median)
 row "stop" "$(ms "$stop_med")" "kill+wait $(ms "$kill_med")" "$(ratio "$stop_med" "$kill_med")" "<= 500 ms"
 row "launcher RSS" "$(awk -v k="$rss_med" 'BEGIN {printf "%.1f MB", k/1024}')" "-" "-" "<= 15 MB"
+
+# Ten back-to-back runs with a model load of 3 s, with and without OLLAMA_KEEP_ALIVE.
+ten_runs() {
+  wait_gone
+  local t; t=$(now)
+  for _ in $(seq 10); do
+    STAND_IN_OLLAMA_LOAD_MS=3000 "$bin" exec --skip-git-repo-check "say hi" </dev/null >/dev/null 2>&1
+  done
+  echo $(( $(now) - t ))
+}
+unset_ten=$(ten_runs)
+kept_ten=$(OLLAMA_KEEP_ALIVE=10s ten_runs)
+row "back to back" "$(ms "$kept_ten") kept 10s" "unset $(ms "$unset_ten")" "$(ratio "$kept_ten" "$unset_ten")" "<= 0.5"
+wait_gone

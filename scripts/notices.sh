@@ -18,18 +18,18 @@
 #   cargo install cargo-about --version 0.9.3 --locked --features cli   (about 4 minutes)
 # and every crate of Cargo.lock downloaded (`cargo fetch --locked`): it runs offline.
 #
-# When bundle.toml pins another Ollama or Codex, this script refuses to run until the
-# texts in licenses/ and the versions in COMPONENTS are refreshed from the upstream
-# repositories at the new tags (and the helpers' versions re-read from Codex's package:
-# `codex-path/rg --version`, `codex-resources/bwrap --version`, the zsh binary's
-# ZSH_VERSION string).
+# The versions of Ollama and Codex are those bundle.toml pins (scripts/lib/pinned.sh), so
+# scripts/bump-codex.sh and scripts/bump-ollama.sh can run this after moving a pin. What
+# cannot be read from bundle.toml is recorded below and checked against Codex's package
+# (the linux-x64 one scripts/fixtures.sh unpacks, or $CODEX_OSS_TEST_CODEX_VENDOR): the
+# helpers it carries besides Codex itself and the versions they report. A helper that
+# changed or appeared stops the script with a one-line reason: refresh licenses/ and
+# COMPONENTS from upstream at the new versions (licenses/README.md says how).
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$repo"
 
 CARGO_ABOUT_VERSION=0.9.3
-OLLAMA_VERSION=0.32.15
-CODEX_VERSION=0.149.0
 out=THIRD-PARTY-NOTICES.txt
 
 die() { echo "notices: $*" >&2; exit 1; }
@@ -41,29 +41,74 @@ case "${1:-}" in
   *) die "usage: $0 [--check]" ;;
 esac
 
-# The version bundle.toml pins in its [section].
-pinned() {
-  awk -v section="[$1]" '
-    $0 == section { inside = 1; next }
-    /^\[/ { inside = 0 }
-    inside && $1 == "version" { gsub(/"/, "", $3); print $3; exit }
-  ' bundle.toml
+OLLAMA_VERSION="$(bash scripts/lib/pinned.sh ollama)"
+CODEX_VERSION="$(bash scripts/lib/pinned.sh codex)"
+[ -n "$OLLAMA_VERSION" ] && [ -n "$CODEX_VERSION" ] || die "bundle.toml pins no Ollama or no Codex version"
+
+# The bubblewrap source archive every release carries (licenses/bubblewrap-source.toml).
+source_pin() {
+  awk -v key="$1" '$1 == key && $2 == "=" { gsub(/"/, "", $3); print $3; exit }' licenses/bubblewrap-source.toml
 }
-[ "$(pinned ollama)" = "$OLLAMA_VERSION" ] ||
-  die "bundle.toml pins Ollama $(pinned ollama), licenses/ holds the texts of $OLLAMA_VERSION: refresh them (see the top of this script)"
-[ "$(pinned codex)" = "$CODEX_VERSION" ] ||
-  die "bundle.toml pins Codex $(pinned codex), licenses/ holds the texts of $CODEX_VERSION: refresh them (see the top of this script)"
+BWRAP_VERSION="$(source_pin version)"
+BWRAP_ARCHIVE="$(basename "$(source_pin url)")"
+BWRAP_SHA256="$(source_pin sha256)"
+[ -n "$BWRAP_VERSION" ] && [ -n "$BWRAP_SHA256" ] || die "licenses/bubblewrap-source.toml pins no version or sha256"
+
+# What Codex's package holds besides Codex itself (bin/, codex-package.json) and the voice
+# host codex-oss leaves out (build/archive.rs), each with the first lines it answers to
+# `--version`: the programs COMPONENTS covers at these versions.
+HELPERS=(
+  "codex-path/rg|ripgrep 15.2.0 (rev e89fff89ac)|PCRE2 10.45 is available (JIT is available)"
+  "codex-resources/bwrap|bubblewrap built for Codex"
+)
+
+# Codex's package for linux-x64 at the pinned version, unpacked.
+codex_vendor() {
+  local vendor="${CODEX_OSS_TEST_CODEX_VENDOR:-}"
+  if [ -z "$vendor" ]; then
+    vendor="$(bash scripts/fixtures.sh | sed -n 's/^export CODEX_OSS_TEST_CODEX_VENDOR=//p')" ||
+      die "could not unpack Codex $CODEX_VERSION's package (scripts/fixtures.sh failed)"
+  fi
+  [ -f "$vendor/codex-package.json" ] || die "$vendor holds no Codex package (no codex-package.json)"
+  grep -q "\"version\": \"$CODEX_VERSION\"" "$vendor/codex-package.json" ||
+    die "$vendor holds another Codex than the $CODEX_VERSION bundle.toml pins: unset CODEX_OSS_TEST_CODEX_VENDOR or re-run scripts/fixtures.sh"
+  echo "$vendor"
+}
+
+check_helpers() {
+  local vendor="$1" file entry path answer found line expected
+  while IFS= read -r file; do
+    case "$file" in
+      bin/* | codex-package.json | codex-resources/voice/*) continue ;;
+    esac
+    found=false
+    for entry in "${HELPERS[@]}"; do
+      [ "${entry%%|*}" = "$file" ] && found=true
+    done
+    $found || die "Codex $CODEX_VERSION's package holds $file, which the notices do not cover: add its licence to licenses/ and COMPONENTS (licenses/README.md)"
+  done < <(cd "$vendor" && find . -type f -o -type l | sed 's|^\./||' | LC_ALL=C sort)
+  for entry in "${HELPERS[@]}"; do
+    path="${entry%%|*}"
+    [ -x "$vendor/$path" ] || die "Codex $CODEX_VERSION's package no longer holds $path: drop it from HELPERS, COMPONENTS and licenses/"
+    answer="$("$vendor/$path" --version 2>&1)" || true
+    IFS='|' read -r -a expected <<<"${entry#*|}"
+    for line in "${expected[@]}"; do
+      grep -Fxq -- "$line" <<<"$answer" ||
+        die "Codex $CODEX_VERSION's $path reports '$(head -n1 <<<"$answer")', not '$line' as the notices cover: refresh its licence texts, HELPERS and COMPONENTS (licenses/README.md)"
+    done
+  done
+}
+check_helpers "$(codex_vendor)"
 
 # One block per embedded program. Fields, separated by '|':
 #   title | where it is in the release | licence | upstream and version | file sha256 ...
 # Each file is licenses/<path>, given with its SHA-256 and where it was taken from.
 COMPONENTS=(
-  "Ollama $OLLAMA_VERSION|the embedded Ollama server (every target)|MIT|https://github.com/ollama/ollama, tag v$OLLAMA_VERSION (commit b7871fc0d1d82fe109536efa3e0e8e411c766c75)|ollama/LICENSE=LICENSE at tag v$OLLAMA_VERSION:5934ed2ce0d15154bcdb9c85203210abac0da4314af34081e36df4599f90b226"
-  "Codex CLI $CODEX_VERSION|the embedded Codex CLI (every target)|Apache-2.0|https://github.com/openai/codex, release rust-v$CODEX_VERSION|codex/NOTICE=NOTICE of openai/codex (its text at rust-v0.160.0 as quoted verbatim by third parties; no package of $CODEX_VERSION ships it):3ce7450e8b97d94d27b8c99175b21f86bd786cea3620e5d6b5a7c41e7ed35cee|codex/LICENSE=LICENSE shipped in the npm package @openai/codex-sdk@$CODEX_VERSION, published from openai/codex with the same release:d17f227e4df5da1600391338865ce0f3055211760a36688f816941d58232d8dc"
+  "Ollama $OLLAMA_VERSION|the embedded Ollama server (every target)|MIT|https://github.com/ollama/ollama, tag v$OLLAMA_VERSION|ollama/LICENSE=LICENSE of ollama/ollama (taken at tag v0.32.15):5934ed2ce0d15154bcdb9c85203210abac0da4314af34081e36df4599f90b226"
+  "Codex CLI $CODEX_VERSION|the embedded Codex CLI (every target): bin/codex and bin/codex-code-mode-host of its npm package @openai/codex@$CODEX_VERSION-<platform>, and on Windows its sandbox helpers codex-resources/codex-command-runner.exe and codex-windows-sandbox-setup.exe|Apache-2.0|https://github.com/openai/codex, release rust-v$CODEX_VERSION|codex/NOTICE=NOTICE of openai/codex (its text at rust-v0.160.0 as quoted verbatim by third parties; no npm package of Codex ships it, checked up to 0.171.0):3ce7450e8b97d94d27b8c99175b21f86bd786cea3620e5d6b5a7c41e7ed35cee|codex/LICENSE=LICENSE of openai/codex, as shipped in the npm package @openai/codex-sdk@0.163.0 (the same file as in @openai/codex-sdk@0.149.0; Codex's own npm packages carry none):d17f227e4df5da1600391338865ce0f3055211760a36688f816941d58232d8dc"
   "ripgrep 15.2.0|rg in Codex's package (codex-path/rg), the version it reports (rev e89fff89ac)|Unlicense OR MIT|https://github.com/BurntSushi/ripgrep, tag 15.2.0 (commit e89fff89ac9af12e8d4ce9d5fd07beb408ca730f)|ripgrep/COPYING=COPYING at tag 15.2.0:01c266bced4a434da0051174d6bee16a4c82cf634e2679b6155d40d75012390f|ripgrep/UNLICENSE=UNLICENSE at tag 15.2.0:7e12e5df4bae12cb21581ba157ced20e1986a0508dd10d0e8a4ab9a4cf94e85c|ripgrep/LICENSE-MIT=LICENSE-MIT at tag 15.2.0:0f96a83840e146e43c0ec96a22ec1f392e0680e6c1226e6f3ba87e0740af850f"
   "PCRE2 10.45|linked into that rg, which reports \"PCRE2 10.45 is available\"|BSD-3-Clause WITH PCRE2-exception|https://github.com/PCRE2Project/pcre2, tag pcre2-10.45 (commit 2dce7761b1831fd3f82a9c2bd5476259d945da4d)|pcre2/LICENCE.md=LICENCE.md at tag pcre2-10.45:9cf7ac6976099a1d856826d3ef1b093bd6b84489dc6100628ac79e740cf9885a"
-  "bubblewrap 0.11.1|bwrap in Codex's Linux packages (codex-resources/bwrap, \"bubblewrap built for Codex\"): OpenAI's build of the bubblewrap sources vendored in openai/codex (codex-rs/vendor/bubblewrap), whose messages are those of bubblewrap 0.11.1|LGPL-2.0-or-later|https://github.com/containers/bubblewrap, tag v0.11.1 (commit 124c4cdf4321f63ef17a1cb0ce8f9dd45bd7adbe). The source of the build shipped: https://github.com/openai/codex/tree/rust-v$CODEX_VERSION/codex-rs/vendor/bubblewrap (with codex-rs/bwrap, which builds it)|bubblewrap/COPYING=COPYING at tag v0.11.1:b7993225104d90ddd8024fd838faf300bea5e83d91203eab98e29512acebd69c"
-  "Zsh 5.9.0.3-test-87-g77045ef|zsh in Codex's Linux packages (codex-resources/zsh/bin/zsh, the binary only: none of zsh's shell-function files)|the Zsh licence (MIT-like)|https://github.com/zsh-users/zsh, commit 77045ef899e53b9598bebc5a41db93a548a40ca6 (the version the binary reports)|zsh/LICENCE=LICENCE at that commit:d06fdf3ef9b1ec69d6b9e170b0a9516fbad3523261ff1668bde3bfea6e0ef5f5"
+  "bubblewrap $BWRAP_VERSION|bwrap in Codex's Linux packages (codex-resources/bwrap, which reports \"bubblewrap built for Codex\"): OpenAI's build of bubblewrap $BWRAP_VERSION as vendored in openai/codex (codex-rs/vendor/bubblewrap, built by codex-rs/bwrap)|LGPL-2.0-or-later|https://github.com/containers/bubblewrap, tag v$BWRAP_VERSION.\n     Source: every codex-oss release carries bubblewrap's source as the release asset\n     $BWRAP_ARCHIVE (upstream's release archive of v$BWRAP_VERSION, SHA-256\n     $BWRAP_SHA256),\n     published beside the codex-oss archives; OpenAI's build files are in\n     https://github.com/openai/codex/tree/rust-v$CODEX_VERSION/codex-rs (vendor/bubblewrap, bwrap)|bubblewrap/COPYING=COPYING of containers/bubblewrap (unchanged since 2016; the release checks it against the one in $BWRAP_ARCHIVE):b7993225104d90ddd8024fd838faf300bea5e83d91203eab98e29512acebd69c"
 )
 
 sha256() { sha256sum "$1" | cut -d' ' -f1; }
@@ -79,7 +124,7 @@ embedded() {
     echo "1.$n  $title"
     echo "     In codex-oss: $where."
     echo "     Licence: $licence."
-    echo "     Upstream: $upstream."
+    printf '     Upstream: %b.\n' "$upstream"
     IFS='|' read -r -a files <<<"$files"
     for file in "${files[@]}"; do
       path="${file%%=*}"
@@ -128,6 +173,9 @@ A codex-oss release also contains other people's work, under the licences below:
      Ollama $OLLAMA_VERSION, the Codex CLI $CODEX_VERSION and the helper programs inside
      Codex's package;
   2. the Rust crates compiled into the codex-oss executable.
+
+bubblewrap (LGPL-2.0-or-later, in Codex's Linux packages) comes with its source: every
+codex-oss release publishes $BWRAP_ARCHIVE beside its archives (see 1.5).
 
 Each text is the one its upstream publishes at the version shipped; where it came
 from is given above it.

@@ -49,6 +49,9 @@ impl EnvVars {
     pub const OLLAMA_CONTEXT_LENGTH: &'static str = "OLLAMA_CONTEXT_LENGTH";
     /// Ollama keeps partial downloads at start-up when set.
     pub const OLLAMA_NOPRUNE: &'static str = "OLLAMA_NOPRUNE";
+    /// How long Ollama keeps a model loaded after its last request; codex-oss keeps the
+    /// shared server that long after its last run.
+    pub const OLLAMA_KEEP_ALIVE: &'static str = "OLLAMA_KEEP_ALIVE";
     /// Browser origins allowed to call Ollama: never passed to the embedded one.
     pub const OLLAMA_ORIGINS: &'static str = "OLLAMA_ORIGINS";
 
@@ -69,6 +72,44 @@ impl EnvVars {
         "HIP_VISIBLE_DEVICES",
         "ROCR_VISIBLE_DEVICES",
         "GGML_VK_VISIBLE_DEVICES",
+    ];
+
+    /// How the server reaches the internet for pulls: the user's proxy and the
+    /// certificates it needs. They change what the server does, so they are among its
+    /// settings (and in the key that decides which runs share a server).
+    pub const SERVER_NETWORK: [&'static str; 10] = [
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+        "NO_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "all_proxy",
+        "no_proxy",
+        "SSL_CERT_FILE",
+        "SSL_CERT_DIR",
+    ];
+    /// What a program needs from the system to run at all (matched without regard to
+    /// case, as Windows names them: `Path`, `SystemRoot` for its network stack).
+    pub const SYSTEM: [&'static str; 18] = [
+        "PATH",
+        "HOME",
+        "USER",
+        "LOGNAME",
+        "TMPDIR",
+        "TMP",
+        "TEMP",
+        "SystemRoot",
+        "SystemDrive",
+        "windir",
+        "ComSpec",
+        "PATHEXT",
+        "USERPROFILE",
+        "LOCALAPPDATA",
+        "APPDATA",
+        "ProgramData",
+        "NUMBER_OF_PROCESSORS",
+        "PROCESSOR_ARCHITECTURE",
     ];
 
     /// Codex's own configuration directory (default `~/.codex`).

@@ -3,12 +3,40 @@
 //! One place resolves the home and derives the sub-paths, so that no other module
 //! guesses at the layout. The home is created owner-only (0700): it holds the model
 //! store, logs and the keys Ollama writes.
+//!
+//! A home is codex-oss's alone: it carries a mark (`.codex-oss-home`) written when
+//! codex-oss makes it, a folder that already holds other files is refused (`claim`), and
+//! whatever codex-oss removes there, it removes by the names it writes, never a folder
+//! wholesale, so a user's files that end up inside are never deleted.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
 use crate::platform::{self, Exposure};
+
+/// The file that marks a folder as a home codex-oss made or took on (see `Home::claim`).
+const MARK: &str = ".codex-oss-home";
+
+/// Every name codex-oss writes at the top of its home.
+const OWN_NAMES: [&str; 10] = [
+    MARK,
+    "config.toml",
+    "ollama",
+    "codex",
+    "run",
+    "logs",
+    "models",
+    "catalogs",
+    "ollama-home",
+    "gpu",
+];
+
+/// Where payloads being discarded go for a moment (`Home::discard_payload`).
+const DISCARDED: &str = ".discarded-";
+
+/// How many of a folder's other files an error names.
+const FOREIGN_SHOWN: usize = 3;
 
 /// Paths under the codex-oss home.
 #[derive(Clone, Debug)]
@@ -68,14 +96,84 @@ impl Home {
     }
 
     /// Creates the home (0700) and the sub-directories every run needs, once it is
-    /// sure that nobody else controls it (see `secure`).
+    /// sure that it is codex-oss's (see `claim`) and that nobody else controls it (see
+    /// `secure`).
     pub fn ensure(&self) -> Result<()> {
-        create_private_dir(&self.root, "codex-oss home")?;
+        self.claim()?;
         self.secure()?;
         for (dir, label) in [(self.run(), "run"), (self.logs(), "logs")] {
             create_private_dir(&dir, label)?;
         }
         Ok(())
+    }
+
+    /// Makes sure the home is codex-oss's before anything is written or removed in it. A
+    /// folder that is missing or empty is made and marked; a marked one is used; an
+    /// unmarked one (the home of an earlier codex-oss) is taken on and marked only when
+    /// everything in it is something codex-oss writes. A folder holding anything else
+    /// is refused: codex-oss would otherwise clean the user's files away with its own.
+    pub fn claim(&self) -> Result<()> {
+        let mark = self.root.join(MARK);
+        if std::fs::symlink_metadata(&mark).is_ok_and(|meta| meta.is_file()) {
+            return Ok(());
+        }
+        let foreign = self.foreign_entries();
+        if !foreign.is_empty() {
+            let mut shown: Vec<String> = foreign
+                .iter()
+                .take(FOREIGN_SHOWN)
+                .map(|path| path.display().to_string())
+                .collect();
+            if foreign.len() > FOREIGN_SHOWN {
+                shown.push(format!("and {} more", foreign.len() - FOREIGN_SHOWN));
+            }
+            bail!(
+                "CODEX_OSS_HOME={} already holds files codex-oss did not make ({}): codex-oss keeps a home of its own, where it deletes what it wrote; set CODEX_OSS_HOME to a new or empty folder, or move those files out",
+                self.root.display(),
+                shown.join(", "),
+            );
+        }
+        create_private_dir(&self.root, "codex-oss home")?;
+        // A home that cannot be written to is reported by what needs to write there.
+        let _ = std::fs::write(
+            &mark,
+            "This folder is a codex-oss home: codex-oss made it and may delete what it wrote here.\n",
+        );
+        Ok(())
+    }
+
+    /// What in the home codex-oss did not write (nothing when the home does not exist):
+    /// names at its top that are not codex-oss's, and anything but codex-oss's own names
+    /// in the folders it removes things from.
+    fn foreign_entries(&self) -> Vec<PathBuf> {
+        let mut foreign = Vec::new();
+        for (path, name) in entries(&self.root) {
+            if name.starts_with(DISCARDED) {
+                continue;
+            }
+            let own_inside: fn(&str) -> bool = match name.as_str() {
+                "ollama" | "codex" => crate::payload::is_own_entry,
+                "logs" => is_own_log,
+                "models" => |inside| matches!(inside, "blobs" | "manifests"),
+                _ if OWN_NAMES.contains(&name.as_str()) => continue,
+                _ => {
+                    foreign.push(path);
+                    continue;
+                }
+            };
+            if !std::fs::symlink_metadata(&path).is_ok_and(|meta| meta.is_dir()) {
+                foreign.push(path);
+                continue;
+            }
+            foreign.extend(
+                entries(&path)
+                    .into_iter()
+                    .filter(|(_, inside)| !own_inside(inside))
+                    .map(|(path, _)| path),
+            );
+        }
+        foreign.sort();
+        foreign
     }
 
     /// The directories codex-oss runs programs from or takes records from.
@@ -137,19 +235,59 @@ impl Home {
         Ok(())
     }
 
-    /// Moves every unpacked version of a payload out of the way and deletes it.
+    /// Moves every unpacked version of a payload (and the leftovers of unpacking) out
+    /// of the way and deletes it; anything else in the payload's folder stays.
     fn discard_payload(&self, name: &str) -> Result<()> {
-        let dir = self.payload_dir(name);
-        if !dir.exists() {
-            return Ok(());
+        for (path, entry) in entries(&self.payload_dir(name)) {
+            if !crate::payload::is_own_entry(&entry) {
+                continue;
+            }
+            let aside = self
+                .root
+                .join(format!("{DISCARDED}{name}-{entry}-{}", std::process::id()));
+            std::fs::rename(&path, &aside)
+                .and_then(|()| match std::fs::symlink_metadata(&aside) {
+                    Ok(meta) if meta.is_dir() => std::fs::remove_dir_all(&aside),
+                    _ => std::fs::remove_file(&aside),
+                })
+                .with_context(|| {
+                    format!("could not remove {}: delete it by hand", path.display())
+                })?;
         }
-        let aside = self
-            .root
-            .join(format!(".discarded-{name}-{}", std::process::id()));
-        std::fs::rename(&dir, &aside)
-            .and_then(|()| std::fs::remove_dir_all(&aside))
-            .with_context(|| format!("could not remove {}: delete it by hand", dir.display()))
+        Ok(())
     }
+}
+
+/// True for a log codex-oss writes: `ollama-<unix time>-<pid>.log` (see `server`).
+pub fn is_own_log(name: &str) -> bool {
+    let Some(stem) = name
+        .strip_prefix("ollama-")
+        .and_then(|rest| rest.strip_suffix(".log"))
+    else {
+        return false;
+    };
+    stem.split_once('-').is_some_and(|(secs, pid)| {
+        [secs, pid]
+            .iter()
+            .all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    })
+}
+
+/// The entries of `dir` with their names (none when it cannot be read).
+fn entries(dir: &Path) -> Vec<(PathBuf, String)> {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|entry| {
+                    (
+                        entry.path(),
+                        entry.file_name().to_string_lossy().into_owned(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Creates `dir` (and parents) with mode 0700 on Unix; the error names the path and what to do.
@@ -165,4 +303,40 @@ pub fn create_private_dir(dir: &Path, label: &str) -> Result<()> {
 /// Creates `dir` (and parents) with mode 0700 on Unix, leaving the message to the caller.
 pub fn make_private_dir(dir: &Path) -> std::io::Result<()> {
     platform::private_dir_builder().create(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_codex_oss_names_are_its_own() {
+        assert!(is_own_log("ollama-1700000000-42.log"));
+        for name in [
+            "notes.txt",
+            "ollama.log",
+            "ollama-1-.log",
+            "ollama-a-1.log",
+            "x-1-2.log",
+        ] {
+            assert!(!is_own_log(name), "{name}");
+        }
+        for name in [
+            "0.32.15-e29129a33be1",
+            ".0.32.15-e29129a33be1.lease",
+            ".tmp-Ab12",
+            ".trash-x",
+        ] {
+            assert!(crate::payload::is_own_entry(name), "{name}");
+        }
+        for name in [
+            "myproject",
+            "0.32.15",
+            "v-E29129A33BE1",
+            ".myproject.lease",
+            "-e29129a33be1",
+        ] {
+            assert!(!crate::payload::is_own_entry(name), "{name}");
+        }
+    }
 }

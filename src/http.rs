@@ -28,31 +28,46 @@ pub fn is_loopback_url(url: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// True for `localhost`, `127.0.0.0/8`, `::1` (bracketed or not), and an empty host,
-/// which Ollama reads as 127.0.0.1.
+/// True for `localhost`, `127.0.0.0/8` and `::1` (bracketed or not). An empty host is
+/// not: Ollama listens on every interface for `:11434` (see `host_of`).
 pub fn is_loopback_host(host: &str) -> bool {
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    host.is_empty()
-        || host.eq_ignore_ascii_case("localhost")
+    host.eq_ignore_ascii_case("localhost")
         || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// The host part of an `OLLAMA_HOST`-style address (`[scheme://]host[:port][/path]`),
-/// read the way Ollama reads it.
+/// read the way Ollama 0.32.15 reads it (`envconfig.Host`): without a port the whole
+/// is the host, and nothing at all is 127.0.0.1; with a port, the host may be empty
+/// (`:11434`, `http://:0`), which Ollama listens on as every interface.
 pub fn host_of(address: &str) -> &str {
-    let rest = address.trim();
-    let rest = rest
-        .strip_prefix("http://")
-        .or_else(|| rest.strip_prefix("https://"))
-        .unwrap_or(rest);
-    let rest = rest.split('/').next().unwrap_or_default();
-    if let Some(bracketed) = rest.strip_prefix('[') {
-        return bracketed.split(']').next().unwrap_or_default();
-    }
-    match rest.rsplit_once(':') {
+    let text = address.trim();
+    let hostport = text.split_once("://").map_or(text, |(_, rest)| rest);
+    let hostport = hostport.split('/').next().unwrap_or_default();
+    match split_host_port(hostport) {
         Some((host, _port)) => host,
-        None => rest,
+        None if hostport.is_empty() => "127.0.0.1",
+        None => hostport.trim_start_matches('[').trim_end_matches(']'),
     }
+}
+
+/// Go's `net.SplitHostPort`: `host:port` or `[host]:port`, the port possibly empty;
+/// None where Go returns an error (no port, or an IPv6 address without brackets).
+fn split_host_port(hostport: &str) -> Option<(&str, &str)> {
+    let (host, port) = if let Some(rest) = hostport.strip_prefix('[') {
+        let (host, after) = rest.split_once(']')?;
+        (host, after.strip_prefix(':')?)
+    } else {
+        let (host, port) = hostport.rsplit_once(':')?;
+        if host.contains(':') {
+            return None;
+        }
+        (host, port)
+    };
+    if host.contains(['[', ']']) || port.contains(['[', ']', ':']) {
+        return None;
+    }
+    Some((host, port))
 }
 
 /// A short reason for a failed request, without reqwest's URL noise.
@@ -101,7 +116,10 @@ mod tests {
             "localhost",
             "http://localhost:8080",
             "[::1]:11434",
-            ":11434",
+            "[::1]",
+            "::1",
+            "http://127.0.0.1",
+            "http://",
             "",
         ] {
             assert!(is_loopback_host(host_of(address)), "{address}");
@@ -110,6 +128,11 @@ mod tests {
             "0.0.0.0",
             "0.0.0.0:0",
             "[::]:11434",
+            // Ollama listens on every interface for an empty host.
+            ":11434",
+            ":0",
+            "http://:11434",
+            "https://:0/path",
             "http://192.168.1.10:11434",
             "gpu-box:11434",
             "https://ollama.example.com",

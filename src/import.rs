@@ -1,13 +1,18 @@
 //! Importing a model the user already has in another Ollama's store, so that nobody
 //! downloads gpt-oss:20b (13 GB) twice.
 //!
-//! An Ollama store is `manifests/<registry>/<namespace>/<model>/<tag>` (JSON naming the
-//! config and layer blobs by digest) and `blobs/sha256-<hex>`. A model is brought in by
-//! hard-linking each blob into codex-oss's store (same filesystem: no copy, no extra
-//! disk) or copying it (elsewhere), hashing every byte on the way: a blob whose content
-//! does not match its name is not taken, and the model is then pulled as usual. The
-//! manifest is written last, so Ollama never sees half a model. Nothing is ever written
-//! into the other store.
+//! The other store may be written by any Ollama release, old or new (`store` reads both
+//! layouts and manifest lists). A model is brought in by hard-linking each blob into
+//! codex-oss's store (same filesystem: no copy, no extra disk) or copying it, hashing
+//! every byte on the way: a blob whose content does not match its name is not taken, and
+//! the model is then pulled as usual. Only a regular file of the user's own that nobody
+//! else may write is linked (anyone who could write it could change the model codex-oss
+//! runs); anything else is copied. Copies in progress are `partial` files. The manifest
+//! is written last, so Ollama never sees half a model. Nothing is ever written into the
+//! other store.
+
+mod partial;
+mod store;
 
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -15,11 +20,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-/// The registry a bare model name (`gpt-oss:20b`) belongs to.
-const DEFAULT_REGISTRY: &str = "registry.ollama.ai";
+use partial::Partial;
+pub use partial::{remove_stale as remove_stale_partials, Stop};
 
 /// Other stores where the user's own Ollama keeps models, most likely first: the user's
 /// (`~/.ollama/models`) and the Linux service's.
@@ -34,47 +38,10 @@ pub fn candidate_stores(user_home: Option<&Path>) -> Vec<PathBuf> {
     stores
 }
 
-/// `gpt-oss:20b` -> `manifests/registry.ollama.ai/library/gpt-oss/20b`, as Ollama names it.
+/// `gpt-oss:20b` -> `manifests/registry.ollama.ai/library/gpt-oss/20b`: where the
+/// embedded Ollama reads a model's manifest.
 pub fn manifest_path(store: &Path, model: &str) -> PathBuf {
-    let (name, tag) = match model.rsplit_once(':') {
-        Some((name, tag)) if !tag.contains('/') => (name, tag),
-        _ => (model, "latest"),
-    };
-    let parts: Vec<&str> = name.split('/').collect();
-    let (registry, namespace, model) = match parts.as_slice() {
-        [model] => (DEFAULT_REGISTRY, "library", *model),
-        [namespace, model] => (DEFAULT_REGISTRY, *namespace, *model),
-        [registry, namespace, model, ..] => (*registry, *namespace, *model),
-        [] => (DEFAULT_REGISTRY, "library", name),
-    };
-    store
-        .join("manifests")
-        .join(registry)
-        .join(namespace)
-        .join(model)
-        .join(tag)
-}
-
-#[derive(Deserialize)]
-struct Manifest {
-    config: Layer,
-    layers: Vec<Layer>,
-}
-
-#[derive(Deserialize)]
-struct Layer {
-    digest: String,
-    #[serde(default)]
-    size: u64,
-}
-
-impl Layer {
-    /// `sha256:<hex>` -> `sha256-<hex>`; `None` for anything else (never a path).
-    fn blob_name(&self) -> Option<String> {
-        let hex = self.digest.strip_prefix("sha256:")?;
-        (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
-            .then(|| format!("sha256-{hex}"))
-    }
+    store::Name::parse(model).legacy_path(store)
 }
 
 /// What an import did.
@@ -82,7 +49,7 @@ impl Layer {
 pub enum Imported {
     /// Every blob hard-linked: no bytes copied.
     Linked { from: PathBuf },
-    /// At least one blob copied (another filesystem).
+    /// At least one blob copied (another filesystem, or a file others could change).
     Copied { from: PathBuf, bytes: u64 },
 }
 
@@ -103,18 +70,20 @@ impl Imported {
 }
 
 /// Brings `model` from the first of `stores` that has it into `ours`. `None` when none
-/// has it, or when what one has is damaged (said in a warning): pull it then.
-pub fn import(model: &str, stores: &[PathBuf], ours: &Path) -> Option<Imported> {
+/// has it, or when what one has is damaged (said in a warning): pull it then. `stop`
+/// ends it early (nothing said; its partial files removed).
+pub fn import(model: &str, stores: &[PathBuf], ours: &Path, stop: &Stop) -> Option<Imported> {
+    partial::remove_stale(&ours.join("blobs"));
     for store in stores {
         if crate::files::same_dir(store, ours) {
             continue;
         }
-        let manifest = manifest_path(store, model);
-        let Ok(text) = std::fs::read(&manifest) else {
+        let Some(found) = store::find(store, model) else {
             continue;
         };
-        return match import_from(model, store, &text, ours) {
+        return match found.and_then(|runnable| import_from(model, store, &runnable, ours, stop)) {
             Ok(done) => Some(done),
+            Err(_) if stop.is_stopped() => None,
             Err(err) => {
                 crate::ui::warn(format!(
                     "not using {model} from {}: {err:#}; downloading it instead",
@@ -127,19 +96,20 @@ pub fn import(model: &str, stores: &[PathBuf], ours: &Path) -> Option<Imported> 
     None
 }
 
-fn import_from(model: &str, store: &Path, manifest_text: &[u8], ours: &Path) -> Result<Imported> {
-    let manifest: Manifest =
-        serde_json::from_slice(manifest_text).context("its manifest is not valid")?;
-    let layers: Vec<&Layer> = std::iter::once(&manifest.config)
-        .chain(&manifest.layers)
-        .collect();
-    let total: u64 = layers.iter().map(|l| l.size).sum();
+fn import_from(
+    model: &str,
+    store: &Path,
+    runnable: &store::Runnable,
+    ours: &Path,
+    stop: &Stop,
+) -> Result<Imported> {
+    let total: u64 = runnable.blobs.iter().map(|l| l.size).sum();
     let blobs = ours.join("blobs");
     std::fs::create_dir_all(&blobs)
         .with_context(|| format!("could not create {}", blobs.display()))?;
     let progress = Progress::new(model, total);
     let mut copied = 0;
-    for layer in layers {
+    for layer in &runnable.blobs {
         let name = layer
             .blob_name()
             .with_context(|| format!("a layer has an unexpected digest {:?}", layer.digest))?;
@@ -149,13 +119,14 @@ fn import_from(model: &str, store: &Path, manifest_text: &[u8], ours: &Path) -> 
             continue;
         }
         let source = store.join("blobs").join(&name);
-        copied +=
-            bring(&source, &dest, &name, &progress).with_context(|| format!("blob {name}"))?;
+        copied += bring(&source, &dest, &name, &progress, stop)
+            .with_context(|| format!("blob {name}"))?;
     }
     progress.finish();
+    stop.check()?;
     let manifest_dest = manifest_path(ours, model);
     std::fs::create_dir_all(manifest_dest.parent().unwrap_or(ours))
-        .and_then(|()| crate::files::write_atomically(&manifest_dest, manifest_text))
+        .and_then(|()| crate::files::write_atomically(&manifest_dest, &runnable.manifest))
         .with_context(|| format!("could not write {}", manifest_dest.display()))?;
     Ok(if copied == 0 {
         Imported::Linked {
@@ -169,39 +140,57 @@ fn import_from(model: &str, store: &Path, manifest_text: &[u8], ours: &Path) -> 
     })
 }
 
-/// Links `source` to `dest` (or copies it when linking is not possible), checking that
-/// its content hashes to `name`. Returns the bytes copied (0 for a link).
-fn bring(source: &Path, dest: &Path, name: &str, progress: &Progress) -> Result<u64> {
+/// Links `source` to `dest` when nobody else can change it, copies it otherwise, checking
+/// that its content hashes to `name`. Returns the bytes copied (0 for a link).
+fn bring(source: &Path, dest: &Path, name: &str, progress: &Progress, stop: &Stop) -> Result<u64> {
     let want = &name["sha256-".len()..];
-    let partial = dest.with_extension(format!("import-{}", std::process::id()));
-    let _ = std::fs::remove_file(&partial);
-    let linked = std::fs::hard_link(source, &partial).is_ok();
-    let result = if linked {
-        // Reading through the link checks the very bytes Ollama will read.
-        hash_file(&partial, progress).map(|got| (got, 0))
-    } else {
-        copy_hashed(source, &partial, progress)
-    };
-    let (got, copied) = match result {
-        Ok(done) => done,
-        Err(err) => {
-            let _ = std::fs::remove_file(&partial);
-            return Err(err.into());
+    let linked = if may_link(source) {
+        match Partial::create(stop, dest, |path| std::fs::hard_link(source, path)) {
+            // Checked again on the link itself: the file it names is the one Ollama reads.
+            Ok((link, ())) => may_link(link.path()).then_some(link),
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => return Err(err.into()),
+            Err(_) => None, // another filesystem, or no hard links there
         }
+    } else {
+        None
+    };
+    let (partial, got, copied) = if let Some(link) = linked {
+        // Reading through the link checks the very bytes Ollama will read.
+        let got = hash_file(link.path(), progress, stop)?;
+        (link, got, 0)
+    } else {
+        if !std::fs::metadata(source)?.is_file() {
+            bail!("{} is not a regular file", source.display());
+        }
+        let (copy, mut to) = Partial::create(stop, dest, |path| {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(path)
+        })?;
+        let (got, copied) = copy_hashed(source, &mut to, progress, stop)?;
+        (copy, got, copied)
     };
     if got != want {
-        let _ = std::fs::remove_file(&partial);
         bail!("its content does not match its name (sha256 {got})");
     }
-    std::fs::rename(&partial, dest)?;
+    partial.persist(dest)?;
     Ok(copied)
 }
 
-fn hash_file(path: &Path, progress: &Progress) -> io::Result<String> {
+/// True for a regular file (not a symlink) of the current user's that group and others
+/// cannot write: the only kind of file linked in, not copied.
+fn may_link(path: &Path) -> bool {
+    path.symlink_metadata()
+        .is_ok_and(|m| m.file_type().is_file() && crate::platform::exposure(&m).is_none())
+}
+
+fn hash_file(path: &Path, progress: &Progress, stop: &Stop) -> io::Result<String> {
     let mut file = File::open(path)?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0; 1 << 20];
     loop {
+        stop.check()?;
         let n = file.read(&mut buf)?;
         if n == 0 {
             return Ok(crate::files::hex(&hasher.finalize()));
@@ -211,13 +200,18 @@ fn hash_file(path: &Path, progress: &Progress) -> io::Result<String> {
     }
 }
 
-fn copy_hashed(source: &Path, dest: &Path, progress: &Progress) -> io::Result<(String, u64)> {
+fn copy_hashed(
+    source: &Path,
+    to: &mut File,
+    progress: &Progress,
+    stop: &Stop,
+) -> io::Result<(String, u64)> {
     let mut from = File::open(source)?;
-    let mut to = File::create(dest)?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0; 1 << 20];
     let mut total = 0;
     loop {
+        stop.check()?;
         let n = from.read(&mut buf)?;
         if n == 0 {
             to.sync_all()?;
@@ -259,46 +253,5 @@ impl Progress {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn manifest_paths_follow_ollamas_naming() {
-        let store = Path::new("/s");
-        assert_eq!(
-            manifest_path(store, "gpt-oss:20b"),
-            Path::new("/s/manifests/registry.ollama.ai/library/gpt-oss/20b")
-        );
-        assert_eq!(
-            manifest_path(store, "gpt-oss"),
-            Path::new("/s/manifests/registry.ollama.ai/library/gpt-oss/latest")
-        );
-        assert_eq!(
-            manifest_path(store, "me/tuned:v1"),
-            Path::new("/s/manifests/registry.ollama.ai/me/tuned/v1")
-        );
-        assert_eq!(
-            manifest_path(store, "hf.co/org/model:q4"),
-            Path::new("/s/manifests/hf.co/org/model/q4")
-        );
-    }
-
-    #[test]
-    fn digests_that_are_not_sha256_are_never_paths() {
-        let layer = |digest: &str| Layer {
-            digest: digest.to_owned(),
-            size: 0,
-        };
-        assert!(layer("sha256:../../etc/passwd").blob_name().is_none());
-        assert!(layer("md5:abcd").blob_name().is_none());
-        let good = format!("sha256:{}", "a".repeat(64));
-        assert_eq!(
-            layer(&good).blob_name(),
-            Some(format!("sha256-{}", "a".repeat(64)))
-        );
     }
 }

@@ -279,7 +279,7 @@ enum ExtractError {
 /// Unpacks a tar stream into the empty directory `into`. Only files, directories and
 /// symbolic links are taken, each at a plain relative path (no `..`, no absolute or
 /// drive path, no backslash), none written through a link, and no link pointing
-/// outside `into`. Returns a record of every file and link, with each file's mode as
+/// outside `into` or through another link (see `Links`). Returns a record of every file and link, with each file's mode as
 /// the filesystem kept it.
 ///
 /// Two threads share the work, as `zstd -dc | tar -x` does on two cores: a reader
@@ -339,6 +339,7 @@ fn read_entries(
     // The writer has stopped (it says why): nothing more to do.
     let gone = || Ok(());
     let mut archive = tar::Archive::new(reader);
+    let mut links = Links::default();
     for entry in archive.entries().map_err(bad)? {
         let mut entry = entry.map_err(bad)?;
         let rel = String::from_utf8(entry.path_bytes().into_owned())
@@ -360,6 +361,7 @@ fn read_entries(
                 .into_owned();
             let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
             link_stays_within(&refs, &target)?;
+            links.admit(&parts, &target).map_err(ExtractError::Bad)?;
             Piece::Link { rel, parts, target }
         } else if kind.is_file() {
             let mode = entry.header().mode().unwrap_or(0o644);
@@ -544,6 +546,55 @@ fn link_stays_within(link_parts: &[&str], target: &str) -> Result<(), ExtractErr
     )))
 }
 
+/// The links an archive has made so far and the folders their targets pass through, so
+/// that no link's target goes through another link. A lexical check alone is not
+/// enough: after `a -> .`, the target `a/a/a/../../..` reads as inside but climbs
+/// three folders above it, since `..` leaves a link's target, not the link.
+#[derive(Debug, Default)]
+pub struct Links {
+    made: std::collections::HashSet<Vec<String>>,
+    passed: std::collections::HashSet<Vec<String>>,
+}
+
+impl Links {
+    /// Admits the link at `parts` (relative to the root) pointing at `target`, or says
+    /// why not: its target passes through a link, or an earlier target passes where
+    /// it stands. Its target's last step may be a link (`libx.so -> libx.so.0`).
+    pub fn admit(&mut self, parts: &[String], target: &str) -> Result<(), String> {
+        let rel = parts.join("/");
+        if self.passed.contains(parts) {
+            return Err(format!(
+                "link {rel}: the target of another link passes through it"
+            ));
+        }
+        let steps: Vec<&str> = target
+            .split('/')
+            .filter(|step| !step.is_empty() && *step != ".")
+            .collect();
+        let mut at: Vec<String> = parts[..parts.len().saturating_sub(1)].to_vec();
+        let mut passed = Vec::new();
+        for (i, step) in steps.iter().enumerate() {
+            if *step == ".." {
+                at.pop();
+            } else {
+                at.push((*step).to_owned());
+            }
+            if i + 1 < steps.len() {
+                if self.made.contains(&at) {
+                    return Err(format!(
+                        "link {rel} points through another link ({}): {target}",
+                        at.join("/")
+                    ));
+                }
+                passed.push(at.clone());
+            }
+        }
+        self.passed.extend(passed);
+        self.made.insert(parts.to_vec());
+        Ok(())
+    }
+}
+
 /// True when a link `depth` folders below a root, pointing at `target`, stays inside
 /// that root: relative, no drive or backslash, never climbing above it.
 pub fn target_stays_within(depth: usize, target: &str) -> bool {
@@ -621,8 +672,9 @@ pub fn unpack_lock(home: &Home, name: &str) -> io::Result<File> {
     )
 }
 
-/// Removes every unpacked version of `name` that no running instance leases.
-pub fn remove_unleased(home: &Home, name: &str) -> Result<(), UnpackError> {
+/// Removes every unpacked version of `name` that no running instance leases, but
+/// `keep` (a version folder's name) if given.
+pub fn remove_unleased(home: &Home, name: &str, keep: Option<&str>) -> Result<(), UnpackError> {
     let parent = home.payload_dir(name);
     if !parent.exists() {
         return Ok(());
@@ -634,12 +686,35 @@ pub fn remove_unleased(home: &Home, name: &str) -> Result<(), UnpackError> {
     };
     make_private_dir(&home.run()).map_err(io)?;
     let _lock = unpack_lock(home, name).map_err(io)?;
-    remove_unused(&parent, None);
+    remove_unused(&parent, keep);
     Ok(())
 }
 
 fn lease_path(parent: &Path, dir_name: &str) -> PathBuf {
     parent.join(format!(".{dir_name}.lease"))
+}
+
+/// True for a name codex-oss writes in a payload's folder: an unpacked copy
+/// (`<version>-<hash12>`), its lease, or the leftover of an interrupted unpack.
+/// Nothing else there is codex-oss's to remove.
+pub fn is_own_entry(name: &str) -> bool {
+    name.starts_with(".tmp-")
+        || name.starts_with(".trash-")
+        || is_version_dir(name)
+        || name
+            .strip_prefix('.')
+            .and_then(|rest| rest.strip_suffix(".lease"))
+            .is_some_and(is_version_dir)
+}
+
+/// `<version>-<first 12 hex digits of the payload hash>`, as `Payload::dir_name` makes it.
+fn is_version_dir(name: &str) -> bool {
+    name.rsplit_once('-').is_some_and(|(version, hash)| {
+        !version.is_empty()
+            && !version.starts_with('.')
+            && hash.len() == 12
+            && hash.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    })
 }
 
 /// Removes other versions nobody leases, and leftovers of interrupted unpacks.
@@ -654,7 +729,7 @@ fn remove_unused(parent: &Path, keep: Option<&str>) {
             let _ = std::fs::remove_dir_all(entry.path());
             continue;
         }
-        if Some(name.as_str()) == keep || name.starts_with('.') || !entry.path().is_dir() {
+        if Some(name.as_str()) == keep || !is_version_dir(&name) || !entry.path().is_dir() {
             continue;
         }
         let lease = lease_path(parent, &name);
@@ -784,5 +859,22 @@ mod tests {
         ]);
         assert!(detail.contains("appears twice"), "{detail}");
         assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_link_through_another_link_is_refused_in_either_order() {
+        // `a -> .` makes `a/a/a/../../..` climb three folders above the root.
+        let detail = refused(&[Entry::Link("a", "."), Entry::Link("b", "a/a/a/../../..")]);
+        assert!(detail.contains("through another link"), "{detail}");
+        let detail = refused(&[Entry::Link("b", "a/a/a/../../.."), Entry::Link("a", ".")]);
+        assert!(detail.contains("passes through it"), "{detail}");
+        // A chain of links (each a last step) is what releases have: allowed.
+        let (_dir, result) = extract(&[
+            Entry::File("lib/x.so.0.0", b"x"),
+            Entry::Link("lib/x.so.0", "x.so.0.0"),
+            Entry::Link("lib/x.so", "x.so.0"),
+            Entry::Link("bin/lib", "../lib"),
+        ]);
+        result.expect("unpacks");
     }
 }

@@ -345,8 +345,8 @@ fn new_log_path(home: &Home) -> Result<PathBuf> {
         .map(|entries| {
             entries
                 .flatten()
+                .filter(|e| crate::home::is_own_log(&e.file_name().to_string_lossy()))
                 .map(|e| e.path())
-                .filter(|p| p.extension().is_some_and(|x| x == "log"))
                 .collect()
         })
         .unwrap_or_default();

@@ -169,6 +169,28 @@ pub struct Inputs<'a> {
 }
 
 impl Settings {
+    /// How long the shared server stays after its last run ends: `OLLAMA_KEEP_ALIVE` as
+    /// Ollama reads it (`envconfig.KeepAlive`: a Go duration such as `5m` or `1h30m`,
+    /// else whole seconds; 5 minutes when it is neither; negative: for ever, `None`).
+    /// Unset: not at all, the server stops with the last run.
+    pub fn keep_alive(&self) -> Option<Duration> {
+        const OLLAMA_DEFAULT: Duration = Duration::from_secs(5 * 60);
+        let Some(text) = self.server_env.get(EnvVars::OLLAMA_KEEP_ALIVE) else {
+            return Some(Duration::ZERO);
+        };
+        let text = text.trim().trim_matches(['"', '\'']);
+        let nanos = go_duration_nanos(text).or_else(|| {
+            text.parse::<i64>()
+                .ok()
+                .map(|s| i128::from(s) * 1_000_000_000)
+        });
+        match nanos {
+            None => Some(OLLAMA_DEFAULT),
+            Some(n) if n < 0 => None,
+            Some(n) => Some(Duration::from_nanos(u64::try_from(n).unwrap_or(u64::MAX))),
+        }
+    }
+
     /// The settings of this process: its environment, config.toml and memory.
     pub fn load(model_flag: Option<String>) -> anyhow::Result<Settings> {
         let env = Env::from_process();
@@ -324,7 +346,8 @@ fn bind(env: &Env, notices: &mut Vec<Notice>) -> Result<Bind, SettingsError> {
 
 /// The variables of the user's that the embedded server runs with: every `OLLAMA_*`
 /// but the ones codex-oss sets itself (address, store, context length) or keeps from it
-/// (`OLLAMA_ORIGINS`), and the GPU visibility variables Ollama reads; `OLLAMA_NOPRUNE`
+/// (`OLLAMA_ORIGINS`), the GPU visibility variables Ollama reads, and the proxy its
+/// pulls go through; `OLLAMA_NOPRUNE`
 /// defaults to on, so that an interrupted pull resumes. With `CODEX_OSS_GPU=none` every
 /// kind of GPU is hidden from Ollama (`-1`, as its GPU guide says).
 fn server_env(env: &Env, gpu: crate::gpu::Mode) -> BTreeMap<String, String> {
@@ -339,6 +362,7 @@ fn server_env(env: &Env, gpu: crate::gpu::Mode) -> BTreeMap<String, String> {
         .filter(|(name, _)| {
             (name.starts_with("OLLAMA_") && !SET_BY_CODEX_OSS.contains(name))
                 || EnvVars::GPU_VISIBILITY.contains(name)
+                || EnvVars::SERVER_NETWORK.contains(name)
         })
         .map(|(name, value)| (name.to_owned(), value.to_owned()))
         .collect();
@@ -350,6 +374,45 @@ fn server_env(env: &Env, gpu: crate::gpu::Mode) -> BTreeMap<String, String> {
         }
     }
     vars
+}
+
+/// Go's `time.ParseDuration` in nanoseconds (`300ms`, `1.5h`, `1h30m`, `-1m`, `0`).
+fn go_duration_nanos(text: &str) -> Option<i128> {
+    let (negative, mut rest) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text.strip_prefix('+').unwrap_or(text)),
+    };
+    if rest == "0" {
+        return Some(0);
+    }
+    if rest.is_empty() {
+        return None;
+    }
+    let mut total = 0f64;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(rest.len());
+        let number: f64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let unit = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let scale = match &rest[..unit] {
+            "ns" => 1.0,
+            "us" | "\u{b5}s" | "\u{3bc}s" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3600e9,
+            _ => return None,
+        };
+        total += number * scale;
+        rest = &rest[unit..];
+    }
+    #[allow(clippy::cast_possible_truncation, reason = "nanoseconds of a duration")]
+    let nanos = total as i128;
+    Some(if negative { -nanos } else { nanos })
 }
 
 /// `OLLAMA_CONTEXT_LENGTH`, else config.toml, else by memory.
@@ -600,6 +663,9 @@ mod tests {
             ("OLLAMA_DEBUG", ""),
             ("CUDA_VISIBLE_DEVICES", "1"),
             ("PATH", "/bin"),
+            ("HTTPS_PROXY", "http://proxy:3128"),
+            ("LD_PRELOAD", "/x.so"),
+            ("API_TOKEN", "secret"),
         ])
         .unwrap();
         let env: Vec<(&str, &str)> = s
@@ -611,6 +677,7 @@ mod tests {
             env,
             [
                 ("CUDA_VISIBLE_DEVICES", "1"),
+                ("HTTPS_PROXY", "http://proxy:3128"),
                 ("OLLAMA_FLASH_ATTENTION", "1"),
                 ("OLLAMA_KEEP_ALIVE", "1h"),
                 ("OLLAMA_NOPRUNE", "1"),
@@ -618,6 +685,34 @@ mod tests {
         );
         let s = resolve([("OLLAMA_NOPRUNE", "false")]).unwrap();
         assert_eq!(s.server_env["OLLAMA_NOPRUNE"], "false");
+    }
+
+    #[test]
+    fn keep_alive_is_read_as_ollama_reads_it() {
+        let keep = |value: Option<&str>| match value {
+            Some(v) => resolve([("OLLAMA_KEEP_ALIVE", v)]).unwrap().keep_alive(),
+            None => resolve([]).unwrap().keep_alive(),
+        };
+        let secs = |s: u64| Some(Some(Duration::from_secs(s)));
+        for (value, expected) in [
+            (None, secs(0)),
+            (Some("0"), secs(0)),
+            (Some("3s"), secs(3)),
+            (Some("5m"), secs(300)),
+            (Some("1h30m"), secs(5400)),
+            (Some("1.5h"), secs(5400)),
+            (Some("90"), secs(90)),
+            (Some("-1"), Some(None)),
+            (Some("-1m"), Some(None)),
+            (Some("soon"), secs(300)),
+        ] {
+            assert_eq!(Some(keep(value)), expected, "{value:?}");
+        }
+        assert_eq!(
+            keep(Some("300ms")),
+            Some(Duration::from_millis(300)),
+            "300ms"
+        );
     }
 
     #[test]
@@ -778,6 +873,22 @@ mod tests {
         assert!(matches!(&s.notices[..], [Notice::Warning(t)] if t.contains("no authentication")));
         let s = resolve([("CODEX_OSS_HOST", "127.0.0.1:11434")]).unwrap();
         assert!(s.notices.is_empty());
+        // No host before the port: Ollama listens on every interface, as for 0.0.0.0.
+        for host in [":11434", "http://:11434", ":0"] {
+            let s = resolve([("OLLAMA_HOST", host)]).unwrap();
+            assert_eq!(s.bind, Bind::Auto, "{host}");
+            assert!(
+                matches!(&s.notices[..], [Notice::Info(t)] if t.starts_with(&format!("ignoring OLLAMA_HOST={host}:"))),
+                "{host}: {:?}",
+                s.notices
+            );
+            let s = resolve([("CODEX_OSS_HOST", host)]).unwrap();
+            assert!(
+                matches!(&s.notices[..], [Notice::Warning(t)] if t.contains("no authentication")),
+                "{host}: {:?}",
+                s.notices
+            );
+        }
     }
 
     #[test]

@@ -6,8 +6,11 @@
 //! the launcher that started it (even one killed with `SIGKILL`) while others use it. Each
 //! launcher holds a lease: an exclusive lock on a file of its own under
 //! `<home>/run/shared/<key>.leases/`, which the kernel releases when the launcher dies,
-//! however it dies. The keeper counts live leases a few times a second and stops the
-//! server when none is left. If the keeper itself is killed, the server goes with it
+//! however it dies (with `OLLAMA_KEEP_ALIVE` set, the server stays that long after the
+//! last run, so the next one finds the model loaded). The keeper waits on each lease's lock in a thread of its own (the one
+//! lock codex-oss waits for in the kernel: the system hands it over the moment its
+//! holder ends), so it learns of a run's end at once, and stops the server when no
+//! lease is left; a look at the folder a few times a second finds new leases. If the keeper itself is killed, the server goes with it
 //! (parent-death signal and watchdog, as for any embedded server).
 //!
 //! `<key>` names the settings that make servers interchangeable (Ollama executable,
@@ -15,7 +18,12 @@
 //! `<key>.lock`, so launchers that start at the same moment end up with one server;
 //! the keeper takes the same lock before it stops, so a launcher never joins a server
 //! that is going away. `<key>.json` records the server (address, log, the keeper's
-//! identity: pid plus start time and boot, so a reused pid is never taken for it).
+//! identity: pid plus start time and boot, so a reused pid is never taken for it). The
+//! keeper writes it twice: "starting" (its identity alone) before it starts Ollama, so
+//! that a launcher that comes while it starts (the one that started it may have been
+//! killed) waits for it rather than starting a second server; then with the address.
+//! A live keeper is waited for however slow its server is to answer, never replaced,
+//! and a record is removed only by the keeper it names.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -100,9 +108,17 @@ impl ServerSettings {
 #[derive(Debug, Serialize, Deserialize)]
 struct Record {
     keeper: ProcessIdentity,
+    /// The server, once the keeper has started it; none while it starts.
+    #[serde(flatten)]
+    serving: Option<Serving>,
+    settings: ServerSettings,
+}
+
+/// Where a keeper's server listens, and its log.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Serving {
     addr: SocketAddr,
     log: PathBuf,
-    settings: ServerSettings,
 }
 
 fn dir(home: &Home) -> PathBuf {
@@ -224,25 +240,28 @@ impl Shared {
         .await
         .context("waiting for the shared server's lock stopped")??;
         let path = record_path(home, &key);
-        if let Some(record) = read_record(&path) {
-            if record.keeper.is_alive() && answers(record.addr).await {
-                tracing::info!("joining the shared Ollama at {}", record.addr);
-                return Ok(Some(Shared::from_record(home, &key, record, lease)));
-            }
+        if let Some((keeper, serving)) = live_server(&path).await? {
+            tracing::info!("joining the shared Ollama at {}", serving.addr);
+            return Ok(Some(Shared::new(home, &key, keeper, serving, lease)));
         }
-        // Whatever the record says, its keeper is gone: never act on it.
-        let _ = std::fs::remove_file(&path);
+        // No record, or its keeper is gone: never act on it (the new keeper's replaces it).
         explain_new_server(home, &wanted);
-        let record = start_keeper(home, &key).await?;
-        Ok(Some(Shared::from_record(home, &key, record, lease)))
+        let (keeper, serving) = start_keeper(home, &key).await?;
+        Ok(Some(Shared::new(home, &key, keeper, serving, lease)))
     }
 
-    fn from_record(home: &Home, key: &str, record: Record, lease: Lease) -> Shared {
+    fn new(
+        home: &Home,
+        key: &str,
+        keeper: ProcessIdentity,
+        serving: Serving,
+        lease: Lease,
+    ) -> Shared {
         Shared {
-            exit_note: exit_path(home, key, record.keeper.pid),
-            addr: record.addr,
-            log: record.log,
-            keeper: record.keeper,
+            exit_note: exit_path(home, key, keeper.pid),
+            addr: serving.addr,
+            log: serving.log,
+            keeper,
             _lease: lease,
         }
     }
@@ -277,6 +296,45 @@ fn describe_value(value: Option<&String>) -> &'static str {
         "set otherwise"
     } else {
         "unset"
+    }
+}
+
+/// The server of the live keeper `path` names, waited for while it starts or is slow
+/// to answer (paused, swapping, busy loading a model): a live keeper is never replaced.
+/// None when there is no record or its keeper is gone.
+async fn live_server(path: &Path) -> Result<Option<(ProcessIdentity, Serving)>> {
+    let deadline = std::time::Instant::now() + START_PATIENCE;
+    let mut said = false;
+    loop {
+        let Some(record) = read_record(path) else {
+            return Ok(None);
+        };
+        if !record.keeper.is_alive() {
+            return Ok(None);
+        }
+        if let Some(serving) = record.serving {
+            if answers(serving.addr).await {
+                return Ok(Some((record.keeper, serving)));
+            }
+            if !said {
+                crate::ui::info(format!(
+                    "the shared Ollama at {} is slow to answer: waiting for it",
+                    serving.addr
+                ));
+            }
+        } else if !said {
+            crate::ui::info("another codex-oss is starting the shared Ollama: waiting for it");
+        }
+        said = true;
+        if std::time::Instant::now() > deadline {
+            bail!(
+                "the shared Ollama (its keeper is pid {}) has not answered for {} s: stop it (kill {}), or run with --no-share",
+                record.keeper.pid,
+                START_PATIENCE.as_secs(),
+                record.keeper.pid
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -318,10 +376,15 @@ fn explain_new_server(home: &Home, wanted: &ServerSettings) {
 }
 
 /// Starts a keeper for `key` and waits until its server is ready (its first line).
-async fn start_keeper(home: &Home, key: &str) -> Result<Record> {
+async fn start_keeper(home: &Home, key: &str) -> Result<(ProcessIdentity, Serving)> {
     let exe = std::env::current_exe().context("could not find codex-oss itself")?;
     let mut command = tokio::process::Command::new(exe);
+    // In the home, not the first run's project (a drive that could then not be
+    // unmounted), and with no more of its environment than the server needs.
     command
+        .current_dir(home.root())
+        .env_clear()
+        .envs(keeper_env())
         .arg(KEEPER_COMMAND)
         .arg(home.root())
         .arg(key)
@@ -341,10 +404,51 @@ async fn start_keeper(home: &Home, key: &str) -> Result<Record> {
     .context("could not read from Ollama's keeper")?;
     match first.as_deref() {
         Some("ready") => read_record(&record_path(home, key))
+            .and_then(|record| Some((record.keeper, record.serving?)))
             .context("Ollama's keeper said it was ready but left no record"),
         Some(line) => bail!("{}", line.strip_prefix("failed: ").unwrap_or(line)),
         None => bail!("Ollama's keeper stopped before the server was ready"),
     }
+}
+
+/// The environment a keeper (and so its server) starts with: what the system needs to
+/// run a program, codex-oss's and Ollama's variables, the GPU choice and the proxy
+/// (`Settings::server_env`, all in the key), and the stand-in Ollama's knobs the tests
+/// set (`STAND_IN_*`). Never the rest of the first run's shell (its secrets, `LD_*`),
+/// which every later run would share. A relative path is made absolute from the
+/// run's folder, since the keeper starts elsewhere.
+fn keeper_env() -> Vec<(std::ffi::OsString, std::ffi::OsString)> {
+    use crate::env_vars::EnvVars;
+    const PATHS: [&str; 4] = [
+        EnvVars::CODEX_OSS_HOME,
+        EnvVars::OLLAMA_MODELS,
+        EnvVars::CODEX_OSS_OLLAMA,
+        EnvVars::CODEX_OSS_CODEX,
+    ];
+    let cwd = std::env::current_dir().unwrap_or_default();
+    std::env::vars_os()
+        .map(|(name, value)| {
+            let relative = Path::new(&value).is_relative() && !value.is_empty();
+            if relative && PATHS.iter().any(|path| name == *path) {
+                let absolute = cwd.join(&value).into_os_string();
+                (name, absolute)
+            } else {
+                (name, value)
+            }
+        })
+        .filter(|(name, _)| {
+            name.to_str().is_some_and(|name| {
+                ["CODEX_OSS_", "OLLAMA_", "STAND_IN_"]
+                    .iter()
+                    .any(|prefix| name.starts_with(prefix))
+                    || EnvVars::GPU_VISIBILITY.contains(&name)
+                    || EnvVars::SERVER_NETWORK.contains(&name)
+                    || EnvVars::SYSTEM
+                        .iter()
+                        .any(|system| system.eq_ignore_ascii_case(name))
+            })
+        })
+        .collect()
 }
 
 /// The keeper: starts the server for `key`, reports `ready` (or `failed: ...`) on its
@@ -372,29 +476,47 @@ async fn keep_inner(home_root: &str, key: &str) -> Result<()> {
     }
     let home = &settings.home;
     remove_old_exit_notes(home, key);
-    let mut server = Server::start(server::Config {
+    let me = ProcessIdentity::of(std::process::id()).context("no identity for the keeper")?;
+    let path = record_path(home, key);
+    let mut record = Record {
+        keeper: me.clone(),
+        serving: None,
+        settings: wanted,
+    };
+    // "Starting": a launcher that comes now waits for this keeper.
+    write_record(&path, &record)?;
+    let started = Server::start(server::Config {
         executable: &tool.path,
         home,
         bind: settings.bind.clone(),
         context_length: settings.context_length,
         env: &settings.server_env,
     })
-    .await?;
-    let record = Record {
-        keeper: ProcessIdentity::of(std::process::id()).context("no identity for the keeper")?,
+    .await;
+    let mut server = match started {
+        Ok(server) => server,
+        Err(err) => {
+            remove_own_record(&path, &me);
+            return Err(err);
+        }
+    };
+    record.serving = Some(Serving {
         addr: server.addr(),
         log: server.log_path().to_owned(),
-        settings: wanted,
-    };
-    let path = record_path(home, key);
+    });
     write_record(&path, &record)?;
     out!("ready");
 
     let mut signals = platform::Signals::new()?;
+    let keep_alive = settings.keep_alive();
+    let mut idle_since = None;
+    let (ended_tx, mut ended) = tokio::sync::mpsc::unbounded_channel();
+    let mut watch = LeaseWatch::new(leases_dir(home, key), ended_tx);
+    watch.scan();
     let reason = loop {
         tokio::select! {
             status = server.wait_exit() => {
-                let _ = std::fs::remove_file(&path);
+                remove_own_record(&path, &me);
                 let status = server::describe_exit(status);
                 let note = exit_path(home, key, record.keeper.pid);
                 if let Err(err) = crate::files::write_atomically(&note, status.as_bytes()) {
@@ -403,23 +525,50 @@ async fn keep_inner(home_root: &str, key: &str) -> Result<()> {
                 break format!("the server stopped ({status})");
             }
             _ = signals.recv() => break "a signal".to_owned(),
+            Some(()) = ended.recv() => {
+                if time_to_stop(home, key, &me, keep_alive, &mut idle_since) {
+                    break "no launcher uses it any more".to_owned();
+                }
+            }
             () = tokio::time::sleep(LEASE_POLL) => {
-                if last_one_gone(home, key) {
+                watch.scan();
+                if time_to_stop(home, key, &me, keep_alive, &mut idle_since) {
                     break "no launcher uses it any more".to_owned();
                 }
             }
         }
     };
     tracing::info!("stopping the shared Ollama: {reason}");
-    let _ = std::fs::remove_file(&path);
+    remove_own_record(&path, &me);
     server.stop().await;
     drop(tool);
     Ok(())
 }
 
+/// True when the server has had no run for `keep_alive` (`OLLAMA_KEEP_ALIVE`; none: for
+/// ever), counted from `idle_since`, the moment the last lease went (see `last_one_gone`).
+/// A run that joins meanwhile finds the server, and its model, still loaded.
+fn time_to_stop(
+    home: &Home,
+    key: &str,
+    me: &ProcessIdentity,
+    keep_alive: Option<Duration>,
+    idle_since: &mut Option<std::time::Instant>,
+) -> bool {
+    if leases_dir(home, key).is_dir() && live_leases(&leases_dir(home, key)) > 0 {
+        *idle_since = None;
+        return false;
+    }
+    let since = *idle_since.get_or_insert_with(std::time::Instant::now);
+    match keep_alive {
+        Some(keep) if since.elapsed() >= keep => last_one_gone(home, key, me),
+        _ => false,
+    }
+}
+
 /// True when no lease is alive, checked again under the key's lock so that no launcher
 /// joins while the server goes away. The lock is held until the keeper exits.
-fn last_one_gone(home: &Home, key: &str) -> bool {
+fn last_one_gone(home: &Home, key: &str, me: &ProcessIdentity) -> bool {
     if !leases_dir(home, key).is_dir() {
         return true; // the home was deleted: nobody can hold a lease any more
     }
@@ -436,10 +585,53 @@ fn last_one_gone(home: &Home, key: &str) -> bool {
     if live_leases(&leases_dir(home, key)) > 0 {
         return false;
     }
-    let _ = std::fs::remove_file(record_path(home, key));
+    remove_own_record(&record_path(home, key), me);
     // Keep the lock until this process ends.
     std::mem::forget(file);
     true
+}
+
+/// The leases the keeper waits on, each in a thread blocked on its lock: when the holder
+/// ends, the thread gets the lock, removes the lease and says so at once.
+struct LeaseWatch {
+    dir: PathBuf,
+    watched: std::collections::HashSet<PathBuf>,
+    ended: tokio::sync::mpsc::UnboundedSender<()>,
+}
+
+impl LeaseWatch {
+    fn new(dir: PathBuf, ended: tokio::sync::mpsc::UnboundedSender<()>) -> LeaseWatch {
+        LeaseWatch {
+            dir,
+            watched: std::collections::HashSet::new(),
+            ended,
+        }
+    }
+
+    /// Starts waiting on the leases that appeared since the last look.
+    fn scan(&mut self) {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.extension().is_none_or(|x| x != "lease") || self.watched.contains(&path) {
+                continue;
+            }
+            let Ok(file) = lock::open(&path) else {
+                continue;
+            };
+            self.watched.insert(path.clone());
+            let ended = self.ended.clone();
+            std::thread::spawn(move || {
+                if file.lock().is_ok() {
+                    let _ = std::fs::remove_file(&path);
+                }
+                drop(file);
+                let _ = ended.send(());
+            });
+        }
+    }
 }
 
 /// Counts leases whose holder lives; removes those of holders that are gone.
@@ -466,6 +658,13 @@ fn live_leases(dir: &Path) -> usize {
     live
 }
 
+/// Removes the record at `path` if it names this keeper: another keeper's is its own.
+fn remove_own_record(path: &Path, me: &ProcessIdentity) {
+    if read_record(path).is_some_and(|record| record.keeper == *me) {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
 fn write_record(path: &Path, record: &Record) -> Result<()> {
     crate::files::write_atomically(path, &serde_json::to_vec(record)?)?;
     Ok(())
@@ -481,12 +680,13 @@ pub fn running(home: &Home) -> Vec<(String, usize, PathBuf)> {
         .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
         .filter_map(|e| {
             let record = read_record(&e.path())?;
+            let serving = record.serving?;
             let key = e.path().file_stem()?.to_string_lossy().into_owned();
             record.keeper.is_alive().then(|| {
                 (
-                    format!("http://{}", record.addr),
+                    format!("http://{}", serving.addr),
                     live_leases(&leases_dir(home, &key)),
-                    record.log,
+                    serving.log,
                 )
             })
         })

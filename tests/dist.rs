@@ -1064,6 +1064,78 @@ fn release_workflow_builds_payloads_and_publishes_the_universal_archive() {
     assert!(release.contains("pattern: artifacts-*"));
 }
 
+#[test]
+fn release_workflow_publishes_the_pinned_bubblewrap_source() {
+    // bubblewrap (in Codex's Linux packages) is LGPL-2.0-or-later: its source goes with
+    // every release, from a job that gates the release like the other custom jobs.
+    let release = fs::read_to_string(repo().join(".github/workflows/release.yml")).unwrap();
+    assert!(release.contains("uses: $/.github/workflows/bubblewrap-source.yml"));
+    assert!(release.contains("needs.custom-bubblewrap-source.result == 'success'"));
+    let host = &release[release.find("\n  host:\n").expect("no host job")..];
+    let needs = &host[..host.find("    if:").unwrap()];
+    assert!(needs.contains("- custom-bubblewrap-source"), "{needs}");
+
+    let job = fs::read_to_string(repo().join(".github/workflows/bubblewrap-source.yml")).unwrap();
+    assert!(job.contains("bash scripts/bubblewrap-source.sh target/bubblewrap-source"));
+    // Uploaded as artifacts-*, the pattern the release job attaches to the release.
+    assert!(job.contains("name: artifacts-bubblewrap-source"));
+    assert!(release.contains("pattern: artifacts-*"));
+
+    // The notices name the very archive, its pin and its hash.
+    let pin: toml::Value = toml::from_str(
+        &fs::read_to_string(repo().join("licenses/bubblewrap-source.toml")).unwrap(),
+    )
+    .unwrap();
+    let url = pin["url"].as_str().unwrap();
+    let archive = url.rsplit('/').next().unwrap();
+    let notices = fs::read_to_string(repo().join(NOTICES)).unwrap();
+    assert!(
+        notices.contains(&format!("release asset\n     {archive} ")),
+        "{NOTICES} does not say the release carries {archive}: run scripts/notices.sh"
+    );
+    assert!(notices.contains(pin["sha256"].as_str().unwrap()));
+}
+
+// ---------------------------------------------------------------- upstream pins
+
+#[test]
+fn upstream_workflow_bumps_weekly_tests_and_opens_a_pull_request_only_on_change() {
+    // (tests `workflows_pass_action_validator` validates it with the others.)
+    let workflow = fs::read_to_string(repo().join(".github/workflows/upstream.yml")).unwrap();
+    let on = &workflow[workflow.find("\non:\n").expect("no triggers")..];
+    let on = &on[..on.find("\npermissions:").unwrap()];
+    assert!(
+        on.contains("  schedule:\n    - cron: \"17 5 * * 1\""),
+        "{on}"
+    );
+    assert!(on.contains("  workflow_dispatch:"), "{on}");
+    // The bump runs the newest Ollama release through the script, which bumps both.
+    assert!(workflow.contains("gh api repos/ollama/ollama/releases/latest --jq .tag_name"));
+    assert!(workflow.contains("bash scripts/upstream-bump.sh \"$OLLAMA_VERSION\" target/upstream"));
+    let script = fs::read_to_string(repo().join("scripts/upstream-bump.sh")).unwrap();
+    for step in [
+        "bash scripts/bump-codex.sh latest",
+        "bash scripts/bump-ollama.sh \"$ollama\"",
+        "bash scripts/notices.sh --check",
+        "bash scripts/bubblewrap-source.sh",
+        "bash .ci/run",
+    ] {
+        assert!(
+            script.contains(step),
+            "scripts/upstream-bump.sh lacks {step}"
+        );
+    }
+    // A pull request only when the patch is not empty, from a job that runs no upstream
+    // code, and the job that runs it holds no token that can write.
+    let (bump, pr) = workflow.split_at(workflow.find("\n  pull-request:\n").unwrap());
+    assert!(pr.contains("if: ${{ always() && needs.bump.outputs.changed == 'true' }}"));
+    assert!(pr.contains("gh pr create"));
+    assert!(!pr.contains("upstream-bump.sh") && !pr.contains(".ci/run"));
+    assert!(bump.contains("if [ -s target/upstream/bump.patch ]; then changed=true"));
+    assert!(workflow.contains("permissions:\n  contents: read\n"));
+    assert!(!bump.contains("contents: write"));
+}
+
 // ---------------------------------------------------------------- in sync
 
 #[test]
@@ -1105,6 +1177,8 @@ fn dist_generate_check_fails_when_the_workflow_drifts() {
         ".github/build-setup.yml",
         ".github/workflows/release.yml",
         ".github/workflows/build-universal.yml",
+        ".github/workflows/sign-release.yml",
+        ".github/workflows/bubblewrap-source.yml",
     ] {
         fs::create_dir_all(root.join(file).parent().unwrap()).unwrap();
         fs::copy(repo().join(file), root.join(file)).unwrap();

@@ -1,6 +1,6 @@
-//! `codex-oss clean`: removes unpacked payloads nobody uses, logs, and with
-//! `--models` codex-oss's own model store. A running codex-oss keeps its own copy of
-//! the payloads, and a running server its log.
+//! `codex-oss clean`: removes unpacked payloads nobody uses, logs, copies left by killed
+//! model imports, and with `--models` codex-oss's own model store. A running codex-oss
+//! keeps its own copy of the payloads, and a running server its log.
 
 use std::process::ExitCode;
 
@@ -18,6 +18,8 @@ pub fn run(args: &CleanArgs) -> Result<ExitCode> {
         out!("nothing to clean in {}", home.root().display());
         return Ok(ExitCode::SUCCESS);
     }
+    // Only a home of codex-oss's own is cleaned: a folder with the user's files is refused.
+    home.claim()?;
     home.secure()?;
     let models = home.models();
     if args.models && models != home.own_models() {
@@ -28,27 +30,57 @@ pub fn run(args: &CleanArgs) -> Result<ExitCode> {
             home.own_models().display()
         );
     }
-    for name in ["ollama", "codex"] {
-        payload::remove_unleased(&home, name)?;
-    }
+    let kept = ollama_with_gpu_libraries(&home);
+    payload::remove_unleased(&home, "ollama", kept.as_ref().map(|(dir, _)| dir.as_str()))?;
+    payload::remove_unleased(&home, "codex", None)?;
     // Interrupted downloads of the GPU libraries (they resume otherwise).
     if let Ok(entries) = std::fs::read_dir(home.root().join("gpu")) {
         for entry in entries.flatten() {
-            if entry.path().extension().is_some_and(|x| x == "part") {
+            if entry
+                .path()
+                .extension()
+                .is_some_and(|x| x == "part" || x == "validator")
+            {
                 let _ = std::fs::remove_file(entry.path());
             }
         }
     }
     remove_logs(&home)?;
-    if args.models && models.exists() {
-        std::fs::remove_dir_all(&models)
-            .with_context(|| format!("could not remove {}", models.display()))?;
+    // Copies left by imports that were killed (their process is gone); a running
+    // import's own is kept.
+    crate::import::remove_stale_partials(&models.join("blobs"));
+    if args.models {
+        // What Ollama writes in a store; anything else there is not codex-oss's.
+        for dir in ["blobs", "manifests"].map(|name| models.join(name)) {
+            if dir.exists() {
+                std::fs::remove_dir_all(&dir)
+                    .with_context(|| format!("could not remove {}", dir.display()))?;
+            }
+        }
+        let _ = std::fs::remove_dir(&models);
     }
     out!("cleaned {}", home.root().display());
+    if let Some((dir, bytes)) = kept {
+        out!(
+            "kept {} with its CUDA libraries ({}), which runs would download again: `codex-oss gpu remove` removes them",
+            home.payload_dir("ollama").join(dir).display(),
+            crate::gpu::human(bytes)
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 
-/// Removes every log but those of the servers running now.
+/// The folder name of this codex-oss's own Ollama and the size of the CUDA libraries in
+/// it, when it holds them: they took a long download, and the next run needs them.
+fn ollama_with_gpu_libraries(home: &Home) -> Option<(String, u64)> {
+    let dir = payload::ollama()?.dir_name();
+    let place = crate::gpu::Place::new(home.payload_dir("ollama").join(&dir));
+    let record = place.record()?;
+    Some((dir, record.bytes()))
+}
+
+/// Removes every log codex-oss wrote but those of the servers running now; other files
+/// in the folder are not its to remove.
 fn remove_logs(home: &Home) -> Result<()> {
     let logs = home.logs();
     let Ok(entries) = std::fs::read_dir(&logs) else {
@@ -57,15 +89,13 @@ fn remove_logs(home: &Home) -> Result<()> {
     let live = crate::registry::live_logs(home);
     for entry in entries.flatten() {
         let path = entry.path();
-        if live.contains(&path) {
+        let own = crate::home::is_own_log(&entry.file_name().to_string_lossy())
+            && entry.file_type().is_ok_and(|t| t.is_file());
+        if !own || live.contains(&path) {
             continue;
         }
-        let removed = if entry.file_type().is_ok_and(|t| t.is_dir()) {
-            std::fs::remove_dir_all(&path)
-        } else {
-            std::fs::remove_file(&path)
-        };
-        removed.with_context(|| format!("could not remove {}", path.display()))?;
+        std::fs::remove_file(&path)
+            .with_context(|| format!("could not remove {}", path.display()))?;
     }
     if live.is_empty() {
         let _ = std::fs::remove_dir(&logs);

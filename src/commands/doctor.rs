@@ -35,6 +35,9 @@ struct Report {
     gpu: GpuReport,
     /// The shared servers running now.
     servers: Vec<ServerReport>,
+    /// How long a shared server stays after its last run (`OLLAMA_KEEP_ALIVE`), said.
+    #[serde(skip)]
+    keep_alive: String,
     /// The latest Ollama log, if any.
     log: Option<LogReport>,
     /// The server at `CODEX_OSS_BASE_URL`, when it is set.
@@ -219,6 +222,7 @@ impl Report {
                 cpu_because,
             },
             servers,
+            keep_alive: describe_keep_alive(settings.keep_alive()),
             log: log.map(|path| LogReport {
                 last_lines: last_lines(&path, LOG_LINES),
                 path,
@@ -256,6 +260,7 @@ impl Report {
                 server.log.display()
             );
         }
+        out!("shared server after the last run: {}", self.keep_alive);
         let v = &self.versions;
         out!(
             "versions: codex-oss {}, Ollama {}, Codex {}",
@@ -560,6 +565,36 @@ fn last_lines(path: &Path, n: usize) -> Vec<String> {
 /// `13.5 GB`.
 fn gb(bytes: u64) -> String {
     format!("{} GB", bytes / 1_000_000_000)
+}
+
+/// What the shared server does after its last run, for `doctor`.
+fn describe_keep_alive(keep_alive: Option<std::time::Duration>) -> String {
+    match keep_alive {
+        Some(keep) if keep.is_zero() => {
+            "stops at once (set OLLAMA_KEEP_ALIVE, such as 5m, to keep it and its model loaded)"
+                .to_owned()
+        }
+        Some(keep) => format!(
+            "kept {} (OLLAMA_KEEP_ALIVE), so the next run finds the model loaded",
+            go_duration(keep)
+        ),
+        None => "kept until it is stopped (OLLAMA_KEEP_ALIVE is negative)".to_owned(),
+    }
+}
+
+/// A duration as the user would set it: `5m`, `1h30m`, `3s`, `300ms`.
+fn go_duration(duration: std::time::Duration) -> String {
+    if duration.subsec_millis() != 0 {
+        return format!("{}ms", duration.as_millis());
+    }
+    let secs = duration.as_secs();
+    let parts = [(secs / 3600, "h"), (secs / 60 % 60, "m"), (secs % 60, "s")];
+    let mut text = String::new();
+    for (n, unit) in parts.iter().filter(|(n, _)| *n != 0) {
+        text.push_str(&n.to_string());
+        text.push_str(unit);
+    }
+    text
 }
 
 #[cfg(test)]

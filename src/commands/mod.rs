@@ -76,7 +76,8 @@ async fn ensure_model(client: &Ollama, settings: &Settings, model: &str) -> Resu
     client.pull_checked(model, &settings.home.models()).await
 }
 
-/// Runs an import (hashing gigabytes) on a blocking thread.
+/// Runs an import (hashing gigabytes) on a blocking thread. Dropping the future (Ctrl-C)
+/// stops it and removes its partial copies before the launcher goes on to exit.
 async fn import_model(
     settings: &Settings,
     model: &str,
@@ -86,7 +87,9 @@ async fn import_model(
         return Ok(None);
     }
     let (model, ours) = (model.to_owned(), settings.home.models());
-    tokio::task::spawn_blocking(move || crate::import::import(&model, &stores, &ours))
+    let stop = crate::import::Stop::default();
+    let _stop_on_drop = stop.on_drop();
+    tokio::task::spawn_blocking(move || crate::import::import(&model, &stores, &ours, &stop))
         .await
         .context("the import stopped")
 }

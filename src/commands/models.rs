@@ -6,14 +6,20 @@ use anyhow::Result;
 
 use crate::cli::ModelsCommand;
 use crate::connection::Connection;
+use crate::platform::interrupted;
 use crate::settings::Settings;
 
 pub async fn run(command: ModelsCommand) -> Result<ExitCode> {
     let settings = super::settings(None)?;
     let connection = Connection::open(&settings).await?;
-    let result = act(&connection, &settings, command).await;
+    // Ctrl-C ends the command here, not by the default action, so that an import in
+    // progress removes its partial copies and the server is stopped as usual.
+    let result = tokio::select! {
+        done = act(&connection, &settings, command) => done.map(|()| ExitCode::SUCCESS),
+        signal = interrupted() => Ok(signal.exit_code()),
+    };
     connection.close().await;
-    result.map(|()| ExitCode::SUCCESS)
+    result
 }
 
 async fn act(connection: &Connection, settings: &Settings, command: ModelsCommand) -> Result<()> {

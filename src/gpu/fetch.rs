@@ -3,9 +3,14 @@
 //! progress bar like the model pull's, and checked against the SHA-256 compiled in.
 //!
 //! The partial file keeps its place (`<home>/gpu/<asset>.part`) until the archive is
-//! complete and checked; a download that does not check out is deleted, so the next
-//! try starts afresh. The internet is reached through the user's proxy (reqwest's
-//! default), a loopback mirror directly (see `http`).
+//! complete and checked; a download that does not check out is deleted. A resume asks
+//! for the rest only of the same file: `If-Range` carries the `ETag` (or Last-Modified)
+//! the download began with, kept beside the partial file (`<asset>.part.validator`), so
+//! a mirror whose file changed sends all of it again. A partial file the server does not
+//! continue (416, or a 206 from another byte) is dropped and the download starts
+//! afresh; a file of another size is not the archive and is dropped at once. The
+//! internet is reached through the user's proxy (reqwest's default), a loopback mirror
+//! directly (see `http`).
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Seek, Write};
@@ -34,8 +39,30 @@ pub enum FetchError {
         "the download is not the archive this codex-oss was built with (SHA-256 {got}, expected {expected}), so nothing was installed"
     )]
     Mismatch { got: String, expected: String },
+    /// The server's file has another size: not the archive either.
+    #[error(
+        "the download is not the archive this codex-oss was built with ({got} bytes, expected {expected}), so nothing was installed"
+    )]
+    WrongSize { got: u64, expected: u64 },
     #[error("{0}")]
     Disk(String),
+}
+
+impl FetchError {
+    /// True when what the server has is not the archive: trying again gets the same.
+    pub fn is_wrong_file(&self) -> bool {
+        matches!(
+            self,
+            FetchError::Mismatch { .. } | FetchError::WrongSize { .. }
+        )
+    }
+}
+
+/// Where the validator (`ETag` or Last-Modified) of a partial download is kept.
+pub fn validator_path(part: &Path) -> std::path::PathBuf {
+    let mut name = part.as_os_str().to_owned();
+    name.push(".validator");
+    name.into()
 }
 
 /// Downloads `url` into `part` (resuming what is there) until it holds `source`'s
@@ -51,15 +78,32 @@ pub async fn fetch(url: &str, part: &Path, source: &GpuSource) -> Result<u64, Fe
         .map_err(disk)?;
     let mut have = file.metadata().map_err(disk)?.len();
     if have > source.bytes {
-        file.set_len(0).map_err(disk)?;
+        drop_partial(&file, part).map_err(disk)?;
         have = 0;
     }
     let mut downloaded = 0;
     if have < source.bytes {
-        downloaded = download(url, &mut file, have, source).await?;
+        downloaded = match download(url, &mut file, part, have, source).await {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                if e.is_wrong_file() {
+                    let _ = std::fs::remove_file(part);
+                }
+                return Err(e);
+            }
+        };
     }
     check(&mut file, part, source)?;
     Ok(downloaded)
+}
+
+/// Empties the partial download and forgets its validator: the next bytes start afresh.
+fn drop_partial(file: &File, part: &Path) -> io::Result<()> {
+    match std::fs::remove_file(validator_path(part)) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    file.set_len(0)
 }
 
 /// The whole file's hash against the pin; a file that does not match is deleted.
@@ -73,6 +117,7 @@ fn check(file: &mut File, part: &Path, source: &GpuSource) -> Result<(), FetchEr
         return Ok(());
     }
     let _ = std::fs::remove_file(part);
+    let _ = std::fs::remove_file(validator_path(part));
     Err(FetchError::Mismatch {
         got,
         expected: source.sha256.to_owned(),
@@ -83,31 +128,59 @@ fn check(file: &mut File, part: &Path, source: &GpuSource) -> Result<(), FetchEr
 async fn download(
     url: &str,
     file: &mut File,
+    part: &Path,
     mut have: u64,
     source: &GpuSource,
 ) -> Result<u64, FetchError> {
     let network = |what: String| FetchError::Network(what);
+    let disk = |e: io::Error| FetchError::Disk(format!("could not write {}: {e}", part.display()));
     let client = crate::http::client_builder(url)
         .connect_timeout(Duration::from_secs(15))
         .build()
         .map_err(|e| network(describe(&e)))?;
-    let mut request = client.get(url);
-    if have > 0 {
-        request = request.header(reqwest::header::RANGE, format!("bytes={have}-"));
-    }
-    let resp = request
-        .send()
-        .await
-        .map_err(|e| network(format!("cannot reach {url}: {}", describe(&e))))?;
-    match resp.status().as_u16() {
-        206 if range_start(&resp) == Some(have) => {}
-        200 => {
-            // No resuming here: the whole archive again.
-            have = 0;
-            file.set_len(0)
-                .map_err(|e| FetchError::Disk(e.to_string()))?;
+    let resp = loop {
+        let mut request = client.get(url);
+        if have > 0 {
+            request = request.header(reqwest::header::RANGE, format!("bytes={have}-"));
+            if let Ok(validator) = std::fs::read_to_string(validator_path(part)) {
+                request = request.header(reqwest::header::IF_RANGE, validator.trim());
+            }
         }
-        code => return Err(network(format!("{url} answered HTTP {code}"))),
+        let resp = request
+            .send()
+            .await
+            .map_err(|e| network(format!("cannot reach {url}: {}", describe(&e))))?;
+        let code = resp.status().as_u16();
+        match code {
+            206 if range_start(&resp) == Some(have) => break resp,
+            200 => {
+                // All of it (no resuming here, or the file changed): start afresh.
+                have = 0;
+                drop_partial(file, part).map_err(disk)?;
+                break resp;
+            }
+            // What is here is not the start of the server's file: drop it, ask for all.
+            206 | 416 if have > 0 => {
+                tracing::info!("{url} answered HTTP {code} to a resume: starting afresh");
+                have = 0;
+                drop_partial(file, part).map_err(disk)?;
+            }
+            code => return Err(network(format!("{url} answered HTTP {code}"))),
+        }
+    };
+    if let Some(total) = total_size(&resp, have) {
+        if total != source.bytes {
+            drop_partial(file, part).map_err(disk)?;
+            return Err(FetchError::WrongSize {
+                got: total,
+                expected: source.bytes,
+            });
+        }
+    }
+    if have == 0 {
+        if let Some(validator) = validator_of(&resp) {
+            std::fs::write(validator_path(part), validator).map_err(disk)?;
+        }
     }
     file.seek(io::SeekFrom::Start(have))
         .map_err(|e| FetchError::Disk(e.to_string()))?;
@@ -183,6 +256,34 @@ fn range_start(resp: &reqwest::Response) -> Option<u64> {
         .trim()
         .parse()
         .ok()
+}
+
+/// The size of the whole file, as the answer gives it (`Content-Range: bytes 100-199/200`
+/// for a part, `Content-Length` for all of it).
+fn total_size(resp: &reqwest::Response, have: u64) -> Option<u64> {
+    if resp.status().as_u16() == 206 {
+        let value = resp
+            .headers()
+            .get(reqwest::header::CONTENT_RANGE)?
+            .to_str()
+            .ok()?;
+        return value.rsplit_once('/')?.1.trim().parse().ok();
+    }
+    resp.content_length().map(|len| len + have)
+}
+
+/// What identifies this version of the file for `If-Range`: a strong `ETag`, else the
+/// Last-Modified date (a weak `ETag` may not be used there).
+fn validator_of(resp: &reqwest::Response) -> Option<String> {
+    let header = |name| {
+        resp.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    header(reqwest::header::ETAG)
+        .filter(|tag| !tag.starts_with("W/"))
+        .or_else(|| header(reqwest::header::LAST_MODIFIED))
 }
 
 /// `1.4 GB`, `8.4 MB`, `2.3 kB`.

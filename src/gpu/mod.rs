@@ -133,6 +133,13 @@ fn removed_note(home: &Home) -> PathBuf {
     state_dir(home).join("removed-by-hand")
 }
 
+/// Written when a download was not the archive this codex-oss was built with (another
+/// hash or size): runs no longer fetch it, since the server would send the same again,
+/// 1.4 GB each time (`gpu install` tries again).
+fn rejected_note(home: &Home) -> PathBuf {
+    state_dir(home).join("rejected-download")
+}
+
 /// The partial (or complete, not yet unpacked) download of `source`.
 fn partial_download(home: &Home, source: &GpuSource) -> PathBuf {
     state_dir(home).join(format!("{}-{}.part", &source.sha256[..12], source.asset))
@@ -208,6 +215,10 @@ async fn plan(settings: &Settings, ollama: &Path) -> Option<Expected> {
             "the CUDA libraries of the embedded Ollama are damaged: fetching them again",
         ),
         State::Missing if removed_note(&settings.home).exists() => return None,
+        State::Missing if rejected_note(&settings.home).exists() => {
+            crate::ui::info(REJECTED);
+            return None;
+        }
         State::Missing => {}
     }
     let who = if mode == Mode::Cuda {
@@ -231,6 +242,12 @@ async fn plan(settings: &Settings, ollama: &Path) -> Option<Expected> {
             );
             None
         }
+        Err(InstallError::Failed(why)) if rejected_note(&settings.home).exists() => {
+            crate::ui::warn(format!(
+                "could not fetch Ollama's CUDA libraries: {why}; the model runs on the CPU, and runs do not download them again until `codex-oss gpu install`"
+            ));
+            None
+        }
         Err(InstallError::Failed(why)) => {
             crate::ui::warn(format!(
                 "could not fetch Ollama's CUDA libraries: {why}; the model runs on the CPU this time, and the next run tries again"
@@ -239,6 +256,9 @@ async fn plan(settings: &Settings, ollama: &Path) -> Option<Expected> {
         }
     }
 }
+
+/// What a run says while a rejected download keeps runs from fetching.
+const REJECTED: &str = "the last download of the CUDA libraries was not the archive this codex-oss was built with: the model runs on the CPU until `codex-oss gpu install` fetches them again";
 
 fn say_installed(record: &Record, place: &Place) {
     crate::ui::info(format!(
@@ -309,9 +329,12 @@ pub async fn install(
     }
     let part = partial_download(home, source);
     forget_other_downloads(&dir, &part);
-    fetch::fetch(url, &part, source)
-        .await
-        .map_err(|e| InstallError::Failed(e.to_string()))?;
+    if let Err(e) = fetch::fetch(url, &part, source).await {
+        if e.is_wrong_file() {
+            let _ = std::fs::write(rejected_note(home), format!("{e}\n"));
+        }
+        return Err(InstallError::Failed(e.to_string()));
+    }
     let (home, place) = (home.clone(), place.clone());
     tokio::task::spawn_blocking(move || unpack_and_place(&home, &place, source, &part))
         .await
@@ -323,7 +346,12 @@ pub async fn install(
 fn forget_other_downloads(dir: &Path, keep: &Path) {
     for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         let path = entry.path();
-        if path != keep && path.extension().is_some_and(|x| x == "part") {
+        if path != keep
+            && path != fetch::validator_path(keep)
+            && path
+                .extension()
+                .is_some_and(|x| x == "part" || x == "validator")
+        {
             let _ = std::fs::remove_file(path);
         }
     }
@@ -360,6 +388,7 @@ fn unpack_and_place(
         .put_in_place(staged.path(), &record)
         .map_err(|e| format!("could not put them in {}: {e}", place.lib().display()))?;
     let _ = std::fs::remove_file(archive);
+    let _ = std::fs::remove_file(fetch::validator_path(archive));
     Ok(record)
 }
 
@@ -538,6 +567,7 @@ fn libraries_state(
         State::Installed(_) => "installed",
         State::Damaged => "damaged",
         State::Missing if removed_note(&settings.home).exists() => "removed",
+        State::Missing if rejected_note(&settings.home).exists() => "rejected",
         State::Missing => "missing",
     }
 }
@@ -582,6 +612,7 @@ impl Status {
                 size(libs.bytes.unwrap_or(0))
             ),
             "damaged" => format!("CUDA, damaged{path}: the next run fetches them again"),
+            "rejected" => format!("CUDA not installed: {REJECTED}"),
             "removed" => {
                 "CUDA removed by `codex-oss gpu remove`: `codex-oss gpu install` brings them back"
                     .to_owned()
@@ -638,9 +669,10 @@ pub fn remove(home: &Home, place: &Place) -> anyhow::Result<u64> {
     Ok(freed)
 }
 
-/// `gpu install` clears what `gpu remove` noted.
+/// `gpu install` clears what `gpu remove` noted, and a rejected download.
 pub fn forget_removal(home: &Home) {
     let _ = std::fs::remove_file(removed_note(home));
+    let _ = std::fs::remove_file(rejected_note(home));
 }
 
 pub use fetch::human;

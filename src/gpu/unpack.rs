@@ -3,7 +3,8 @@
 //!
 //! Everything else in the archive is skipped unread. Only files, folders and (in a tar)
 //! symbolic links are taken, each at a plain relative path under a `cuda_*` folder, none
-//! written through a link, and no link pointing outside its folder.
+//! written through a link, no link pointing outside its folder or through another link,
+//! and no hard link taken from anything but a file the archive gave (never through a link).
 
 use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
@@ -147,9 +148,34 @@ fn make_parents(into: &Path, parts: &[String]) -> Result<PathBuf, String> {
     Ok(make_dirs(into, dirs)?.join(name))
 }
 
+/// Opens the file an earlier entry made at `parts` for reading, refusing to follow a
+/// link anywhere on the way: a hard link names a file of the archive's, not what a
+/// link points at.
+fn open_earlier(into: &Path, parts: &[String]) -> Result<File, String> {
+    let mut path = into.to_path_buf();
+    for (i, part) in parts.iter().enumerate() {
+        path.push(part);
+        let meta =
+            std::fs::symlink_metadata(&path).map_err(|e| format!("{}: {e}", parts.join("/")))?;
+        let fits = if i + 1 < parts.len() {
+            meta.is_dir()
+        } else {
+            meta.is_file()
+        };
+        if !fits {
+            return Err(format!(
+                "a hard link to {}, which is not a file of the archive",
+                parts.join("/")
+            ));
+        }
+    }
+    platform::open_no_follow(&path).map_err(|e| format!("{}: {e}", parts.join("/")))
+}
+
 fn from_tar(reader: impl Read, into: &Path) -> Result<Vec<FileRecord>, String> {
     let mut archive = tar::Archive::new(reader);
     let mut records = Vec::new();
+    let mut links = crate::payload::Links::default();
     for entry in archive.entries().map_err(|e| e.to_string())? {
         let mut entry = entry.map_err(|e| e.to_string())?;
         let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
@@ -168,8 +194,7 @@ fn from_tar(reader: impl Read, into: &Path) -> Result<Vec<FileRecord>, String> {
                 .map(|p| p.to_string_lossy().into_owned())
                 .and_then(|p| cuda_parts(&p).ok().flatten())
                 .ok_or_else(|| format!("{raw}: a hard link to a file outside the CUDA folders"))?;
-            let mut source =
-                File::open(into.join(earlier.join("/"))).map_err(|e| format!("{raw}: {e}"))?;
+            let mut source = open_earlier(into, &earlier).map_err(|e| format!("{raw}: {e}"))?;
             let mode = entry.header().mode().unwrap_or(0o644) & 0o777;
             records.push(write_file(into, &parts, mode, &mut source)?);
         } else if kind.is_symlink() {
@@ -181,6 +206,7 @@ fn from_tar(reader: impl Read, into: &Path) -> Result<Vec<FileRecord>, String> {
                 .to_string_lossy()
                 .into_owned();
             link_stays_within(&parts, &target)?;
+            links.admit(&parts, &target)?;
             let path = make_parents(into, &parts)?;
             platform::make_symlink(Path::new(&target), &path)
                 .map_err(|e| format!("could not create {}: {e}", path.display()))?;
@@ -363,5 +389,63 @@ mod tests {
         .unwrap();
         let err = cuda_folders(&archive, &into).unwrap_err();
         assert!(err.contains("points outside"), "{err}");
+    }
+
+    // Windows has no links in archives: `make_symlink` copies, and the copy is a file.
+    #[cfg(unix)]
+    #[test]
+    fn a_hard_link_is_never_taken_through_a_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let archive = dir.path().join("a.tar.zst");
+        let mut builder = tar::Builder::new(Vec::new());
+        let mut header = tar::Header::new_gnu();
+        header.set_mode(0o644);
+        header.set_size(4);
+        builder
+            .append_data(&mut header, "lib/ollama/cuda_v12/real", &b"real"[..])
+            .unwrap();
+        for (kind, name, target) in [
+            (tar::EntryType::Symlink, "lib/ollama/cuda_v12/alias", "real"),
+            (
+                tar::EntryType::Link,
+                "lib/ollama/cuda_v12/copy",
+                "lib/ollama/cuda_v12/alias",
+            ),
+        ] {
+            let mut header = tar::Header::new_gnu();
+            header.set_mode(0o644);
+            header.set_size(0);
+            header.set_entry_type(kind);
+            builder.append_link(&mut header, name, target).unwrap();
+        }
+        let tar = builder.into_inner().unwrap();
+        std::fs::write(&archive, zstd::encode_all(&tar[..], 3).unwrap()).unwrap();
+        let into = dir.path().join("into");
+        std::fs::create_dir(&into).unwrap();
+        let err = cuda_folders(&archive, &into).unwrap_err();
+        assert!(err.contains("not a file of the archive"), "{err}");
+    }
+
+    #[test]
+    fn a_link_through_another_link_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let archive = dir.path().join("a.tar.zst");
+        std::fs::write(
+            &archive,
+            tar_zst(&[
+                ("lib/ollama/cuda_v12/a", Some("."), b""),
+                ("lib/ollama/cuda_v12/b", Some("a/a/../.."), b""),
+            ]),
+        )
+        .unwrap();
+        let into = dir.path().join("into");
+        std::fs::create_dir(&into).unwrap();
+        let err = cuda_folders(&archive, &into).unwrap_err();
+        // Windows copies what a link names, and refuses `a -> .` itself.
+        let windows_refusal = cfg!(windows) && err.contains("links to a folder that holds it");
+        assert!(
+            err.contains("through another link") || windows_refusal,
+            "{err}"
+        );
     }
 }

@@ -120,16 +120,51 @@ impl ProcessIdentity {
         })
     }
 
-    /// True when the pid means the same thing here: same boot, same pid namespace.
-    pub fn is_visible_here(&self) -> bool {
-        self.boot == boot_id() && self.namespace == pid_namespace()
-    }
-
     /// True when this very process still runs (not merely its pid).
     pub fn is_alive(&self) -> bool {
-        self.is_visible_here() && process_start_time(self.pid) == Some(self.start_time)
+        self.matches(
+            &boot_id(),
+            &pid_namespace(),
+            process_start_time(self.pid),
+            CLOCK,
+        )
+    }
+
+    /// True when the pid means the same thing here: same boot (Linux), same pid namespace.
+    fn seen_from(&self, boot: &str, namespace: &str, clock: Clock) -> bool {
+        self.namespace == namespace && (clock == Clock::Wall || self.boot == boot)
+    }
+
+    /// True when the process with this pid, started at `start` (none: no such process),
+    /// is this one, seen from `boot` and `namespace`.
+    fn matches(&self, boot: &str, namespace: &str, start: Option<u64>, clock: Clock) -> bool {
+        self.seen_from(boot, namespace, clock)
+            && start.is_some_and(|start| match clock {
+                Clock::Kernel => start == self.start_time,
+                Clock::Wall => start.abs_diff(self.start_time) <= START_TOLERANCE_SECS,
+            })
     }
 }
+
+/// What a process's start time is measured by, and so how it is compared.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Clock {
+    /// Linux: clock ticks since boot, and the kernel's boot id: compared exactly.
+    Kernel,
+    /// Elsewhere: seconds of the wall clock, and a boot time derived from it (now minus
+    /// uptime), which any clock step (or rounding near a whole second, on Windows) moves.
+    /// The boot is not compared, and the start time may be off by a little.
+    Wall,
+}
+
+const CLOCK: Clock = if cfg!(target_os = "linux") {
+    Clock::Kernel
+} else {
+    Clock::Wall
+};
+
+/// How far apart two readings of one process's start time may be on the wall clock.
+const START_TOLERANCE_SECS: u64 = 2;
 
 #[cfg(test)]
 mod tests {
@@ -150,8 +185,9 @@ mod tests {
     fn this_process_has_an_identity_and_a_reused_pid_does_not_match() {
         let me = ProcessIdentity::of(std::process::id()).expect("own identity");
         assert!(me.is_alive());
+        // A minute later: another process on every clock (see `START_TOLERANCE_SECS`).
         let later = ProcessIdentity {
-            start_time: me.start_time + 1,
+            start_time: me.start_time + 60 * 100,
             ..me.clone()
         };
         assert!(!later.is_alive(), "another start time is another process");
@@ -164,6 +200,37 @@ mod tests {
             boot: "another boot".into(),
             ..me
         };
-        assert!(!other_boot.is_visible_here());
+        // Off Linux the boot is not compared (it moves with the wall clock).
+        assert_eq!(
+            other_boot.is_alive(),
+            CLOCK == Clock::Wall,
+            "a pid of another boot"
+        );
+    }
+
+    /// Off Linux, the boot time comes from the wall clock: a clock step shifts it (and a
+    /// start time read again may round to the next second), and the process still lives.
+    #[test]
+    fn off_linux_a_clock_step_leaves_a_live_process_alive() {
+        let me = ProcessIdentity::of(std::process::id()).expect("own identity");
+        let ns = me.namespace.clone();
+        let shifted_boot = "1733300437";
+        assert!(
+            me.matches(shifted_boot, &ns, Some(me.start_time), Clock::Wall),
+            "the boot time shifted by a clock step"
+        );
+        assert!(me.matches(shifted_boot, &ns, Some(me.start_time + 1), Clock::Wall));
+        assert!(
+            !me.matches(shifted_boot, &ns, Some(me.start_time + 60), Clock::Wall),
+            "a reused pid, started a minute later"
+        );
+        assert!(
+            !me.matches(shifted_boot, &ns, None, Clock::Wall),
+            "no such process"
+        );
+        assert!(!me.matches(shifted_boot, "pid:[1]", Some(me.start_time), Clock::Wall));
+        // Linux's boot id and tick count are not moved by the clock: compared exactly.
+        assert!(!me.matches(shifted_boot, &ns, Some(me.start_time), Clock::Kernel));
+        assert!(!me.matches(&me.boot, &ns, Some(me.start_time + 1), Clock::Kernel));
     }
 }

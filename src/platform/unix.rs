@@ -198,6 +198,15 @@ pub fn create_new_file(path: &Path, mode: u32) -> io::Result<std::fs::File> {
         .open(path)
 }
 
+/// Opens a file for reading, failing (ELOOP) where `path` itself is a link.
+pub fn open_no_follow(path: &Path) -> io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
+        .open(path)
+}
+
 pub fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & 0o777))

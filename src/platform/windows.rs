@@ -190,6 +190,12 @@ pub fn create_new_file(path: &Path, _mode: u32) -> io::Result<std::fs::File> {
         .open(path)
 }
 
+/// Opens a file for reading. Archives make no links on Windows (`make_symlink` copies),
+/// and the caller has checked that `path` is a plain file.
+pub fn open_no_follow(path: &Path) -> io::Result<std::fs::File> {
+    std::fs::File::open(path)
+}
+
 pub fn set_mode(_path: &Path, _mode: u32) -> io::Result<()> {
     Ok(())
 }

@@ -23,18 +23,31 @@ use crate::support::{
 // ------------------------------------------------------------ a loopback mirror
 
 /// One request the mirror answered: the file asked for, the first byte asked for
-/// (`Range: bytes=N-`), and the bytes of the file sent.
+/// (`Range: bytes=N-`), the status, and the bytes of the file sent.
 #[derive(Clone, Debug, PartialEq)]
 struct Seen {
     path: String,
     from: Option<u64>,
+    status: u16,
     sent: usize,
 }
 
-/// A release mirror on 127.0.0.1 serving one file, with HTTP Range requests.
+/// What the mirror serves: one file, its `ETag`, and how it misbehaves.
+struct Served {
+    body: Vec<u8>,
+    etag: String,
+    /// The first whole-file answer stops after this many bytes.
+    cut: Option<usize>,
+    /// Answers every range with a 206 from the first byte (another offset).
+    misplaces_ranges: bool,
+}
+
+/// A release mirror on 127.0.0.1 serving one file, with HTTP Range requests, an `ETag`
+/// and `If-Range`.
 struct Mirror {
     port: u16,
     seen: Arc<Mutex<Vec<Seen>>>,
+    served: Arc<Mutex<Served>>,
     stop: Arc<AtomicBool>,
 }
 
@@ -46,15 +59,25 @@ impl Mirror {
         listener.set_nonblocking(true).unwrap();
         let port = listener.local_addr().unwrap().port();
         let seen = Arc::new(Mutex::new(Vec::new()));
+        let served = Arc::new(Mutex::new(Served {
+            body,
+            etag: "\"first\"".to_owned(),
+            cut,
+            misplaces_ranges: false,
+        }));
         let stop = Arc::new(AtomicBool::new(false));
-        let (seen2, stop2, path) = (seen.clone(), stop.clone(), format!("/{name}"));
+        let (seen2, served2, stop2, path) = (
+            seen.clone(),
+            served.clone(),
+            stop.clone(),
+            format!("/{name}"),
+        );
         std::thread::spawn(move || {
-            let mut cut = cut;
             while !stop2.load(Ordering::Relaxed) {
                 match listener.accept() {
                     Ok((stream, _)) => {
                         let _ = stream.set_nonblocking(false);
-                        if let Some(s) = answer(stream, &path, &body, &mut cut) {
+                        if let Some(s) = answer(stream, &path, &mut served2.lock().unwrap()) {
                             seen2.lock().unwrap().push(s);
                         }
                     }
@@ -62,7 +85,12 @@ impl Mirror {
                 }
             }
         });
-        Mirror { port, seen, stop }
+        Mirror {
+            port,
+            seen,
+            served,
+            stop,
+        }
     }
 
     /// The base URL, for `CODEX_OSS_PAYLOAD_MIRROR`.
@@ -73,6 +101,17 @@ impl Mirror {
     fn seen(&self) -> Vec<Seen> {
         self.seen.lock().unwrap().clone()
     }
+
+    /// Serves another file (a new `ETag`) from now on.
+    fn replace(&self, body: Vec<u8>) {
+        let mut served = self.served.lock().unwrap();
+        served.body = body;
+        "\"second\"".clone_into(&mut served.etag);
+    }
+
+    fn misplace_ranges(&self) {
+        self.served.lock().unwrap().misplaces_ranges = true;
+    }
 }
 
 impl Drop for Mirror {
@@ -81,7 +120,7 @@ impl Drop for Mirror {
     }
 }
 
-fn answer(mut stream: TcpStream, path: &str, body: &[u8], cut: &mut Option<usize>) -> Option<Seen> {
+fn answer(mut stream: TcpStream, path: &str, served: &mut Served) -> Option<Seen> {
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .ok()?;
@@ -90,6 +129,7 @@ fn answer(mut stream: TcpStream, path: &str, body: &[u8], cut: &mut Option<usize
     reader.read_line(&mut request_line).ok()?;
     let asked = request_line.split_whitespace().nth(1)?.to_owned();
     let mut from = None;
+    let mut if_range = None;
     loop {
         let mut line = String::new();
         if reader.read_line(&mut line).ok()? == 0 || line.trim().is_empty() {
@@ -99,45 +139,68 @@ fn answer(mut stream: TcpStream, path: &str, body: &[u8], cut: &mut Option<usize
         if let Some(range) = lower.strip_prefix("range: bytes=") {
             from = range.trim().trim_end_matches('-').parse::<u64>().ok();
         }
+        if lower.starts_with("if-range:") {
+            if_range = Some(line["if-range:".len()..].trim().to_owned());
+        }
     }
+    let seen = |status, sent| Seen {
+        path: asked.clone(),
+        from,
+        status,
+        sent,
+    };
     if asked != path {
         let _ = stream
             .write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-        return Some(Seen {
-            path: asked,
-            from,
-            sent: 0,
-        });
+        return Some(seen(404, 0));
     }
-    let start = from.map_or(0, |f| f as usize).min(body.len());
-    let head = match from {
-        Some(_) => format!(
-            "HTTP/1.1 206 Partial Content\r\nContent-Length: {}\r\nContent-Range: bytes {start}-{}/{}\r\nConnection: close\r\n\r\n",
-            body.len() - start,
-            body.len() - 1,
+    let body = &served.body;
+    let etag = &served.etag;
+    // RFC 9110 If-Range: a validator of another version gets the whole file.
+    let ranged = from.filter(|_| if_range.as_ref().is_none_or(|v| v == etag));
+    if ranged.is_some_and(|f| f as usize >= body.len()) {
+        let head = format!(
+            "HTTP/1.1 416 Range Not Satisfiable\r\nContent-Range: bytes */{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
             body.len()
+        );
+        let _ = stream.write_all(head.as_bytes());
+        return Some(seen(416, 0));
+    }
+    let start = match ranged {
+        Some(_) if served.misplaces_ranges => 0,
+        Some(f) => f as usize,
+        None => 0,
+    };
+    let (status, head) = match ranged {
+        Some(_) => (
+            206,
+            format!(
+                "HTTP/1.1 206 Partial Content\r\nContent-Length: {}\r\nContent-Range: bytes {start}-{}/{}\r\nETag: {etag}\r\nConnection: close\r\n\r\n",
+                body.len() - start,
+                body.len() - 1,
+                body.len()
+            ),
         ),
-        None => format!(
-            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nAccept-Ranges: bytes\r\nConnection: close\r\n\r\n",
-            body.len()
+        None => (
+            200,
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nAccept-Ranges: bytes\r\nETag: {etag}\r\nConnection: close\r\n\r\n",
+                body.len()
+            ),
         ),
     };
     stream.write_all(head.as_bytes()).ok()?;
-    let end = match (from, cut.take()) {
+    let end = match (ranged, served.cut.take()) {
         (None, Some(cut)) => cut,
         (_, kept) => {
-            *cut = kept;
+            served.cut = kept;
             body.len()
         }
     };
     stream.write_all(&body[start..end]).ok()?;
     let _ = stream.flush();
     let _ = stream.shutdown(std::net::Shutdown::Both);
-    Some(Seen {
-        path: asked,
-        from,
-        sent: end - start,
-    })
+    Some(seen(status, end - start))
 }
 
 // ------------------------------------------------------------ helpers
@@ -411,16 +474,120 @@ fn a_tampered_archive_installs_nothing_and_the_run_goes_on_on_the_cpu() {
     let left: Vec<_> = std::fs::read_dir(scratch.oss_home().join("gpu"))
         .unwrap()
         .flatten()
+        .filter(|e| e.file_name() != "rejected-download")
         .collect();
     assert!(
         left.is_empty(),
         "a download that does not check out is kept: {left:?}"
     );
 
-    // The next run tries again (and fails the same way).
+    // The mirror would send the same 1.4 GB again: runs wait for `gpu install`, and say so.
     let again = run_ok(&scratch, exec(&scratch, "cuda", &mirror.url()));
-    assert_eq!(warnings(&again.stderr).len(), 1, "{}", again.text());
-    assert_eq!(mirror.seen().len(), 2);
+    assert_eq!(mirror.seen().len(), 1, "the next run downloaded it again");
+    assert!(
+        again.stderr.contains("codex-oss: the last download of the CUDA libraries was not the archive this codex-oss was built with: the model runs on the CPU until `codex-oss gpu install` fetches them again"),
+        "{}",
+        again.text()
+    );
+    assert!(doctor(&scratch, &[])
+        .line("gpu libraries: ")
+        .contains("until `codex-oss gpu install`"));
+    mirror.replace(archive().1);
+    let installed = gpu(&scratch, "install", &mirror.url());
+    assert!(installed.status.success(), "{}", installed.text());
+    run_ok(&scratch, exec(&scratch, "cuda", &mirror.url()));
+    assert!(on_cuda(&scratch), "{}", compute_line(&scratch));
+}
+
+/// The partial download of the archive, as codex-oss names it.
+fn partial_path(scratch: &Scratch) -> PathBuf {
+    use sha2::{Digest, Sha256};
+    let (name, body) = archive();
+    let sha = hex::encode(Sha256::digest(&body));
+    scratch
+        .oss_home()
+        .join("gpu")
+        .join(format!("{}-{name}.part", &sha[..12]))
+}
+
+#[test]
+fn a_resume_takes_the_rest_only_of_the_same_file() {
+    let scratch = Scratch::new();
+    let (name, body) = archive();
+    // The first half comes from a file the mirror then replaces (same size, another ETag).
+    let mut older = body.clone();
+    older[..body.len() / 2].iter_mut().for_each(|b| *b ^= 0x5a);
+    let cut = body.len() / 2;
+    let mirror = Mirror::start(&name, older, Some(cut));
+    let first = run_ok(&scratch, exec(&scratch, "cuda", &mirror.url()));
+    assert_eq!(warnings(&first.stderr).len(), 1, "{}", first.text());
+    mirror.replace(body.clone());
+    let second = run_ok(&scratch, exec(&scratch, "cuda", &mirror.url()));
+    assert_eq!(
+        warnings(&second.stderr),
+        Vec::<&str>::new(),
+        "{}",
+        second.text()
+    );
+    let seen = mirror.seen();
+    assert_eq!(
+        (seen[1].from, seen[1].status),
+        (Some(cut as u64), 200),
+        "{seen:?}"
+    );
+    assert!(on_cuda(&scratch), "{}", compute_line(&scratch));
+}
+
+#[test]
+fn a_partial_download_the_mirror_does_not_continue_is_dropped() {
+    // A 206 from another byte: the partial file is dropped and all of it fetched.
+    let scratch = Scratch::new();
+    let (name, body) = archive();
+    let cut = body.len() / 2;
+    let mirror = Mirror::start(&name, body.clone(), Some(cut));
+    run_ok(&scratch, exec(&scratch, "cuda", &mirror.url()));
+    mirror.misplace_ranges();
+    let second = run_ok(&scratch, exec(&scratch, "cuda", &mirror.url()));
+    assert_eq!(
+        warnings(&second.stderr),
+        Vec::<&str>::new(),
+        "{}",
+        second.text()
+    );
+    let statuses: Vec<(Option<u64>, u16)> =
+        mirror.seen().iter().map(|s| (s.from, s.status)).collect();
+    assert_eq!(
+        statuses[1..],
+        [(Some(cut as u64), 206), (None, 200)],
+        "{statuses:?}"
+    );
+    assert!(on_cuda(&scratch), "{}", compute_line(&scratch));
+
+    // A shorter (wrong) file on the mirror: 416 for the resume, then a file of another
+    // size: dropped, and runs wait for `gpu install`.
+    let scratch = Scratch::new();
+    let part = partial_path(&scratch);
+    std::fs::create_dir_all(part.parent().unwrap()).unwrap();
+    std::fs::write(&part, vec![0u8; body.len() * 3 / 4]).unwrap();
+    let mirror = Mirror::start(&name, body[..body.len() / 2].to_vec(), None);
+    let out = run_ok(&scratch, exec(&scratch, "cuda", &mirror.url()));
+    let warned = warnings(&out.stderr);
+    assert_eq!(warned.len(), 1, "{}", out.text());
+    assert!(
+        warned[0].contains(" bytes, expected ")
+            && warned[0].ends_with("runs do not download them again until `codex-oss gpu install`"),
+        "{}",
+        out.text()
+    );
+    assert!(!part.exists(), "the partial download was kept");
+    let statuses: Vec<(Option<u64>, u16)> =
+        mirror.seen().iter().map(|s| (s.from, s.status)).collect();
+    assert_eq!(
+        statuses,
+        [(Some(body.len() as u64 * 3 / 4), 416), (None, 200)]
+    );
+    run_ok(&scratch, exec(&scratch, "cuda", &mirror.url()));
+    assert_eq!(mirror.seen().len(), 2, "the next run downloaded it again");
 }
 
 #[test]
@@ -448,6 +615,7 @@ fn an_interrupted_download_resumes_where_it_stopped() {
         .unwrap()
         .flatten()
         .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "part"))
         .collect();
     assert_eq!(partial.len(), 1, "{partial:?}");
     assert_eq!(std::fs::metadata(&partial[0]).unwrap().len(), cut as u64);
@@ -531,6 +699,24 @@ fn gpu_remove_takes_them_away_and_runs_stay_on_the_cpu_until_gpu_install() {
     let again = gpu(&scratch, "install", &mirror.url());
     assert!(again.status.success(), "{}", again.text());
     run_ok(&scratch, exec(&scratch, "cuda", &mirror.url()));
+    assert!(on_cuda(&scratch), "{}", compute_line(&scratch));
+}
+
+#[test]
+fn clean_keeps_the_cuda_libraries_of_the_current_ollama() {
+    let scratch = Scratch::new();
+    let mirror = mirror();
+    assert!(gpu(&scratch, "install", &mirror.url()).status.success());
+    let mut cmd = scratch.codex_oss();
+    cmd.arg("clean");
+    let out = run(cmd);
+    assert!(out.status.success(), "{}", out.text());
+    assert_eq!(cuda_folders(&scratch), ["cuda_v12", "cuda_v13"]);
+    let kept = out.line("kept ");
+    gpu_redactions(&scratch)
+        .bind(|| insta::assert_snapshot!("clean_keeps_the_cuda_libraries", kept));
+    run_ok(&scratch, exec(&scratch, "cuda", &mirror.url()));
+    assert_eq!(mirror.seen().len(), 1, "the run downloaded them again");
     assert!(on_cuda(&scratch), "{}", compute_line(&scratch));
 }
 

@@ -21,7 +21,7 @@ use sha2::{Digest, Sha256};
 use crate::bundle::doctor;
 use crate::support::{
     assert_no_processes_within, assert_user_sees, exec_say_hi, exec_with, fs_read, run, script,
-    Finished, Running, Scratch, GONE, REPLY, STEP,
+    version_dirs, Finished, Running, Scratch, GONE, REPLY, STEP,
 };
 
 // ------------------------------------------------------------------ proxies
@@ -220,6 +220,38 @@ fn ollama_host_and_origins_from_the_shell_do_not_open_the_embedded_server() {
     );
     let warning = stop(serving).line("codex-oss: warning: ");
     assert_user_sees!(&scratch, "codex_oss_host_on_every_interface", warning);
+    assert_no_processes_within(scratch.home(), GONE);
+}
+
+#[test]
+fn an_ollama_host_without_a_host_is_every_interface_and_is_ignored() {
+    let scratch = Scratch::new();
+    // Ollama reads `:PORT` as every interface (the stand-in listens as Go's net.Listen does).
+    for host in [":0", "http://:0"] {
+        let mut cmd = scratch.codex_oss();
+        cmd.arg("serve").env("OLLAMA_HOST", host);
+        let (serving, url, log) = serve(cmd);
+        assert!(
+            url.starts_with("http://127.0.0.1:"),
+            "OLLAMA_HOST={host}: {url}"
+        );
+        let config = server_config(&log);
+        assert!(
+            config.contains("OLLAMA_HOST:http://127.0.0.1:0 "),
+            "OLLAMA_HOST={host}: {config}"
+        );
+        let note = stop(serving).line("codex-oss: ignoring OLLAMA_HOST");
+        assert_eq!(
+            note,
+            format!("codex-oss: ignoring OLLAMA_HOST={host}: the embedded Ollama listens on this machine only (set CODEX_OSS_HOST to bind it elsewhere)")
+        );
+    }
+
+    let mut cmd = scratch.codex_oss();
+    cmd.arg("serve").env("CODEX_OSS_HOST", ":0");
+    let (serving, _, _) = serve(cmd);
+    let warning = stop(serving).line("codex-oss: warning: ");
+    assert_user_sees!(&scratch, "codex_oss_host_without_a_host", warning);
     assert_no_processes_within(scratch.home(), GONE);
 }
 
@@ -444,6 +476,118 @@ fn a_world_writable_home_is_made_private_and_unpacked_again() {
     let mode = std::fs::metadata(scratch.oss_home()).unwrap().mode() & 0o777;
     assert_eq!(mode, 0o700);
     assert_no_processes_within(scratch.home(), GONE);
+}
+
+/// A folder of the user's with a `codex/` project and notes in `logs/`: what codex-oss
+/// must never delete.
+fn users_folder(scratch: &Scratch, mode: u32) -> (PathBuf, [PathBuf; 2]) {
+    let folder = scratch.home().join("mydata");
+    let theirs = [
+        folder.join("codex/myproject/main.rs"),
+        folder.join("logs/notes.txt"),
+    ];
+    for file in &theirs {
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(file, b"the user's own").unwrap();
+    }
+    std::fs::set_permissions(&folder, std::fs::Permissions::from_mode(mode)).unwrap();
+    (folder, theirs)
+}
+
+fn assert_kept(files: &[PathBuf]) {
+    for file in files {
+        assert_eq!(fs_read(file), "the user's own", "{}", file.display());
+    }
+}
+
+#[test]
+fn a_folder_holding_the_users_files_is_refused_as_home_and_keeps_them() {
+    let scratch = Scratch::new();
+    let (folder, theirs) = users_folder(&scratch, 0o775);
+    let mut cmd = scratch.codex_oss();
+    cmd.args(["models", "list"]).env("CODEX_OSS_HOME", &folder);
+    let out = run(cmd);
+    assert!(!out.status.success(), "{}", out.text());
+    assert_user_sees!(
+        &scratch,
+        "a_folder_holding_the_users_files",
+        out.error_line()
+    );
+    assert_kept(&theirs);
+    let mode = std::fs::metadata(&folder).unwrap().mode() & 0o777;
+    assert_eq!(mode, 0o775, "the user's folder had its mode changed");
+
+    std::fs::set_permissions(&folder, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut cmd = scratch.codex_oss();
+    cmd.arg("clean").env("CODEX_OSS_HOME", &folder);
+    let out = run(cmd);
+    assert!(!out.status.success(), "{}", out.text());
+    assert_kept(&theirs);
+}
+
+#[test]
+fn a_home_is_cleaned_and_made_private_of_only_what_codex_oss_wrote() {
+    let scratch = Scratch::new();
+    assert!(doctor(&scratch).status.success());
+    let home = scratch.oss_home();
+    // Files the user later put in folders of codex-oss's, beside what it wrote.
+    let theirs = [
+        home.join("codex/myproject/main.rs"),
+        home.join("logs/notes.txt"),
+        home.join("models/README.txt"),
+    ];
+    for file in &theirs {
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(file, b"the user's own").unwrap();
+    }
+    let old_log = home.join("logs/ollama-1700000000-42.log");
+    std::fs::write(&old_log, b"an old server's log").unwrap();
+    std::fs::create_dir_all(home.join("models/blobs")).unwrap();
+
+    std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let out = models_list(&scratch);
+    assert!(out.status.success(), "{}", out.text());
+    assert!(out.stderr.contains("it is private now"), "{}", out.text());
+    assert_kept(&theirs);
+    // The shared server stops a moment after the run; `clean` keeps what it uses.
+    assert_no_processes_within(scratch.home(), GONE);
+
+    let mut cmd = scratch.codex_oss();
+    cmd.args(["clean", "--models"]);
+    let out = run(cmd);
+    assert!(out.status.success(), "{}", out.text());
+    assert_kept(&theirs);
+    assert!(!old_log.exists(), "clean kept codex-oss's old log");
+    assert!(
+        !home.join("models/blobs").exists(),
+        "clean --models kept the blobs"
+    );
+    assert_eq!(version_dirs(&home.join("ollama")), Vec::<PathBuf>::new());
+    assert_eq!(
+        version_dirs(&home.join("codex")),
+        vec![home.join("codex/myproject")],
+        "clean kept an unpacked Codex"
+    );
+    assert!(
+        home.join(".codex-oss-home").is_file(),
+        "the home is not marked"
+    );
+}
+
+#[test]
+fn the_home_of_an_earlier_codex_oss_is_taken_on() {
+    let scratch = Scratch::new();
+    assert!(doctor(&scratch).status.success());
+    let mark = scratch.oss_home().join(".codex-oss-home");
+    std::fs::remove_file(&mark).unwrap();
+    std::fs::write(
+        scratch.oss_home().join("logs/ollama-1700000000-42.log"),
+        b"old",
+    )
+    .unwrap();
+    let out = models_list(&scratch);
+    assert!(out.status.success(), "{}", out.text());
+    assert!(mark.is_file(), "the home was not marked");
 }
 
 /// A process's identity as codex-oss records it: pid, start time (clock ticks since

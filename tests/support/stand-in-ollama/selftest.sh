@@ -553,6 +553,38 @@ test_scripted_tools() {
   stop_server
 }
 
+test_every_interface() {
+  # Go's net.Listen: an empty host (:0, http://:0) or 0.0.0.0 is every interface.
+  local host port
+  for host in :0 http://:0 0.0.0.0:0; do
+    start_server OLLAMA_HOST="$host"
+    port="$(grep -o 'Listening on \[::\]:[0-9]*' "$work/server.err" | cut -d: -f4)"
+    check "OLLAMA_HOST=$host: logs Listening on [::]:PORT" test -n "$port"
+    check "OLLAMA_HOST=$host: answers on 127.0.0.1 and ::1" bash -c \
+      "curl -sf http://127.0.0.1:$port/api/version && curl -sf 'http://[::1]:$port/api/version'"
+    check "OLLAMA_HOST=$host: listens on every interface" bash -c \
+      "ss -Hltn 'sport = :$port' | grep -q '\[::\]:$port\|\*:$port'"
+    stop_server
+  done
+}
+
+test_model_load() {
+  # STAND_IN_OLLAMA_LOAD_MS: the first request loads the model; it stays loaded.
+  local body='{"model":"gpt-oss:20b","stream":false,"input":"hi"}' t first second
+  start_server STAND_IN_OLLAMA_LOAD_MS=600
+  api POST /api/pull '{"model":"gpt-oss:20b","stream":false}' >/dev/null
+  t=$(date +%s%N); api POST /v1/responses "$body" >/dev/null; first=$(( ($(date +%s%N) - t) / 1000000 ))
+  t=$(date +%s%N); api POST /v1/responses "$body" >/dev/null; second=$(( ($(date +%s%N) - t) / 1000000 ))
+  check "LOAD_MS: the first request loads the model ($first ms)" test "$first" -ge 600
+  check "LOAD_MS: the next finds it loaded ($second ms)" test "$second" -lt 400
+  stop_server
+  start_server STAND_IN_OLLAMA_LOAD_MS=600 OLLAMA_KEEP_ALIVE=0
+  api POST /v1/responses "$body" >/dev/null
+  t=$(date +%s%N); api POST /v1/responses "$body" >/dev/null; second=$(( ($(date +%s%N) - t) / 1000000 ))
+  check "LOAD_MS with OLLAMA_KEEP_ALIVE=0: every request loads it ($second ms)" test "$second" -ge 600
+  stop_server
+}
+
 main() {
   stage "$work/root"
   test_command_line
@@ -570,6 +602,8 @@ main() {
   test_resume_and_prune
   test_fault_knobs
   test_scripted_tools
+  test_every_interface
+  test_model_load
   test_prompt_rendering
   echo "$passed passed, $failed failed"
   [ "$failed" -eq 0 ]
