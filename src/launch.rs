@@ -296,7 +296,7 @@ pub async fn run_codex(codex: &Path, user: &[OsString], target: &Target<'_>) -> 
     let mut child = command
         .spawn()
         .with_context(|| format!("could not start Codex ({})", codex.display()))?;
-    platform::end_with_launcher(&child);
+    let _job = platform::end_with_launcher(&child);
     wait_forwarding_signals(&mut child).await
 }
 

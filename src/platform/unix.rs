@@ -74,7 +74,12 @@ pub fn ask_to_stop(child: &mut dyn ChildWrapper) {
 }
 
 /// `die_with_launcher` and the watchdog do this on Unix.
-pub fn end_with_launcher(_child: &tokio::process::Child) {}
+pub fn end_with_launcher(_child: &tokio::process::Child) -> ChildJob {
+    ChildJob
+}
+
+/// Windows holds a job object here; nothing on Unix.
+pub struct ChildJob;
 
 /// Asks the kernel to send the child SIGTERM when the launcher dies (Linux's
 /// parent-death signal). Strictly it fires when the launcher's thread that started the

@@ -67,24 +67,26 @@ pub fn ask_to_stop(child: &mut dyn ChildWrapper) {
 pub fn die_with_launcher(_command: &mut tokio::process::Command) {}
 
 /// Puts a started child (Codex) in a job object that is killed when its last handle
-/// closes: the launcher's, left open on purpose, so the child and what it starts end
-/// with the launcher however it ends (`taskkill /F` too), as Linux's parent-death
-/// signal does. Codex without the launcher's relay and server is of no use.
-pub fn end_with_launcher(child: &tokio::process::Child) {
-    use windows::Win32::Foundation::{CloseHandle, HANDLE};
+/// closes: the launcher's, held by the returned guard, so the child and what it starts
+/// end with the launcher however it ends (`taskkill /F` too), as Linux's parent-death
+/// signal does. Codex without the launcher's relay and server is of no use. Dropped
+/// once the child has exited, the guard ends what it left running.
+pub fn end_with_launcher(child: &tokio::process::Child) -> ChildJob {
+    use windows::Win32::Foundation::HANDLE;
     use windows::Win32::System::JobObjects::{
         AssignProcessToJobObject, CreateJobObjectW, JobObjectExtendedLimitInformation,
         SetInformationJobObject, JOBOBJECT_EXTENDED_LIMIT_INFORMATION,
         JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE,
     };
     let Some(process) = child.raw_handle() else {
-        return;
+        return ChildJob(None);
     };
     // SAFETY: the job handle is ours; the process handle is the live child's.
     unsafe {
         let Ok(job) = CreateJobObjectW(None, windows::core::PCWSTR::null()) else {
-            return;
+            return ChildJob(None);
         };
+        let guard = ChildJob(Some(job));
         let mut limits = JOBOBJECT_EXTENDED_LIMIT_INFORMATION::default();
         limits.BasicLimitInformation.LimitFlags = JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE;
         let set = SetInformationJobObject(
@@ -94,7 +96,20 @@ pub fn end_with_launcher(child: &tokio::process::Child) {
             u32::try_from(std::mem::size_of_val(&limits)).unwrap_or(0),
         );
         if set.is_err() || AssignProcessToJobObject(job, HANDLE(process)).is_err() {
-            let _ = CloseHandle(job);
+            return ChildJob(None);
+        }
+        guard
+    }
+}
+
+/// The launcher's handle of a child's job object (see `end_with_launcher`).
+pub struct ChildJob(Option<windows::Win32::Foundation::HANDLE>);
+
+impl Drop for ChildJob {
+    fn drop(&mut self) {
+        if let Some(job) = self.0.take() {
+            // SAFETY: the handle is ours and closed once.
+            let _ = unsafe { windows::Win32::Foundation::CloseHandle(job) };
         }
     }
 }
