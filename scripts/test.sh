@@ -26,7 +26,9 @@ bash tests/support/stand-in-ollama/selftest.sh
 # nowhere else before a release.
 bash scripts/check-windows.sh
 # The launcher itself under wine: codex-oss.exe around Windows stand-ins of Ollama and
-# Codex (its life cycle: unpack, serve, share, kill, crash; cached, about a minute).
+# Codex (its life cycle: unpack, serve, share, kill, crash, Ctrl-C, the MSI). Cached: about
+# 25 s when nothing changed, under a minute after a change to src/; the first build on a
+# machine without the cache takes about 10 min.
 bash scripts/check-windows-e2e.sh
 bash scripts/check-macos.sh
 
