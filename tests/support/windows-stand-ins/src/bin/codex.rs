@@ -20,14 +20,21 @@ use std::time::Duration;
 
 #[link(name = "kernel32")]
 extern "system" {
-    fn SetConsoleCtrlHandler(handler: Option<unsafe extern "system" fn(u32) -> i32>, add: i32) -> i32;
+    fn SetConsoleCtrlHandler(
+        handler: Option<unsafe extern "system" fn(u32) -> i32>,
+        add: i32,
+    ) -> i32;
     fn GenerateConsoleCtrlEvent(event: u32, group: u32) -> i32;
     fn GetLastError() -> u32;
 }
 
 fn record(line: &str) {
     if let Ok(path) = std::env::var("STAND_IN_CODEX_RECORD") {
-        if let Ok(mut file) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+        if let Ok(mut file) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
             let _ = writeln!(file, "{line}");
         }
     }
@@ -54,17 +61,27 @@ fn main() {
         record(&format!("arg={arg}"));
     }
     for name in ["CODEX_OSS_BASE_URL", "CODEX_OSS_PORT", "NO_PROXY"] {
-        record(&format!("{name}={}", std::env::var(name).unwrap_or_default()));
+        record(&format!(
+            "{name}={}",
+            std::env::var(name).unwrap_or_default()
+        ));
     }
     record(&format!("pid={}", std::process::id()));
     let base = std::env::var("CODEX_OSS_BASE_URL").unwrap_or_default();
     match windows_stand_ins::get(&format!("{}/models", base.trim_end_matches('/'))) {
-        Ok((status, body)) => record(&format!("models={status} {}", body.replace(['\r', '\n'], " "))),
+        Ok((status, body)) => record(&format!(
+            "models={status} {}",
+            body.replace(['\r', '\n'], " ")
+        )),
         Err(err) => record(&format!("models=error {err}")),
     }
     if std::env::var("STAND_IN_CODEX_CTRL_C").as_deref() == Ok("1") {
         let sent = unsafe { GenerateConsoleCtrlEvent(0, 0) };
-        let result = if sent != 0 { "OK".to_owned() } else { format!("error {}", unsafe { GetLastError() }) };
+        let result = if sent != 0 {
+            "OK".to_owned()
+        } else {
+            format!("error {}", unsafe { GetLastError() })
+        };
         record(&format!("ctrl-c-sent={result}"));
         std::thread::sleep(Duration::from_secs(5));
         record("no-console-event-within-5s");
@@ -78,6 +95,9 @@ fn main() {
         // An access violation: a write to an unmapped page.
         unsafe { std::ptr::write_volatile(0x10 as *mut u64, 1) };
     }
-    let code = std::env::var("STAND_IN_CODEX_EXIT").ok().and_then(|c| c.parse().ok()).unwrap_or(0);
+    let code = std::env::var("STAND_IN_CODEX_EXIT")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
     std::process::exit(code);
 }

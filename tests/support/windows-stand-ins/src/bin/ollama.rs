@@ -45,7 +45,10 @@ fn main() {
 
 /// slog's TextHandler: time= level= source= msg= [attrs].
 fn log(level: &str, source: &str, msg: &str, attrs: &str) {
-    let secs = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
     let (days, rest) = (secs / 86400, secs % 86400);
     let (y, m, d) = civil_from_days(days as i64);
     let quoted = if msg.contains(' ') || msg.contains('=') {
@@ -82,7 +85,9 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 fn models_dir() -> PathBuf {
     match std::env::var("OLLAMA_MODELS") {
         Ok(dir) if !dir.trim().is_empty() => PathBuf::from(dir.trim()),
-        _ => PathBuf::from(std::env::var("USERPROFILE").unwrap_or_default()).join(".ollama\\models"),
+        _ => {
+            PathBuf::from(std::env::var("USERPROFILE").unwrap_or_default()).join(".ollama\\models")
+        }
     }
 }
 
@@ -127,7 +132,16 @@ fn serve_command() {
     let store = models_dir();
     let _ = std::fs::create_dir_all(store.join("blobs"));
     let _ = std::fs::create_dir_all(store.join("manifests"));
-    log("INFO", "routes.go:1948", "server config", &format!("env=\"map[OLLAMA_HOST:http://{host} OLLAMA_MODELS:{}]\"", store.display()).replace('\\', "\\\\"));
+    log(
+        "INFO",
+        "routes.go:1948",
+        "server config",
+        &format!(
+            "env=\"map[OLLAMA_HOST:http://{host} OLLAMA_MODELS:{}]\"",
+            store.display()
+        )
+        .replace('\\', "\\\\"),
+    );
     let addr = listener.local_addr().unwrap();
     log(
         "INFO",
@@ -153,7 +167,12 @@ fn serve_command() {
         .stdin(std::process::Stdio::null())
         .spawn()
     {
-        Ok(runner) => log("INFO", "server.go", &format!("runner pid={}", runner.id()), ""),
+        Ok(runner) => log(
+            "INFO",
+            "server.go",
+            &format!("runner pid={}", runner.id()),
+            "",
+        ),
         Err(err) => log("WARN", "server.go", &format!("no runner: {err}"), ""),
     }
     serve(listener, handle);
@@ -161,14 +180,28 @@ fn serve_command() {
 
 fn handle(stream: &TcpStream, request: Request) {
     if let Ok(file) = std::env::var("STAND_IN_OLLAMA_REQUEST_LOG") {
-        if let Ok(mut log) = std::fs::OpenOptions::new().create(true).append(true).open(file) {
+        if let Ok(mut log) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(file)
+        {
             let _ = writeln!(log, "{} {}", request.method, request.path);
         }
     }
     let json = "application/json; charset=utf-8";
     match (request.method.as_str(), request.path.as_str()) {
-        ("GET", "/") | ("HEAD", "/") => respond(stream, 200, "text/plain; charset=utf-8", b"Ollama is running"),
-        ("GET", "/api/version") => respond(stream, 200, json, format!("{{\"version\":\"{VERSION}\"}}").as_bytes()),
+        ("GET", "/") | ("HEAD", "/") => respond(
+            stream,
+            200,
+            "text/plain; charset=utf-8",
+            b"Ollama is running",
+        ),
+        ("GET", "/api/version") => respond(
+            stream,
+            200,
+            json,
+            format!("{{\"version\":\"{VERSION}\"}}").as_bytes(),
+        ),
         ("GET", "/api/tags") => {
             let models: Vec<String> = installed()
                 .iter()
@@ -179,14 +212,24 @@ fn handle(stream: &TcpStream, request: Request) {
                     )
                 })
                 .collect();
-            respond(stream, 200, json, format!("{{\"models\":[{}]}}", models.join(",")).as_bytes());
+            respond(
+                stream,
+                200,
+                json,
+                format!("{{\"models\":[{}]}}", models.join(",")).as_bytes(),
+            );
         }
         ("GET", "/v1/models") => {
             let data: Vec<String> = installed()
                 .iter()
                 .map(|(name, _)| format!("{{\"id\":\"{name}\",\"object\":\"model\",\"created\":0,\"owned_by\":\"library\"}}"))
                 .collect();
-            respond(stream, 200, json, format!("{{\"object\":\"list\",\"data\":[{}]}}", data.join(",")).as_bytes());
+            respond(
+                stream,
+                200,
+                json,
+                format!("{{\"object\":\"list\",\"data\":[{}]}}", data.join(",")).as_bytes(),
+            );
         }
         ("POST", "/api/pull") => pull(stream, &request),
         _ => respond(stream, 404, "text/plain", b"404 page not found"),
@@ -201,7 +244,11 @@ fn installed() -> Vec<(String, String)> {
         for model in read_dirs(&ns) {
             for tag in std::fs::read_dir(&model).into_iter().flatten().flatten() {
                 let name = |p: &Path| p.file_name().unwrap().to_string_lossy().into_owned();
-                let prefix = if name(&ns) == "library" { String::new() } else { format!("{}/", name(&ns)) };
+                let prefix = if name(&ns) == "library" {
+                    String::new()
+                } else {
+                    format!("{}/", name(&ns))
+                };
                 found.push((
                     format!("{prefix}{}:{}", name(&model), name(&tag.path())),
                     "2026-01-01T00:00:00Z".to_owned(),
@@ -227,7 +274,10 @@ fn model_of(body: &[u8]) -> String {
     let text = String::from_utf8_lossy(body);
     for key in ["\"model\"", "\"name\""] {
         if let Some(at) = text.find(key) {
-            let rest = text[at + key.len()..].trim_start().trim_start_matches(':').trim_start();
+            let rest = text[at + key.len()..]
+                .trim_start()
+                .trim_start_matches(':')
+                .trim_start();
             if let Some(rest) = rest.strip_prefix('"') {
                 return rest.split('"').next().unwrap_or_default().to_owned();
             }
@@ -244,19 +294,28 @@ fn pull(stream: &TcpStream, request: &Request) {
     let line = |s: String| (s + "\n").into_bytes();
     let mut lines = vec![line("{\"status\":\"pulling manifest\"}".into())];
     if !KNOWN.contains(&model.as_str()) {
-        lines.push(line("{\"error\":\"pull model manifest: file does not exist\"}".into()));
+        lines.push(line(
+            "{\"error\":\"pull model manifest: file does not exist\"}".into(),
+        ));
         return respond_chunked(stream, "application/x-ndjson", lines.into_iter());
     }
     let store = models_dir();
     let hex = &BLOB_DIGEST[7..];
     let status = format!("pulling {}", &hex[..12]);
     for completed in [0, BLOB_BYTES / 2, BLOB_BYTES] {
-        let completed = if completed == 0 { String::new() } else { format!(",\"completed\":{completed}") };
+        let completed = if completed == 0 {
+            String::new()
+        } else {
+            format!(",\"completed\":{completed}")
+        };
         lines.push(line(format!(
             "{{\"status\":\"{status}\",\"digest\":\"{BLOB_DIGEST}\",\"total\":{BLOB_BYTES}{completed}}}"
         )));
     }
-    let _ = std::fs::write(store.join("blobs").join(format!("sha256-{hex}")), vec![0u8; BLOB_BYTES as usize]);
+    let _ = std::fs::write(
+        store.join("blobs").join(format!("sha256-{hex}")),
+        vec![0u8; BLOB_BYTES as usize],
+    );
     lines.push(line("{\"status\":\"verifying sha256 digest\"}".into()));
     lines.push(line("{\"status\":\"writing manifest\"}".into()));
     let (name, tag) = model.split_once(':').unwrap();
