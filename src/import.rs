@@ -25,19 +25,6 @@ use sha2::{Digest, Sha256};
 use partial::Partial;
 pub use partial::{remove_stale as remove_stale_partials, Stop};
 
-/// Other stores where the user's own Ollama keeps models, most likely first: the user's
-/// (`~/.ollama/models`) and the Linux service's.
-pub fn candidate_stores(user_home: Option<&Path>) -> Vec<PathBuf> {
-    let mut stores = Vec::new();
-    if let Some(home) = user_home {
-        stores.push(home.join(".ollama").join("models"));
-    }
-    if cfg!(target_os = "linux") {
-        stores.push(PathBuf::from("/usr/share/ollama/.ollama/models"));
-    }
-    stores
-}
-
 /// `gpt-oss:20b` -> `manifests/registry.ollama.ai/library/gpt-oss/20b`: where the
 /// embedded Ollama reads a model's manifest.
 pub fn manifest_path(store: &Path, model: &str) -> PathBuf {

@@ -37,54 +37,12 @@ use crate::env_vars::EnvVars;
 use crate::home::Home;
 use crate::platform;
 use crate::registry::Registration;
+use crate::settings::Bind;
 
 /// How long Ollama gets to answer `/api/version` after starting.
 pub const READY_DEADLINE: Duration = Duration::from_secs(60);
 /// Log files kept in `<home>/logs`.
 const LOGS_KEPT: usize = 20;
-
-/// Where the embedded Ollama should listen.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Bind {
-    /// `127.0.0.1:0`: Ollama picks a free port.
-    Auto,
-    /// `CODEX_OSS_PORT`: this loopback port.
-    Port(u16),
-    /// A loopback `OLLAMA_HOST` from the user's environment.
-    OllamaHost(String),
-    /// `CODEX_OSS_HOST`: where the user asked, loopback or not.
-    Host(String),
-}
-
-impl Bind {
-    /// The `OLLAMA_HOST` the server gets.
-    pub fn ollama_host(&self) -> String {
-        match self {
-            Bind::Auto => "127.0.0.1:0".to_owned(),
-            Bind::Port(port) => format!("127.0.0.1:{port}"),
-            Bind::OllamaHost(host) | Bind::Host(host) => host.clone(),
-        }
-    }
-
-    fn describe(&self) -> String {
-        match self {
-            Bind::Auto => "a free loopback port".to_owned(),
-            Bind::Port(port) => format!("port {port} (CODEX_OSS_PORT)"),
-            Bind::OllamaHost(host) => format!("{host} (OLLAMA_HOST)"),
-            Bind::Host(host) => format!("{host} (CODEX_OSS_HOST)"),
-        }
-    }
-
-    /// What to change when the address is taken.
-    fn fix_when_taken(&self) -> &'static str {
-        match self {
-            Bind::Port(_) => "choose another CODEX_OSS_PORT or unset it",
-            Bind::OllamaHost(_) => "choose another OLLAMA_HOST or unset it",
-            Bind::Host(_) => "choose another CODEX_OSS_HOST or unset it",
-            Bind::Auto => "try again",
-        }
-    }
-}
 
 /// What the server needs to start.
 pub struct Config<'a> {

@@ -11,12 +11,11 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::env_vars::EnvVars;
 use crate::home::Home;
 use crate::http::{host_of, is_loopback_host};
-use crate::server::Bind;
 
 pub const DEFAULT_MODEL: &str = "gpt-oss:20b";
 
@@ -110,6 +109,85 @@ fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
+/// Where the embedded Ollama should listen.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Bind {
+    /// `127.0.0.1:0`: Ollama picks a free port.
+    Auto,
+    /// `CODEX_OSS_PORT`: this loopback port.
+    Port(u16),
+    /// A loopback `OLLAMA_HOST` from the user's environment.
+    OllamaHost(String),
+    /// `CODEX_OSS_HOST`: where the user asked, loopback or not.
+    Host(String),
+}
+
+impl Bind {
+    /// The `OLLAMA_HOST` the server gets.
+    pub fn ollama_host(&self) -> String {
+        match self {
+            Bind::Auto => "127.0.0.1:0".to_owned(),
+            Bind::Port(port) => format!("127.0.0.1:{port}"),
+            Bind::OllamaHost(host) | Bind::Host(host) => host.clone(),
+        }
+    }
+
+    /// The address and the setting it came from, as a user reads it.
+    pub fn describe(&self) -> String {
+        match self {
+            Bind::Auto => "a free loopback port".to_owned(),
+            Bind::Port(port) => format!("port {port} (CODEX_OSS_PORT)"),
+            Bind::OllamaHost(host) => format!("{host} (OLLAMA_HOST)"),
+            Bind::Host(host) => format!("{host} (CODEX_OSS_HOST)"),
+        }
+    }
+
+    /// What to change when the address is taken.
+    pub fn fix_when_taken(&self) -> &'static str {
+        match self {
+            Bind::Port(_) => "choose another CODEX_OSS_PORT or unset it",
+            Bind::OllamaHost(_) => "choose another OLLAMA_HOST or unset it",
+            Bind::Host(_) => "choose another CODEX_OSS_HOST or unset it",
+            Bind::Auto => "try again",
+        }
+    }
+}
+
+/// `CODEX_OSS_GPU`: look for a GPU (`auto`), take an NVIDIA GPU as found (`cuda`), or use
+/// the CPU only (`none`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GpuMode {
+    #[default]
+    Auto,
+    Cuda,
+    None,
+}
+
+impl GpuMode {
+    pub fn parse(text: &str) -> Option<GpuMode> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "auto" => Some(GpuMode::Auto),
+            "cuda" => Some(GpuMode::Cuda),
+            "none" => Some(GpuMode::None),
+            _ => None,
+        }
+    }
+}
+
+/// Other stores where the user's own Ollama keeps models, most likely first: the user's
+/// (`~/.ollama/models`) and the Linux service's.
+pub fn candidate_stores(user_home: Option<&Path>) -> Vec<PathBuf> {
+    let mut stores = Vec::new();
+    if let Some(home) = user_home {
+        stores.push(home.join(".ollama").join("models"));
+    }
+    if cfg!(target_os = "linux") {
+        stores.push(PathBuf::from("/usr/share/ollama/.ollama/models"));
+    }
+    stores
+}
+
 /// Something to tell the user about their settings before the run.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Notice {
@@ -143,7 +221,7 @@ pub struct Settings {
     /// Share the embedded server with other runs (`CODEX_OSS_SHARE=0`, `--no-share`: not).
     pub share: bool,
     /// `CODEX_OSS_GPU`: look for a GPU, take an NVIDIA one as found, or use the CPU only.
-    pub gpu: crate::gpu::Mode,
+    pub gpu: GpuMode,
     /// `CODEX_OSS_PAYLOAD_MIRROR`: where the GPU libraries' archive is downloaded from
     /// instead of the release's base URL.
     pub payload_mirror: Option<String>,
@@ -268,16 +346,6 @@ impl Settings {
             notices,
         })
     }
-
-    /// Prints the notices gathered while resolving.
-    pub fn announce(&self) {
-        for notice in &self.notices {
-            match notice {
-                Notice::Info(text) => crate::ui::info(text),
-                Notice::Warning(text) => crate::ui::warn(text),
-            }
-        }
-    }
 }
 
 /// `CODEX_OSS_HOME`, else `~/.codex-oss`; a relative path is taken from `cwd`.
@@ -350,7 +418,7 @@ fn bind(env: &Env, notices: &mut Vec<Notice>) -> Result<Bind, SettingsError> {
 /// pulls go through; `OLLAMA_NOPRUNE`
 /// defaults to on, so that an interrupted pull resumes. With `CODEX_OSS_GPU=none` every
 /// kind of GPU is hidden from Ollama (`-1`, as its GPU guide says).
-fn server_env(env: &Env, gpu: crate::gpu::Mode) -> BTreeMap<String, String> {
+fn server_env(env: &Env, gpu: GpuMode) -> BTreeMap<String, String> {
     const SET_BY_CODEX_OSS: [&str; 4] = [
         EnvVars::OLLAMA_HOST,
         EnvVars::OLLAMA_MODELS,
@@ -368,7 +436,7 @@ fn server_env(env: &Env, gpu: crate::gpu::Mode) -> BTreeMap<String, String> {
         .collect();
     vars.entry(EnvVars::OLLAMA_NOPRUNE.to_owned())
         .or_insert_with(|| "1".to_owned());
-    if gpu == crate::gpu::Mode::None {
+    if gpu == GpuMode::None {
         for name in EnvVars::GPU_HIDE {
             vars.insert(name.to_owned(), "-1".to_owned());
         }
@@ -512,11 +580,11 @@ fn api_key(env: &Env, config: Option<String>) -> Result<ApiKey, SettingsError> {
 }
 
 /// `CODEX_OSS_GPU`, else `auto`.
-fn gpu_mode(env: &Env) -> Result<crate::gpu::Mode, SettingsError> {
+fn gpu_mode(env: &Env) -> Result<GpuMode, SettingsError> {
     let Some(value) = env.get(EnvVars::CODEX_OSS_GPU) else {
-        return Ok(crate::gpu::Mode::Auto);
+        return Ok(GpuMode::Auto);
     };
-    crate::gpu::Mode::parse(value).ok_or_else(|| {
+    GpuMode::parse(value).ok_or_else(|| {
         SettingsError(format!(
             "{}={value}: expected auto (look for a GPU), cuda (use the NVIDIA GPU, fetching its libraries) or none (the CPU only)",
             EnvVars::CODEX_OSS_GPU
@@ -553,7 +621,7 @@ fn import_from(
         "import models from other Ollama stores",
     )?;
     Ok(if enabled && !models_set {
-        crate::import::candidate_stores(user_home)
+        candidate_stores(user_home)
     } else {
         Vec::new()
     })
@@ -635,7 +703,7 @@ mod tests {
         assert_eq!(s.base_url, None);
         assert_eq!((s.ollama, s.codex), (None, None));
         assert_eq!(s.pull_timeout, Duration::from_secs(300));
-        assert_eq!(s.gpu, crate::gpu::Mode::Auto);
+        assert_eq!(s.gpu, GpuMode::Auto);
         assert_eq!(s.payload_mirror, None);
         assert_eq!(
             s.import_from.first(),
@@ -751,7 +819,7 @@ mod tests {
         assert_eq!(s.ollama.as_deref(), Some(Path::new("/work/bin/ollama")));
         assert_eq!(s.codex.as_deref(), Some(Path::new("/opt/codex")));
         assert_eq!(s.pull_timeout, Duration::from_secs(7));
-        assert_eq!(s.gpu, crate::gpu::Mode::Cuda);
+        assert_eq!(s.gpu, GpuMode::Cuda);
         assert_eq!(
             s.payload_mirror.as_deref(),
             Some("http://127.0.0.1:8080/assets/")
@@ -936,11 +1004,11 @@ mod tests {
     #[test]
     fn gpu_modes() {
         for (value, mode) in [
-            ("auto", crate::gpu::Mode::Auto),
-            ("cuda", crate::gpu::Mode::Cuda),
-            ("none", crate::gpu::Mode::None),
-            ("CUDA", crate::gpu::Mode::Cuda),
-            ("", crate::gpu::Mode::Auto),
+            ("auto", GpuMode::Auto),
+            ("cuda", GpuMode::Cuda),
+            ("none", GpuMode::None),
+            ("CUDA", GpuMode::Cuda),
+            ("", GpuMode::Auto),
         ] {
             assert_eq!(
                 resolve([("CODEX_OSS_GPU", value)]).unwrap().gpu,

@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 use crate::cli::GpuCommand;
 use crate::gpu::{self, Place, State};
 use crate::payload::{self, Unpacked};
-use crate::settings::Settings;
+use crate::settings::{GpuMode, Settings};
 
 pub async fn run(command: GpuCommand) -> Result<ExitCode> {
     let settings = super::settings(None)?;
@@ -36,7 +36,7 @@ async fn install(settings: &Settings) -> Result<ExitCode> {
         out!("Metal is built into the embedded Ollama: there is nothing to install");
         return Ok(ExitCode::SUCCESS);
     }
-    if settings.gpu == gpu::Mode::None {
+    if settings.gpu == GpuMode::None {
         bail!("CODEX_OSS_GPU=none asks for the CPU only: unset it to install the CUDA libraries");
     }
     let (_lease, place) = embedded(settings)?;

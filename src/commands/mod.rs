@@ -15,7 +15,7 @@ use anyhow::{Context, Result};
 
 use crate::cli::{Cli, Command, Invocation};
 use crate::model::Ollama;
-use crate::settings::Settings;
+use crate::settings::{Notice, Settings};
 
 pub fn dispatch(invocation: Invocation) -> Result<ExitCode> {
     let cli = match invocation {
@@ -56,9 +56,19 @@ pub fn dispatch(invocation: Invocation) -> Result<ExitCode> {
 /// notices they carry are printed once, here.
 fn settings(model_flag: Option<String>) -> Result<Settings> {
     let settings = Settings::load(model_flag)?;
-    settings.announce();
+    announce(&settings.notices);
     settings.home.ensure()?;
     Ok(settings)
+}
+
+/// Prints the notices gathered while resolving the settings.
+fn announce(notices: &[Notice]) {
+    for notice in notices {
+        match notice {
+            Notice::Info(text) => crate::ui::info(text),
+            Notice::Warning(text) => crate::ui::warn(text),
+        }
+    }
 }
 
 /// Makes sure Ollama has `model`: taken from another Ollama's store that has it (see

@@ -48,7 +48,7 @@ async fn act(connection: &Connection, settings: &Settings, command: ModelsComman
                 return Ok(());
             }
             let stores = path.map_or_else(
-                || crate::import::candidate_stores(dirs::home_dir().as_deref()),
+                || crate::settings::candidate_stores(dirs::home_dir().as_deref()),
                 |p| vec![p],
             );
             match super::import_model(settings, &model, stores.clone()).await? {

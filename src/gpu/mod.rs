@@ -36,6 +36,7 @@ pub use detect::Gpu;
 pub use libs::{carry_over, Place, Record, State};
 
 use crate::home::Home;
+use crate::settings::GpuMode as Mode;
 use crate::settings::Settings;
 
 /// The release archive the GPU libraries come from (written by build.rs).
@@ -63,28 +64,6 @@ pub fn source() -> Option<&'static GpuSource> {
 /// True when the build kept the GPU libraries in the payload (`CODEX_OSS_KEEP_GPU_LIBS=1`).
 pub fn embedded() -> bool {
     compiled::GPU_LIBS_EMBEDDED
-}
-
-/// `CODEX_OSS_GPU`: look for a GPU (`auto`), take an NVIDIA GPU as found (`cuda`), or use
-/// the CPU only (`none`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Mode {
-    #[default]
-    Auto,
-    Cuda,
-    None,
-}
-
-impl Mode {
-    pub fn parse(text: &str) -> Option<Mode> {
-        match text.trim().to_ascii_lowercase().as_str() {
-            "auto" => Some(Mode::Auto),
-            "cuda" => Some(Mode::Cuda),
-            "none" => Some(Mode::None),
-            _ => None,
-        }
-    }
 }
 
 /// The GPUs `mode` sees, looked for once per process.
