@@ -210,11 +210,11 @@ pub fn warn_rejected_once(codex: &Path, catalog: &Path) {
         return;
     }
     let _ = std::fs::write(&stamp, b"");
-    crate::ui::warn(format!(
+    caution!(
         "{} does not accept codex-oss's model catalog ({}): running without it, so Codex uses its fallback metadata for the model",
         codex.display(),
         catalog.display()
-    ));
+    );
 }
 
 /// A short name for an executable as it is now (path, size, modification time).

@@ -213,10 +213,10 @@ impl Home {
                     let still_open = std::fs::metadata(&dir)
                         .is_ok_and(|meta| platform::exposure(&meta).is_some());
                     if still_open {
-                        crate::ui::warn(format!(
+                        caution!(
                             "{} is writable by other users and its filesystem ignores permissions: anyone who can write there can change the programs codex-oss runs",
                             dir.display()
-                        ));
+                        );
                         break;
                     }
                     tightened = true;
@@ -224,10 +224,10 @@ impl Home {
             }
         }
         if tightened {
-            crate::ui::warn(format!(
+            caution!(
                 "{} was writable by other users: it is private now, and the embedded programs are unpacked again",
                 self.root.display()
-            ));
+            );
             for name in ["ollama", "codex"] {
                 self.discard_payload(name)?;
             }

@@ -72,10 +72,10 @@ pub fn import(model: &str, stores: &[PathBuf], ours: &Path, stop: &Stop) -> Opti
             Ok(done) => Some(done),
             Err(_) if stop.is_stopped() => None,
             Err(err) => {
-                crate::ui::warn(format!(
+                caution!(
                     "not using {model} from {}: {err:#}; downloading it instead",
                     store.display()
-                ));
+                );
                 None
             }
         };

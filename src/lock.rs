@@ -74,7 +74,7 @@ pub fn wait(path: &Path, mode: Mode, what: &str, patience: Duration) -> io::Resu
     while try_take(&file, mode, path)? == Taken::Busy {
         // A wait of a moment (another run starting) goes unsaid.
         if !said && start.elapsed() > QUIET_WAIT {
-            crate::ui::info(format!("waiting for another codex-oss to finish {what}"));
+            say!("waiting for another codex-oss to finish {what}");
             said = true;
         }
         if start.elapsed() > patience {
@@ -97,10 +97,10 @@ static WARNED: AtomicBool = AtomicBool::new(false);
 fn warn_unsupported(path: &Path, err: &io::Error) {
     if !WARNED.swap(true, Ordering::Relaxed) {
         let dir = path.parent().unwrap_or(path);
-        crate::ui::warn(format!(
+        caution!(
             "the filesystem of {} has no file locks ({err}): going on without them, so do not run two codex-oss at once there (CODEX_OSS_HOME can move the home to a local disk)",
             dir.display()
-        ));
+        );
     }
 }
 

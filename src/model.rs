@@ -275,11 +275,11 @@ fn preflight(model: &str, models_dir: &Path) -> Result<()> {
     check_space_for(model, needed, models_dir)?;
     let memory = crate::settings::total_memory();
     if memory > 0 && memory < needs.memory {
-        crate::ui::warn(format!(
+        caution!(
             "{model} needs about {} GB of memory and this machine has {} GB: expect it to be very slow or to fail (CODEX_OSS_MODEL picks a smaller model)",
             needs.memory / GB,
             memory / GB
-        ));
+        );
     }
     Ok(())
 }

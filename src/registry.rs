@@ -100,10 +100,10 @@ pub fn stop_stale(home: &Home, executable: &Path) {
         // removed without acting on it: its pids mean nothing here.
         if let Some(record) = record {
             if is_our_server(&record, home, executable) {
-                crate::ui::warn(format!(
+                caution!(
                     "stopping an Ollama server (pid {}) left by an earlier run that ended abruptly",
                     record.server.pid
-                ));
+                );
                 platform::stop_tree(record.server.pid, platform::STOP_GRACE);
             }
         }

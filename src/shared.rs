@@ -317,13 +317,13 @@ async fn live_server(path: &Path) -> Result<Option<(ProcessIdentity, Serving)>> 
                 return Ok(Some((record.keeper, serving)));
             }
             if !said {
-                crate::ui::info(format!(
+                say!(
                     "the shared Ollama at {} is slow to answer: waiting for it",
                     serving.addr
-                ));
+                );
             }
         } else if !said {
-            crate::ui::info("another codex-oss is starting the shared Ollama: waiting for it");
+            say!("another codex-oss is starting the shared Ollama: waiting for it");
         }
         said = true;
         if std::time::Instant::now() > deadline {
@@ -369,9 +369,9 @@ fn explain_new_server(home: &Home, wanted: &ServerSettings) {
         .min_by_key(Vec::len);
     // The nearest server: the fewest settings apart.
     if let Some(difference) = other.map(|d| d.join(", ")) {
-        crate::ui::info(format!(
+        say!(
             "another codex-oss shares an Ollama with other settings ({difference}): starting one for these"
-        ));
+        );
     }
 }
 

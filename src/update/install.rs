@@ -33,7 +33,7 @@ pub fn install(
     exe: &Path,
     version: &semver::Version,
 ) -> Result<()> {
-    crate::ui::info(format!("unpacking codex-oss {version}"));
+    say!("unpacking codex-oss {version}");
     let unpacked = scratch.join("unpacked");
     let kind = if archive.extension().is_some_and(|ext| ext == "zip") {
         ArchiveKind::Zip

@@ -226,7 +226,7 @@ impl Source {
                 path.display()
             )
         })?;
-        crate::ui::info(format!("downloading codex-oss {version} ({name})"));
+        say!("downloading codex-oss {version} ({name})");
         let mut download = self.download(asset);
         download
             .max_download_size(MAX_ARCHIVE_BYTES)
