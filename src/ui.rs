@@ -52,6 +52,7 @@ impl<S: Subscriber, W: for<'w> MakeWriter<'w> + 'static> Layer<S> for UserLines<
     fn on_event(&self, event: &Event<'_>, _: Context<'_, S>) {
         let mut message = Message(String::new());
         event.record(&mut message);
+        // WARN or ERROR: tracing orders the louder levels first.
         let line = if *event.metadata().level() <= Level::WARN {
             format!("codex-oss: warning: {}\n", message.0)
         } else {
