@@ -17,6 +17,7 @@ mod catalog;
 mod cli;
 mod commands;
 mod connection;
+mod download;
 mod env_vars;
 mod files;
 mod gpu;

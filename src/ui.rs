@@ -1,7 +1,11 @@
 //! What the launcher tells the user on stderr: `info:`/`warning:`/`error:` lines,
 //! and diagnostics through tracing when `CODEX_OSS_LOG` asks for them.
 
+mod progress;
+
 use std::io::IsTerminal;
+
+pub use progress::{human, Look, Progress};
 
 /// `CODEX_OSS_LOG=debug` (an env-filter) shows the launcher's diagnostics.
 pub fn init_tracing() {
