@@ -103,8 +103,13 @@ pub enum DownloadError {
     /// The server sends more than any such file holds.
     #[error("the download is not {what} (over {limit} bytes), so nothing was installed")]
     TooLarge { what: String, limit: u64 },
-    #[error("{0}")]
-    Disk(String),
+    /// The partial file could not be written or read.
+    #[error("could not {doing} {}: {error}", path.display())]
+    Disk {
+        doing: &'static str,
+        path: PathBuf,
+        error: io::Error,
+    },
 }
 
 impl DownloadError {
@@ -119,6 +124,15 @@ impl DownloadError {
     }
 }
 
+/// Makes an error of `doing` (write, read) to the partial file.
+fn disk<'a>(doing: &'static str, part: &'a Path) -> impl Fn(io::Error) -> DownloadError + 'a {
+    move |error| DownloadError::Disk {
+        doing,
+        path: part.to_owned(),
+        error,
+    }
+}
+
 /// Where the validator (`ETag` or Last-Modified) of a partial download is kept.
 pub fn validator_path(part: &Path) -> PathBuf {
     let mut name = part.as_os_str().to_owned();
@@ -129,18 +143,17 @@ pub fn validator_path(part: &Path) -> PathBuf {
 /// Downloads `url` into `part` (resuming what is there) until it holds the file
 /// `expected` describes, checked; returns the number of bytes this call downloaded.
 pub async fn fetch(url: &str, part: &Path, expected: &Expected<'_>) -> Result<u64, DownloadError> {
-    let disk =
-        |e: io::Error| DownloadError::Disk(format!("could not write {}: {e}", part.display()));
+    let disk = disk("write", part);
     let mut file = OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
         .open(part)
-        .map_err(disk)?;
-    let mut have = file.metadata().map_err(disk)?.len();
+        .map_err(&disk)?;
+    let mut have = file.metadata().map_err(&disk)?.len();
     if have > expected.size.limit() {
-        drop_partial(&file, part).map_err(disk)?;
+        drop_partial(&file, part).map_err(&disk)?;
         have = 0;
     }
     let mut downloaded = 0;
@@ -171,11 +184,10 @@ fn drop_partial(file: &File, part: &Path) -> io::Result<()> {
 
 /// The whole file's hash against the one expected; a file that does not match is deleted.
 fn check(file: &mut File, part: &Path, expected: &Expected<'_>) -> Result<(), DownloadError> {
-    let disk =
-        |e: io::Error| DownloadError::Disk(format!("could not read {}: {e}", part.display()));
-    file.rewind().map_err(disk)?;
+    let disk = disk("read", part);
+    file.rewind().map_err(&disk)?;
     let mut hasher = Sha256::new();
-    io::copy(file, &mut hasher).map_err(disk)?;
+    io::copy(file, &mut hasher).map_err(&disk)?;
     let got = crate::files::hex(&hasher.finalize());
     if got.eq_ignore_ascii_case(expected.sha256) {
         return Ok(());
@@ -205,8 +217,7 @@ async fn download(
     have: u64,
     expected: &Expected<'_>,
 ) -> Result<u64, DownloadError> {
-    let disk =
-        |e: io::Error| DownloadError::Disk(format!("could not write {}: {e}", part.display()));
+    let disk = disk("write", part);
     let (resp, mut have) = match request(url, file, part, have, expected).await? {
         Answer::Complete => return Ok(0),
         Answer::Body(resp, have) => (resp, have),
@@ -214,7 +225,7 @@ async fn download(
     let told = total_size(&resp, have);
     if let Some(told) = told {
         if let Some(size) = expected.size.exact().filter(|&size| size != told) {
-            drop_partial(file, part).map_err(disk)?;
+            drop_partial(file, part).map_err(&disk)?;
             return Err(DownloadError::WrongSize {
                 what: expected.what.to_owned(),
                 got: told,
@@ -228,11 +239,10 @@ async fn download(
     let total = told.or(expected.size.exact());
     if have == 0 {
         if let Some(validator) = validator_of(&resp) {
-            std::fs::write(validator_path(part), validator).map_err(disk)?;
+            std::fs::write(validator_path(part), validator).map_err(&disk)?;
         }
     }
-    file.seek(io::SeekFrom::Start(have))
-        .map_err(|e| DownloadError::Disk(e.to_string()))?;
+    file.seek(io::SeekFrom::Start(have)).map_err(&disk)?;
     let mut progress = Progress::new(Look::Transfer, total, expected.bar.to_owned());
     progress.set_position(have);
     let say = |progress: &mut Progress, have: u64| {
@@ -266,8 +276,7 @@ async fn download(
                 )));
             }
         };
-        file.write_all(&chunk)
-            .map_err(|e| DownloadError::Disk(e.to_string()))?;
+        file.write_all(&chunk).map_err(&disk)?;
         have += chunk.len() as u64;
         if have > expected.size.limit() {
             return Err(too_large(expected));
@@ -275,8 +284,7 @@ async fn download(
         progress.set_position(have);
         say(&mut progress, have);
     }
-    file.sync_all()
-        .map_err(|e| DownloadError::Disk(e.to_string()))?;
+    file.sync_all().map_err(&disk)?;
     if total.is_some_and(|total| have < total) {
         return Err(DownloadError::Network(format!(
             "the download stopped at {}",
@@ -304,8 +312,7 @@ async fn request(
     expected: &Expected<'_>,
 ) -> Result<Answer, DownloadError> {
     let network = |what: String| DownloadError::Network(what);
-    let disk =
-        |e: io::Error| DownloadError::Disk(format!("could not write {}: {e}", part.display()));
+    let disk = disk("write", part);
     let client = crate::http::client_builder(url)
         .connect_timeout(Duration::from_secs(15))
         .build()
@@ -327,7 +334,7 @@ async fn request(
             206 if range_start(&resp) == Some(have) => return Ok(Answer::Body(resp, have)),
             200 => {
                 // All of it (no resuming here, or the file changed): start afresh.
-                drop_partial(file, part).map_err(disk)?;
+                drop_partial(file, part).map_err(&disk)?;
                 return Ok(Answer::Body(resp, 0));
             }
             // Nothing after `have`, of a file of `have` bytes: the hash check tells.
@@ -338,7 +345,7 @@ async fn request(
             206 | 416 if have > 0 => {
                 tracing::info!("{url} answered HTTP {code} to a resume: starting afresh");
                 have = 0;
-                drop_partial(file, part).map_err(disk)?;
+                drop_partial(file, part).map_err(&disk)?;
             }
             code => {
                 return Err(DownloadError::Status {
