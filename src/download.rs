@@ -49,7 +49,8 @@ pub struct Expected<'a> {
 #[derive(Clone, Copy, Debug)]
 pub enum Size {
     Exactly(u64),
-    /// Not known: a server sending more than this is cut off.
+    /// Not known: a server sending more than this is cut off (the update's archive).
+    #[cfg_attr(not(feature = "self-update"), allow(dead_code))]
     AtMost(u64),
 }
 
