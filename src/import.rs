@@ -19,9 +19,9 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use sha2::{Digest, Sha256};
 
+use crate::ui::{Look, Progress};
 use partial::Partial;
 pub use partial::{remove_stale as remove_stale_partials, Stop};
 
@@ -94,7 +94,8 @@ fn import_from(
     let blobs = ours.join("blobs");
     std::fs::create_dir_all(&blobs)
         .with_context(|| format!("could not create {}", blobs.display()))?;
-    let progress = Progress::new(model, total);
+    // A byte-counting bar on a terminal; nothing otherwise (the result is said in a line).
+    let mut progress = Progress::new(Look::Bytes, Some(total), format!("checking {model}"));
     let mut copied = 0;
     for layer in &runnable.blobs {
         let name = layer
@@ -102,7 +103,7 @@ fn import_from(
             .with_context(|| format!("a layer has an unexpected digest {:?}", layer.digest))?;
         let dest = blobs.join(&name);
         if std::fs::metadata(&dest).is_ok_and(|m| m.len() == layer.size) {
-            progress.advance(layer.size);
+            progress.inc(layer.size);
             continue;
         }
         let source = store.join("blobs").join(&name);
@@ -183,7 +184,7 @@ fn hash_file(path: &Path, progress: &Progress, stop: &Stop) -> io::Result<String
             return Ok(crate::files::hex(&hasher.finalize()));
         }
         hasher.update(&buf[..n]);
-        progress.advance(n as u64);
+        progress.inc(n as u64);
     }
 }
 
@@ -207,38 +208,6 @@ fn copy_hashed(
         hasher.update(&buf[..n]);
         to.write_all(&buf[..n])?;
         total += n as u64;
-        progress.advance(n as u64);
-    }
-}
-
-/// A byte-counting bar on a terminal; nothing otherwise (the result is said in a line).
-struct Progress {
-    bar: Option<ProgressBar>,
-}
-
-impl Progress {
-    fn new(model: &str, total: u64) -> Progress {
-        let bar = crate::ui::stderr_is_terminal().then(|| {
-            let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
-            bar.set_style(
-                ProgressStyle::with_template("{msg} {wide_bar} {bytes}/{total_bytes}")
-                    .expect("valid template"),
-            );
-            bar.set_message(format!("checking {model}"));
-            bar
-        });
-        Progress { bar }
-    }
-
-    fn advance(&self, bytes: u64) {
-        if let Some(bar) = &self.bar {
-            bar.inc(bytes);
-        }
-    }
-
-    fn finish(&self) {
-        if let Some(bar) = &self.bar {
-            bar.finish_and_clear();
-        }
+        progress.inc(n as u64);
     }
 }

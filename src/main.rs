@@ -35,6 +35,7 @@ mod catalog;
 mod cli;
 mod commands;
 mod connection;
+mod download;
 mod env_vars;
 mod files;
 mod gpu;

@@ -7,15 +7,14 @@
 //! message. Ollama keeps partial downloads (the launcher starts it with
 //! `OLLAMA_NOPRUNE=1`), so an interrupted pull resumes on the next run.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{bail, Result};
 
 use crate::http::{describe, text_capped, ERROR_BODY_LIMIT};
+use crate::ui::{self, human};
 use futures_util::StreamExt;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Deserialize;
 
 /// What a known model needs, to say plainly what is short before a long download.
@@ -332,88 +331,59 @@ fn free_space(dir: &Path) -> Option<u64> {
     fs4::available_space(dir).ok()
 }
 
-fn human(bytes: u64) -> String {
-    if bytes >= GB {
-        format!("{:.1} GB", bytes as f64 / GB as f64)
-    } else {
-        format!("{:.1} MB", bytes as f64 / 1e6)
-    }
-}
-
-/// A progress bar on a terminal, plain lines otherwise.
+/// The pull's progress: Ollama's lines drawn on the bar, or said as plain lines.
 struct Progress {
     model: String,
-    bar: Option<ProgressBar>,
+    shown: ui::Progress,
     last_status: String,
-    last_percent: HashMap<String, u64>,
 }
 
 impl Progress {
     fn new(model: &str) -> Progress {
-        let bar = crate::ui::stderr_is_terminal().then(|| {
-            let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-            bar.set_style(
-                ProgressStyle::with_template(
-                    "{msg} {wide_bar} {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}",
-                )
-                .expect("valid template"),
-            );
-            bar
-        });
-        crate::ui::info(format!(
-            "pulling {model} (first run only; the download resumes if interrupted)"
-        ));
+        let shown = ui::Progress::new(ui::Look::Transfer, None, "");
+        say!("pulling {model} (first run only; the download resumes if interrupted)");
         Progress {
             model: model.to_owned(),
-            bar,
+            shown,
             last_status: String::new(),
-            last_percent: HashMap::new(),
         }
     }
 
     fn update(&mut self, line: &PullLine) {
-        match (&self.bar, line.total) {
-            (Some(bar), Some(total)) if line.digest.is_some() => {
-                bar.set_length(total);
-                bar.set_position(line.completed.unwrap_or(0));
-                bar.set_message(format!("pulling {}", self.model));
+        match line.total {
+            Some(total) if self.shown.is_bar() && line.digest.is_some() => {
+                self.shown.set_length(total);
+                self.shown.set_position(line.completed.unwrap_or(0));
+                self.shown.set_message(format!("pulling {}", self.model));
             }
-            (Some(bar), _) => bar.set_message(line.status.clone()),
-            (None, Some(total)) if total > 0 => {
-                let percent = line.completed.unwrap_or(0) * 100 / total;
-                let key = line.digest.clone().unwrap_or_default();
-                let last = self.last_percent.entry(key).or_insert(u64::MAX);
-                if *last == u64::MAX || percent / 10 > *last / 10 {
-                    *last = percent;
-                    // Ollama says `pulling <layer id>`: the model's name means more to a user.
-                    let what = if line.digest.is_some() {
-                        format!("pulling {}", self.model)
-                    } else {
-                        line.status.clone()
-                    };
-                    crate::ui::info(format!("{what}: {percent}% of {}", human(total)));
-                }
+            _ if self.shown.is_bar() => self.shown.set_message(line.status.clone()),
+            Some(total) if total > 0 => {
+                // Ollama says `pulling <layer id>`: the model's name means more to a user.
+                let what = if line.digest.is_some() {
+                    format!("pulling {}", self.model)
+                } else {
+                    line.status.clone()
+                };
+                let part = line.digest.as_deref().unwrap_or_default();
+                self.shown
+                    .tenth(part, &what, line.completed.unwrap_or(0), total);
             }
-            (None, _) => {
+            _ => {
                 if line.status != self.last_status {
-                    crate::ui::info(&line.status);
+                    self.shown.line(&line.status);
                 }
             }
         }
         self.last_status.clone_from(&line.status);
     }
 
-    fn finish(&self) {
-        if let Some(bar) = &self.bar {
-            bar.finish_and_clear();
-        }
-        crate::ui::info(format!("pulled {}", self.model));
+    fn finish(&mut self) {
+        self.shown.finish();
+        say!("pulled {}", self.model);
     }
 
-    fn abandon(&self) {
-        if let Some(bar) = &self.bar {
-            bar.abandon();
-        }
+    fn abandon(&mut self) {
+        self.shown.abandon();
     }
 }
 

@@ -8,6 +8,8 @@
 //! says. Every other event is a diagnostic, shown by the fmt layer under `CODEX_OSS_LOG`
 //! (default `warn`).
 
+mod progress;
+
 use std::io::{IsTerminal, Write};
 
 use tracing::field::{Field, Visit};
@@ -18,6 +20,8 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{filter, EnvFilter};
 
 use crate::USER_TARGET;
+
+pub use progress::{human, Look, Progress};
 
 /// The user lines and, under `CODEX_OSS_LOG` (an env-filter such as `debug`), the
 /// launcher's diagnostics, on stderr.

@@ -873,6 +873,31 @@ fn a_wrong_checksum_is_refused() {
     );
 }
 
+/// An archive damaged on the way (its published checksum and signature as they were) is
+/// refused by the download's own SHA-256 check, before its signature is looked at.
+#[test]
+fn a_damaged_archive_is_refused_by_the_download() {
+    let installed = Installed::new();
+    let mut release = signed("0.2.0");
+    let name = archive_name();
+    let mut damaged = release.archive().to_vec();
+    let middle = damaged.len() / 2;
+    damaged[middle] ^= 0xff;
+    release.set(&name, damaged.clone());
+    let server = Server::start(vec![release]);
+    let out = installed.update(&server, &[]);
+    let line = assert_refused(
+        &out,
+        &installed,
+        &format!("{name} of codex-oss 0.2.0 does not match its published SHA-256"),
+    );
+    assert!(
+        line.contains(&format!("got {})", sha256_hex(&damaged))),
+        "{line}"
+    );
+    assert!(server.archive_fetched());
+}
+
 #[test]
 fn an_altered_archive_fails_its_signature() {
     let installed = Installed::new();

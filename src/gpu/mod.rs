@@ -22,7 +22,6 @@
 //! macOS needs none of this: Metal is built into the embedded Ollama on Apple silicon.
 
 mod detect;
-mod fetch;
 mod libs;
 mod unpack;
 
@@ -35,6 +34,7 @@ use serde::Serialize;
 pub use detect::Gpu;
 pub use libs::{carry_over, Place, Record, State};
 
+use crate::download;
 use crate::home::Home;
 use crate::settings::GpuMode as Mode;
 use crate::settings::Settings;
@@ -208,7 +208,7 @@ async fn plan(settings: &Settings, ollama: &Path) -> Option<Expected> {
     let url = url(source, settings.payload_mirror.as_deref());
     crate::ui::info(format!(
         "{who}: fetching Ollama's CUDA libraries so the model runs on the GPU, not the CPU ({} from {url}, once; it resumes if interrupted; CODEX_OSS_GPU=none skips this)",
-        fetch::human(source.bytes)
+        human(source.bytes)
     ));
     match install(&settings.home, &place, source, &url, Wait::No).await {
         Ok(record) => {
@@ -243,7 +243,7 @@ fn say_installed(record: &Record, place: &Place) {
     crate::ui::info(format!(
         "installed Ollama's CUDA libraries ({}: {}) in {}",
         record.folders.join(", "),
-        fetch::human(record.bytes()),
+        human(record.bytes()),
         place.lib().display()
     ));
 }
@@ -308,7 +308,16 @@ pub async fn install(
     }
     let part = partial_download(home, source);
     forget_other_downloads(&dir, &part);
-    if let Err(e) = fetch::fetch(url, &part, source).await {
+    let lines = format!("fetching {}", source.asset);
+    let expected = download::Expected {
+        sha256: source.sha256,
+        size: download::Size::Exactly(source.bytes),
+        what: "the archive this codex-oss was built with",
+        bar: "fetching the CUDA libraries",
+        lines: Some(&lines),
+        headers: reqwest::header::HeaderMap::new(),
+    };
+    if let Err(e) = download::fetch(url, &part, &expected).await {
         if e.is_wrong_file() {
             let _ = std::fs::write(rejected_note(home), format!("{e}\n"));
         }
@@ -326,7 +335,7 @@ fn forget_other_downloads(dir: &Path, keep: &Path) {
     for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         let path = entry.path();
         if path != keep
-            && path != fetch::validator_path(keep)
+            && path != download::validator_path(keep)
             && path
                 .extension()
                 .is_some_and(|x| x == "part" || x == "validator")
@@ -367,7 +376,7 @@ fn unpack_and_place(
         .put_in_place(staged.path(), &record)
         .map_err(|e| format!("could not put them in {}: {e}", place.lib().display()))?;
     let _ = std::fs::remove_file(archive);
-    let _ = std::fs::remove_file(fetch::validator_path(archive));
+    let _ = std::fs::remove_file(download::validator_path(archive));
     Ok(record)
 }
 
@@ -581,7 +590,7 @@ impl Status {
             .path
             .as_ref()
             .map_or_else(String::new, |p| format!(" in {}", p.display()));
-        let size = |bytes: u64| fetch::human(bytes);
+        let size = |bytes: u64| human(bytes);
         match libs.state {
             "built_in" => "Metal, built into the embedded Ollama (Apple silicon)".to_owned(),
             "embedded" => format!("CUDA, built into this codex-oss{path}"),
@@ -654,7 +663,7 @@ pub fn forget_removal(home: &Home) {
     let _ = std::fs::remove_file(rejected_note(home));
 }
 
-pub use fetch::human;
+pub use crate::ui::human;
 
 #[cfg(test)]
 mod tests {

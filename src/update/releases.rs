@@ -1,6 +1,7 @@
 //! The releases: found through GitHub's releases API (`self_update`'s GitHub backend, at
-//! `CODEX_OSS_UPDATE_API_URL` when set), downloaded with `self_update`'s downloader, and
-//! verified (`verify`) before anything else reads them.
+//! `CODEX_OSS_UPDATE_API_URL` when set), downloaded (the small files with `self_update`'s
+//! downloader, the archive with `download`, checked against its published SHA-256 as it
+//! arrives), and verified (`verify`) before anything else reads them.
 //!
 //! A token (`CODEX_OSS_GITHUB_TOKEN`, else `GITHUB_TOKEN`) raises GitHub's rate limit. It
 //! goes to the API server only: `self_update` attaches it to the release listing only for
@@ -18,6 +19,7 @@ use self_update::ReleaseAsset;
 use serde::Deserialize;
 
 use super::verify::{self, Subject};
+use crate::download::{self, DownloadError};
 use crate::env_vars::EnvVars;
 
 /// Where releases are looked for: a server with GitHub's releases API.
@@ -219,44 +221,72 @@ impl Source {
         let signature = self.signature_of(release, &name)?;
         let sha256 = self.text_of(release, &format!("{name}.sha256"), "checksum")?;
 
-        let path = dir.join(&name);
-        let file = File::create(&path).map_err(|e| {
-            anyhow!(
-                "could not write {} ({e}): free some space in the temporary folder, or point TMPDIR elsewhere",
-                path.display()
-            )
-        })?;
-        say!("downloading codex-oss {version} ({name})");
-        let mut download = self.download(asset);
-        download
-            .max_download_size(MAX_ARCHIVE_BYTES)
-            .show_download_progress(crate::ui::stderr_is_terminal())
-            .progress_style(self_update::ProgressStyle::new(
-                "  [{bar:40}] {bytes}/{total_bytes} ({eta})",
-                "=> ",
-            ));
-        download
-            .download_to(&file)
-            .map_err(|e| self.explain(&e, Asked::File(&name)))?;
-        drop(file);
+        let subject = Subject {
+            file: &name,
+            version: &version,
+        };
+        let sha256 = verify::published_sha256(&sha256, subject)?;
 
+        let path = dir.join(&name);
+        say!("downloading codex-oss {version} ({name})");
+        self.fetch_archive(asset, &path, &sha256, subject)?;
         let file = File::open(&path).map_err(|e| {
             anyhow!(
                 "could not read the downloaded {} ({e}): nothing was installed: run `codex-oss update` again",
                 path.display()
             )
         })?;
+        // The download checked the SHA-256 already: this pass is the signature's.
         verify::check(
             BufReader::new(file),
-            Subject {
-                file: &name,
-                version: &version,
-            },
-            Some(&sha256),
+            subject,
+            None,
             &signature,
             &verify::release_key(),
         )?;
         Ok(path)
+    }
+
+    /// Downloads the archive `asset` into `path` (`download`: hash-checked against
+    /// `sha256`, at most `MAX_ARCHIVE_BYTES`, with a progress bar on a terminal). The
+    /// command runs outside any async runtime: the download gets one of its own.
+    fn fetch_archive(
+        &self,
+        asset: &ReleaseAsset,
+        path: &Path,
+        sha256: &str,
+        subject: Subject<'_>,
+    ) -> Result<()> {
+        let url = asset.download_url();
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            reqwest::header::ACCEPT,
+            reqwest::header::HeaderValue::from_static("application/octet-stream"),
+        );
+        if let Some(token) = self.token.as_ref().filter(|_| self.may_authorize(url)) {
+            let value = reqwest::header::HeaderValue::from_str(&format!("token {}", token.value))
+                .map_err(|_| {
+                anyhow!("{} holds no valid token: check or unset it", token.var)
+            })?;
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
+        let bar = format!("downloading codex-oss {}", subject.version);
+        let expected = download::Expected {
+            sha256,
+            size: download::Size::AtMost(MAX_ARCHIVE_BYTES),
+            what: subject.file,
+            bar: &bar,
+            lines: None,
+            headers,
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| anyhow!("could not start the download ({e}): nothing was installed: run `codex-oss update` again"))?;
+        runtime
+            .block_on(download::fetch(url, path, &expected))
+            .map(drop)
+            .map_err(|e| self.explain_download(&e, subject))
     }
 
     /// The `.minisig` of `file`; a release without one is refused.
@@ -314,16 +344,71 @@ impl Source {
         server == target && (url.starts_with("https://") || loopback)
     }
 
-    /// One line saying what went wrong and what to do.
+    /// One line saying what went wrong with a request of `self_update`'s, and what to do.
     fn explain(&self, err: &self_update::Error, asked: Asked<'_>) -> anyhow::Error {
         use self_update::Error as E;
-        let url = err.url().unwrap_or(&self.api).to_owned();
+        let failure = match err {
+            E::RateLimited { reset_at, .. } => Failure::RateLimited(*reset_at),
+            E::NotFound { .. } => Failure::NotFound,
+            E::Unauthorized { status, .. } => Failure::Unauthorized(*status),
+            E::HttpStatus { status, .. } => Failure::Status(*status),
+            E::InvalidResponse { .. } | E::Json(_) | E::MissingAssetField { .. } | E::SemVer(_) => {
+                Failure::NotTheApi
+            }
+            _ => Failure::Other,
+        };
+        self.say(failure, err.url().unwrap_or(&self.api), err, asked)
+    }
+
+    /// One line saying what went wrong with the archive's download, and what to do.
+    fn explain_download(&self, err: &DownloadError, subject: Subject<'_>) -> anyhow::Error {
+        let failure = match err {
+            DownloadError::Status { url, code, headers } => {
+                return self.say(status_failure(*code, headers), url, err, Asked::File(subject.file))
+            }
+            DownloadError::Mismatch { got, expected, .. } => {
+                return verify::Refused::Checksum {
+                    file: subject.file.to_owned(),
+                    version: subject.version.to_owned(),
+                    expected: expected.clone(),
+                    actual: got.clone(),
+                }
+                .into()
+            }
+            DownloadError::Disk { doing: "read", path, error } => {
+                return anyhow!(
+                    "could not read the downloaded {} ({error}): nothing was installed: run `codex-oss update` again",
+                    path.display()
+                )
+            }
+            DownloadError::Disk { path, error, .. } => {
+                return anyhow!(
+                    "could not write {} ({error}): free some space in the temporary folder, or point TMPDIR elsewhere",
+                    path.display()
+                )
+            }
+            DownloadError::Network(_)
+            | DownloadError::WrongSize { .. }
+            | DownloadError::TooLarge { .. } => Failure::Other,
+        };
+        self.say(failure, &self.api, err, Asked::File(subject.file))
+    }
+
+    /// One line saying what `failure` (of a request to `url`, `err` in its own words)
+    /// means for what was `asked`, and what to do.
+    fn say(
+        &self,
+        failure: Failure,
+        url: &str,
+        err: &dyn std::fmt::Display,
+        asked: Asked<'_>,
+    ) -> anyhow::Error {
         let nothing = match asked {
             Asked::File(_) => "nothing was installed: ",
             Asked::Latest | Asked::Version(_) => "",
         };
-        match (err, asked) {
-            (E::RateLimited { reset_at, .. }, _) => {
+        match (failure, asked) {
+            (Failure::RateLimited(reset_at), _) => {
                 let when = reset_at
                     .and_then(|at| at.duration_since(SystemTime::now()).ok())
                     .map(|wait| format!(" (it resets in about {} minutes)", wait.as_secs() / 60 + 1))
@@ -338,20 +423,20 @@ impl Source {
                     ),
                 }
             }
-            (E::NotFound { .. }, Asked::Latest) => anyhow!(
+            (Failure::NotFound, Asked::Latest) => anyhow!(
                 "{url} answered 404: {}/{} has no published release there; check {API_URL_VAR}, or see {}",
                 self.owner,
                 self.repo,
                 super::releases_page()
             ),
-            (E::NotFound { .. }, Asked::Version(version)) => anyhow!(
+            (Failure::NotFound, Asked::Version(version)) => anyhow!(
                 "there is no codex-oss {version} ({url} answered 404): see {} for the versions there are",
                 super::releases_page()
             ),
-            (E::NotFound { .. }, Asked::File(name)) => anyhow!(
+            (Failure::NotFound, Asked::File(name)) => anyhow!(
                 "{name} could not be downloaded ({url} answered 404): nothing was installed: try again later"
             ),
-            (E::Unauthorized { status, .. }, _) => match &self.token {
+            (Failure::Unauthorized(status), _) => match &self.token {
                 Some(token) => anyhow!(
                     "{url} refused the token in {} ({status}): {nothing}check or unset {}",
                     token.var,
@@ -361,18 +446,18 @@ impl Source {
                     "{url} refused the request ({status}): {nothing}if the server needs a token, set GITHUB_TOKEN (or CODEX_OSS_GITHUB_TOKEN)"
                 ),
             },
-            (E::HttpStatus { status, .. }, _) => {
+            (Failure::Status(status), _) => {
                 anyhow!("{url} answered {status}: {nothing}try again later")
             }
-            (E::InvalidResponse { .. } | E::Json(_) | E::MissingAssetField { .. } | E::SemVer(_), _) => {
+            (Failure::NotTheApi, _) => {
                 anyhow!(
                     "{url} did not answer like GitHub's releases API ({err}): check {API_URL_VAR}"
                 )
             }
-            (_, Asked::File(name)) => anyhow!(
+            (Failure::Other, Asked::File(name)) => anyhow!(
                 "the download of {name} failed ({err}): nothing was installed: check your network connection and run `codex-oss update` again"
             ),
-            (_, Asked::Latest | Asked::Version(_)) => anyhow!(
+            (Failure::Other, Asked::Latest | Asked::Version(_)) => anyhow!(
                 "could not reach {} ({err}): check your network connection{}",
                 self.api,
                 if self.api == DEFAULT_API_URL {
@@ -383,6 +468,41 @@ impl Source {
             ),
         }
     }
+}
+
+/// What went wrong with a request, whichever client made it.
+#[derive(Clone, Copy)]
+enum Failure {
+    /// The API's rate limit is used up (until the time given, if any).
+    RateLimited(Option<SystemTime>),
+    NotFound,
+    Unauthorized(u16),
+    /// Another HTTP error.
+    Status(u16),
+    /// An answer that is not the API's.
+    NotTheApi,
+    /// Anything else: a network error, a download cut short.
+    Other,
+}
+
+/// What an HTTP error status means, the rate-limit headers considered (a 403 with none
+/// of the quota left is GitHub's rate limit, not a refused token).
+fn status_failure(code: u16, headers: &reqwest::header::HeaderMap) -> Failure {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let spent = header("x-ratelimit-remaining").is_some_and(|left| left.trim() == "0");
+    match code {
+        429 => Failure::RateLimited(reset_at(header("x-ratelimit-reset"))),
+        403 if spent => Failure::RateLimited(reset_at(header("x-ratelimit-reset"))),
+        404 => Failure::NotFound,
+        401 | 403 => Failure::Unauthorized(code),
+        _ => Failure::Status(code),
+    }
+}
+
+/// The time `x-ratelimit-reset` (seconds since 1970) names.
+fn reset_at(seconds: Option<&str>) -> Option<SystemTime> {
+    let seconds: u64 = seconds?.trim().parse().ok()?;
+    SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(seconds))
 }
 
 impl Release {

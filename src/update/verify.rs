@@ -111,13 +111,7 @@ pub fn check(
 ) -> Result<(), Refused> {
     let issues = super::issues_page();
     let expected_sha256 = sha256_text
-        .map(|text| {
-            parse_sha256(text, subject.file).ok_or_else(|| Refused::ChecksumFile {
-                file: subject.file(),
-                version: subject.version(),
-                issues: issues.clone(),
-            })
-        })
+        .map(|text| published_sha256(text, subject))
         .transpose()?;
     let signature_error = |detail: String| Refused::SignatureFile {
         file: subject.file(),
@@ -182,6 +176,15 @@ pub fn check(
         });
     }
     Ok(())
+}
+
+/// The SHA-256 a release's `.sha256` text gives for `subject`'s file.
+pub fn published_sha256(text: &str, subject: Subject<'_>) -> Result<String, Refused> {
+    parse_sha256(text, subject.file).ok_or_else(|| Refused::ChecksumFile {
+        file: subject.file(),
+        version: subject.version(),
+        issues: super::issues_page(),
+    })
 }
 
 /// The digest of a `.sha256` file (`<hex>`, `<hex>  <file>` or cargo-dist's
