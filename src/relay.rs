@@ -53,9 +53,8 @@ impl Relay {
             .await
             .context("could not open a loopback port for Codex")?;
         let addr = listener.local_addr()?;
-        // No proxy: the server is on this machine, whatever HTTPS_PROXY says.
-        let client = reqwest::Client::builder()
-            .no_proxy()
+        // As the launcher's own requests to the server go (see `http::client_builder`).
+        let client = crate::http::client_builder(upstream)
             .build()
             .context("could not set up the HTTP client")?;
         let upstream = upstream.trim_end_matches('/').to_owned();
