@@ -62,12 +62,13 @@ fn run() -> Result<(), String> {
                 bundle.check_ollama_version(version)?;
             }
         }
-        let origin = pack::Origin::of(&choice);
+        let mut origin = pack::Origin::of(&choice);
         let source = match choice {
             pins::SourceChoice::Skip => None,
             pins::SourceChoice::Local { path, version } => {
                 println!("cargo:rerun-if-changed={}", path.display());
-                fetch::warn_if_unpinned(&path, bundle.pin(component, &target).ok());
+                let sha256 = fetch::check_local(&path, bundle.pin(component, &target).ok())?;
+                origin.sha256 = Some(sha256);
                 Some((path, version))
             }
             pins::SourceChoice::Download { pin, url, version } => {

@@ -32,13 +32,14 @@ pub fn cache_dir(out_dir: &Path) -> PathBuf {
 
 /// SHA-256 of a file, as lowercase hex.
 pub fn sha256_file(path: &Path) -> Result<String, String> {
-    Ok(digests_of(path)?.sha256)
+    Ok(digests_of(path, None)?.sha256)
 }
 
-/// Both digests of an asset: SHA-256 (GitHub release pins) and SHA-512 (npm `integrity`).
+/// The digests of an asset: its SHA-256 (GitHub release pins, and what the GPU libraries
+/// are trusted under), and its SHA-512 (npm `integrity`) when a pin asks for it.
 pub struct Digests {
     pub sha256: String,
-    pub sha512: Vec<u8>,
+    pub sha512: Option<Vec<u8>>,
 }
 
 impl Digests {
@@ -46,7 +47,7 @@ impl Digests {
     pub fn matches(&self, expected: &Expected) -> bool {
         match expected {
             Expected::Sha256(hex) => self.sha256.eq_ignore_ascii_case(hex),
-            Expected::Sha512(bytes) => &self.sha512 == bytes,
+            Expected::Sha512(bytes) => self.sha512.as_ref() == Some(bytes),
         }
     }
 
@@ -54,7 +55,7 @@ impl Digests {
     pub fn shown_as(&self, expected: &Expected) -> String {
         show_expected(&match expected {
             Expected::Sha256(_) => Expected::Sha256(self.sha256.clone()),
-            Expected::Sha512(_) => Expected::Sha512(self.sha512.clone()),
+            Expected::Sha512(_) => Expected::Sha512(self.sha512.clone().unwrap_or_default()),
         })
     }
 }
@@ -71,31 +72,41 @@ pub fn show_expected(expected: &Expected) -> String {
     }
 }
 
-#[derive(Default)]
+/// SHA-256 always; SHA-512 only for a pin that names one (hashing is most of the time a
+/// local archive costs the build: each digest is computed once, in one pass).
 struct Hashers {
     sha256: Sha256,
-    sha512: Sha512,
+    sha512: Option<Sha512>,
 }
 
 impl Hashers {
+    fn for_pin(expected: Option<&Expected>) -> Hashers {
+        Hashers {
+            sha256: Sha256::new(),
+            sha512: matches!(expected, Some(Expected::Sha512(_))).then(Sha512::new),
+        }
+    }
+
     fn update(&mut self, bytes: &[u8]) {
         self.sha256.update(bytes);
-        self.sha512.update(bytes);
+        if let Some(sha512) = &mut self.sha512 {
+            sha512.update(bytes);
+        }
     }
 
     fn finish(self) -> Digests {
         Digests {
             sha256: hex::encode(self.sha256.finalize()),
-            sha512: self.sha512.finalize().to_vec(),
+            sha512: self.sha512.map(|sha512| sha512.finalize().to_vec()),
         }
     }
 }
 
-/// Both digests of a file.
-pub fn digests_of(path: &Path) -> Result<Digests, String> {
+/// The digests of a file: its SHA-256, and the digest `expected` names.
+pub fn digests_of(path: &Path, expected: Option<&Expected>) -> Result<Digests, String> {
     let mut file =
         fs::File::open(path).map_err(|e| format!("could not open {}: {e}", path.display()))?;
-    let mut hashers = Hashers::default();
+    let mut hashers = Hashers::for_pin(expected);
     let mut buf = vec![0u8; 1 << 20];
     loop {
         let n = file
@@ -109,22 +120,19 @@ pub fn digests_of(path: &Path) -> Result<Digests, String> {
     Ok(hashers.finish())
 }
 
-/// A local archive is embedded as given; say so when it is not the pinned release.
-pub fn warn_if_unpinned(path: &Path, pin: Option<&Pin>) {
-    let Ok(actual) = digests_of(path) else {
-        return;
-    };
-    if pin
-        .and_then(|pin| pin.expected().ok())
-        .is_some_and(|expected| actual.matches(&expected))
-    {
-        return;
+/// A local archive is embedded as given: says so when it is not the pinned release, and
+/// returns its SHA-256 (hashed once, here).
+pub fn check_local(path: &Path, pin: Option<&Pin>) -> Result<String, String> {
+    let expected = pin.and_then(|pin| pin.expected().ok());
+    let actual = digests_of(path, expected.as_ref())?;
+    if !expected.is_some_and(|expected| actual.matches(&expected)) {
+        println!(
+            "cargo:warning=embedding {} (sha256 {}), which is not the release pinned in bundle.toml",
+            path.display(),
+            actual.sha256
+        );
     }
-    println!(
-        "cargo:warning=embedding {} (sha256 {}), which is not the release pinned in bundle.toml",
-        path.display(),
-        actual.sha256
-    );
+    Ok(actual.sha256)
 }
 
 /// Returns the path of the verified asset, downloading it unless the cache has it.
@@ -140,7 +148,7 @@ pub fn download_verified(
     static DOWNLOADS: AtomicUsize = AtomicUsize::new(0);
     let expected = pin.expected()?;
     let cached = cache.join(format!("{}-{}", pin.digest_prefix(), pin.asset));
-    if cached.is_file() && digests_of(&cached)?.matches(&expected) {
+    if cached.is_file() && digests_of(&cached, Some(&expected))?.matches(&expected) {
         return Ok(cached);
     }
     fs::create_dir_all(cache).map_err(|e| format!("could not create {}: {e}", cache.display()))?;
@@ -149,7 +157,7 @@ pub fn download_verified(
         std::process::id(),
         DOWNLOADS.fetch_add(1, Ordering::Relaxed)
     ));
-    let actual = download(url, &partial).map_err(|e| {
+    let actual = download(url, &partial, &expected).map_err(|e| {
         let _ = fs::remove_file(&partial);
         format!(
             "could not download {} for {target} from {url}: {e}\n{}",
@@ -177,7 +185,7 @@ pub fn download_verified(
 }
 
 /// Streams `url` into `dest`, hashing on the way; returns its digests.
-fn download(url: &str, dest: &Path) -> Result<Digests, String> {
+fn download(url: &str, dest: &Path, expected: &Expected) -> Result<Digests, String> {
     let response = ureq::get(url)
         .timeout(std::time::Duration::from_secs(60 * 30))
         .call()
@@ -191,7 +199,7 @@ fn download(url: &str, dest: &Path) -> Result<Digests, String> {
     let mut reader = response.into_reader();
     let mut file =
         fs::File::create(dest).map_err(|e| format!("could not create {}: {e}", dest.display()))?;
-    let mut hashers = Hashers::default();
+    let mut hashers = Hashers::for_pin(Some(expected));
     let mut buf = vec![0u8; 1 << 20];
     loop {
         let n = reader

@@ -140,11 +140,11 @@ pub fn payload_static(
     )
 }
 
-/// The release archive the embedded Ollama came from, as the build knows it before
-/// reading it: its file name and, for a pinned download, its pinned SHA-256.
+/// The release archive the embedded Ollama came from: its file name and its SHA-256
+/// (pinned for a download; hashed for a local archive, see `fetch::check_local`).
 pub struct Origin {
     asset: Option<String>,
-    sha256: Option<String>,
+    pub sha256: Option<String>,
 }
 
 impl Origin {

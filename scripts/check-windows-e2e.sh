@@ -13,15 +13,10 @@ repo="$(pwd)"
 
 CHECKING="Windows end-to-end" NEEDS="rustc-web cargo-web rust-web-src gcc-mingw-w64-x86-64-posix wine64 msitools zip"
 . scripts/lib/debian-rust.sh
-MINGW_GCC="${MINGW_GCC:-/usr/bin/x86_64-w64-mingw32-gcc}"
-WINE="${WINE:-/usr/lib/wine/wine64}"
-TARGET=x86_64-pc-windows-gnu
-[ -x "$MINGW_GCC" ] || missing "no MinGW C compiler at $MINGW_GCC"
-[ -x "$WINE" ] || missing "no wine at $WINE"
+windows_toolchain
 command -v zip >/dev/null || missing "no zip"
 
 export CARGO_TARGET_DIR="$cache/windows-e2e-target"
-export CARGO_TARGET_X86_64_PC_WINDOWS_GNU_LINKER="$MINGW_GCC"
 # A separate target folder: the payload variables would otherwise rebuild the check's
 # codex-oss on every alternation. Its dependencies are the check's: start from a copy.
 if ! [ -d "$CARGO_TARGET_DIR" ] && [ -d "$cache/windows-target" ]; then
@@ -81,20 +76,14 @@ if ! "$DEBIAN_CARGO" build --locked -Z build-std=std,panic_abort --target "$TARG
   echo "error: the Windows build of codex-oss.exe failed (above)" >&2
   exit 1
 fi
-if grep -q '^warning: `codex-oss`' "$build_log"; then
-  cat "$build_log" >&2; rm -f "$build_log"
-  echo "error: the Windows build of codex-oss.exe has warnings (above)" >&2
-  exit 1
-fi
-rm -f "$build_log"
+refuse_warnings "$build_log" "Windows build of codex-oss.exe" show
 exe="$out/codex-oss.exe"
 [ -f "$exe" ] || { echo "error: no $exe" >&2; exit 1; }
 echo "built in $((SECONDS - started)) s" >&2
 
 # 4. The tests, in a wine prefix of their own (a copy of the check's, kept in the cache:
 #    the check ends its wineserver when done, which must not end these runs).
-export WINEPREFIX="$cache/wine-e2e-prefix" WINEDEBUG=-all WINEDLLOVERRIDES="mscoree,mshtml="
-unset DISPLAY WAYLAND_DISPLAY
+use_wine_prefix "$cache/wine-e2e-prefix"
 if ! [ -f "$WINEPREFIX/drive_c/windows/system32/bcryptprimitives.dll" ]; then
   [ -d "$cache/wine-prefix" ] || bash scripts/check-windows.sh
   rm -rf "$WINEPREFIX" && cp -a "$cache/wine-prefix" "$WINEPREFIX"

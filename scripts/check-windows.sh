@@ -15,19 +15,13 @@ cd "$(dirname "$0")/.."
 
 CHECKING=Windows NEEDS="rustc-web cargo-web rust-web-src gcc-mingw-w64-x86-64-posix wine64"
 . scripts/lib/debian-rust.sh
-MINGW_GCC="${MINGW_GCC:-/usr/bin/x86_64-w64-mingw32-gcc}"
-WINE="${WINE:-/usr/lib/wine/wine64}"
-TARGET=x86_64-pc-windows-gnu
-[ -x "$MINGW_GCC" ] || missing "no MinGW C compiler at $MINGW_GCC"
-[ -x "$WINE" ] || missing "no wine at $WINE"
+windows_toolchain
 
 export CARGO_TARGET_DIR="$cache/windows-target"
-export CARGO_TARGET_X86_64_PC_WINDOWS_GNU_LINKER="$MINGW_GCC"
 check_target "$TARGET"
 
 # The unit tests, run by wine in a prefix of their own (made once, kept in the cache).
-export WINEPREFIX="$cache/wine-prefix" WINEDEBUG=-all WINEDLLOVERRIDES="mscoree,mshtml="
-unset DISPLAY WAYLAND_DISPLAY
+use_wine_prefix "$cache/wine-prefix"
 log="$(mktemp)"
 trap 'rm -f "$log"; "$(dirname "$WINE")/wineserver" -k 2>/dev/null || true' EXIT
 shim="$WINEPREFIX/drive_c/windows/system32/bcryptprimitives.dll"

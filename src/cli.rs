@@ -139,6 +139,49 @@ pub enum ModelsCommand {
     },
 }
 
+/// Codex's own subcommands (the pinned Codex's `codex --help`, aliases included) and
+/// whether each opens an interactive session (the TUI), after which Codex names the
+/// session to continue. A word that is also the launcher's (`update`, `doctor`, `help`)
+/// reaches Codex only after a flag (`codex-oss -c x=1 doctor`).
+pub const CODEX_SUBCOMMANDS: &[(&str, Session)] = &[
+    ("exec", Session::Batch),
+    ("e", Session::Batch),
+    ("review", Session::Batch),
+    ("login", Session::Batch),
+    ("logout", Session::Batch),
+    ("mcp", Session::Batch),
+    ("plugin", Session::Batch),
+    ("app-server", Session::Batch),
+    ("remote-control", Session::Batch),
+    ("completion", Session::Batch),
+    ("update", Session::Batch),
+    ("doctor", Session::Batch),
+    ("sandbox", Session::Batch),
+    ("debug", Session::Batch),
+    ("apply", Session::Batch),
+    ("a", Session::Batch),
+    ("resume", Session::Interactive),
+    ("fork", Session::Interactive),
+    ("queue", Session::Batch),
+    ("archive", Session::Batch),
+    ("delete", Session::Batch),
+    ("migrate-rollouts", Session::Batch),
+    ("migrate-nfs-db", Session::Batch),
+    ("unarchive", Session::Batch),
+    ("cloud", Session::Batch),
+    ("exec-server", Session::Batch),
+    ("features", Session::Batch),
+    ("help", Session::Batch),
+    ("agents", Session::Batch),
+];
+
+/// What a Codex subcommand runs: the TUI, or a command that ends by itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Session {
+    Interactive,
+    Batch,
+}
+
 /// What the command line asks for.
 #[derive(Debug)]
 pub enum Invocation {
@@ -225,6 +268,11 @@ mod tests {
             "apply",
         ] {
             assert!(!is_launcher_word(word), "{word} belongs to Codex");
+        }
+        // Codex's own words are Codex's, but for the three the launcher takes first.
+        for (word, _) in CODEX_SUBCOMMANDS {
+            let shadowed = matches!(*word, "update" | "doctor" | "help");
+            assert_eq!(is_launcher_word(word), shadowed, "{word}");
         }
     }
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Result;
 
 use crate::model::Ollama;
+use crate::remote::Remote;
 use crate::server::{self, Server};
 use crate::settings::Settings;
 use crate::shared::Shared;
@@ -26,17 +27,30 @@ pub struct Connection {
 impl Connection {
     /// The user's server, else the shared one (when `settings.share`), else a private one.
     pub async fn open(settings: &Settings) -> Result<Connection> {
-        Connection::open_with(settings, settings.share).await
+        Connection::open_with(settings, settings.share, None).await
+    }
+
+    /// `open`, given what answers at the user's address when the caller has probed it
+    /// already (`remote::probe`), so a run asks the user's server once.
+    pub async fn open_probed(settings: &Settings, probed: Option<Remote>) -> Result<Connection> {
+        Connection::open_with(settings, settings.share, probed).await
     }
 
     /// The user's server, else one of this run's own.
     pub async fn open_private(settings: &Settings) -> Result<Connection> {
-        Connection::open_with(settings, false).await
+        Connection::open_with(settings, false, None).await
     }
 
-    async fn open_with(settings: &Settings, share: bool) -> Result<Connection> {
+    async fn open_with(
+        settings: &Settings,
+        share: bool,
+        probed: Option<Remote>,
+    ) -> Result<Connection> {
         if let Some(url) = &settings.base_url {
-            let found = crate::remote::probe(url, &settings.api_key).await?;
+            let found = match probed {
+                Some(found) => found,
+                None => crate::remote::probe(url, &settings.api_key).await?,
+            };
             if let crate::remote::Kind::OpenAi(served) = found.kind {
                 anyhow::bail!(
                     "the server at {url} is {} (OpenAI-compatible), not an Ollama: codex-oss runs Codex on it, but its models are managed there; unset CODEX_OSS_BASE_URL for the embedded Ollama",

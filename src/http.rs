@@ -10,14 +10,28 @@ pub const ERROR_BODY_LIMIT: usize = 64 * 1024;
 
 /// A client builder for the server at `base_url` (`http://HOST:PORT[/...]`). A server on
 /// this machine is reached directly: `HTTP_PROXY`/`ALL_PROXY`, set for the outside
-/// world, would send every request to the proxy, which cannot reach our loopback.
+/// world, would send every request to the proxy, which cannot reach our loopback. Plain
+/// HTTP on this machine is `loopback_client_builder`'s.
 pub fn client_builder(base_url: &str) -> reqwest::ClientBuilder {
-    let builder = reqwest::Client::builder();
-    if is_loopback_url(base_url) {
-        builder.no_proxy()
-    } else {
-        builder
+    if !is_loopback_url(base_url) {
+        return reqwest::Client::builder();
     }
+    if base_url
+        .get(..7)
+        .is_some_and(|s| s.eq_ignore_ascii_case("http://"))
+    {
+        return loopback_client_builder();
+    }
+    reqwest::Client::builder().no_proxy()
+}
+
+/// A client builder for plain HTTP on this machine (Ollama, the relay): no proxy, and no
+/// TLS, so none of the system's root certificates, which a client otherwise reads and
+/// parses (hundreds of files) each time it is built, on the way to every Codex start.
+pub fn loopback_client_builder() -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .no_proxy()
+        .tls_built_in_root_certs(false)
 }
 
 /// True when the URL's host is this machine: a loopback address or `localhost`.

@@ -16,6 +16,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use bytes::Bytes;
@@ -52,9 +53,8 @@ impl Relay {
             .await
             .context("could not open a loopback port for Codex")?;
         let addr = listener.local_addr()?;
-        // No proxy: the server is on this machine, whatever HTTPS_PROXY says.
-        let client = reqwest::Client::builder()
-            .no_proxy()
+        // As the launcher's own requests to the server go (see `http::client_builder`).
+        let client = crate::http::client_builder(upstream)
             .build()
             .context("could not set up the HTTP client")?;
         let upstream = upstream.trim_end_matches('/').to_owned();
@@ -80,8 +80,15 @@ impl Drop for Relay {
 
 async fn accept(listener: TcpListener, client: reqwest::Client, upstream: String) {
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(err) => {
+                tracing::debug!("relay: accepting a connection failed: {err}");
+                if let Some(pause) = pause_after(&err) {
+                    tokio::time::sleep(pause).await;
+                }
+                continue;
+            }
         };
         let client = client.clone();
         let upstream = upstream.clone();
@@ -97,6 +104,23 @@ async fn accept(listener: TcpListener, client: reqwest::Client, upstream: String
         });
     }
 }
+
+/// How long to wait before accepting again after `err`: not at all when one connection
+/// was lost before it was accepted; briefly for anything else, such as running out of
+/// file descriptors (EMFILE), which would otherwise fail again at once and spin a core
+/// (hyper's and axum's servers pause the same way).
+fn pause_after(err: &std::io::Error) -> Option<Duration> {
+    use std::io::ErrorKind;
+    match err.kind() {
+        ErrorKind::ConnectionAborted
+        | ErrorKind::ConnectionReset
+        | ErrorKind::ConnectionRefused => None,
+        _ => Some(ACCEPT_PAUSE),
+    }
+}
+
+/// The pause after an accept error that may repeat (see `pause_after`).
+const ACCEPT_PAUSE: Duration = Duration::from_millis(50);
 
 type Body = BoxBody<Bytes, std::io::Error>;
 
@@ -181,6 +205,27 @@ pub fn developer_as_system(body: &[u8]) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_accept_error_that_would_repeat_pauses_the_loop() {
+        use std::io::{Error, ErrorKind};
+        // EMFILE: out of file descriptors, until a connection closes.
+        assert_eq!(
+            pause_after(&Error::from_raw_os_error(24)),
+            Some(ACCEPT_PAUSE)
+        );
+        assert_eq!(
+            pause_after(&Error::from(ErrorKind::OutOfMemory)),
+            Some(ACCEPT_PAUSE)
+        );
+        for lost in [
+            ErrorKind::ConnectionAborted,
+            ErrorKind::ConnectionReset,
+            ErrorKind::ConnectionRefused,
+        ] {
+            assert_eq!(pause_after(&Error::from(lost)), None, "{lost:?}");
+        }
+    }
 
     #[test]
     fn developer_messages_become_system_messages_and_nothing_else_changes() {

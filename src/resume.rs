@@ -9,6 +9,8 @@
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+use crate::cli::{Session, CODEX_SUBCOMMANDS};
+
 /// The id of the session Codex wrote to since `since`, if any.
 pub fn session_since(codex_home: &Path, since: SystemTime) -> Option<String> {
     let mut newest: Option<(SystemTime, PathBuf)> = None;
@@ -56,40 +58,16 @@ fn session_id(path: &Path) -> Option<String> {
 /// True when the Codex arguments start an interactive session (the TUI, `resume`,
 /// `fork`), the runs after which Codex names the session to continue.
 pub fn is_interactive(codex_args: &[std::ffi::OsString]) -> bool {
-    const BATCH: &[&str] = &[
-        "exec",
-        "e",
-        "review",
-        "login",
-        "logout",
-        "mcp",
-        "plugin",
-        "app-server",
-        "remote-control",
-        "completion",
-        "update",
-        "doctor",
-        "sandbox",
-        "debug",
-        "apply",
-        "a",
-        "queue",
-        "archive",
-        "delete",
-        "migrate-rollouts",
-        "migrate-nfs-db",
-        "unarchive",
-        "cloud",
-        "exec-server",
-        "features",
-        "help",
-        "agents",
-    ];
     let first_word = codex_args
         .iter()
         .filter_map(|a| a.to_str())
         .find(|a| !a.starts_with('-'));
-    !first_word.is_some_and(|word| BATCH.contains(&word))
+    let batch = |word: &str| {
+        CODEX_SUBCOMMANDS
+            .iter()
+            .any(|(name, session)| *name == word && *session == Session::Batch)
+    };
+    !first_word.is_some_and(batch)
         && !codex_args
             .iter()
             .any(|a| a == "--help" || a == "-h" || a == "--version" || a == "-V")

@@ -111,8 +111,7 @@ impl Server {
         mut listening: watch::Receiver<Option<SocketAddr>>,
     ) -> Result<()> {
         let deadline = Instant::now() + READY_DEADLINE;
-        let client = reqwest::Client::builder()
-            .no_proxy()
+        let client = crate::http::loopback_client_builder()
             .timeout(Duration::from_millis(800))
             .build()?;
         loop {
@@ -141,7 +140,11 @@ impl Server {
                     ),
                 ));
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            if addr.is_some() {
+                tokio::time::sleep(READY_RETRY).await;
+            } else {
+                until_listening(&mut listening).await;
+            }
         }
     }
 
@@ -198,6 +201,19 @@ impl Server {
             watchdog.disarm();
         }
         drop(self.registration.take());
+    }
+}
+
+/// How soon an Ollama that is listening but did not answer yet is asked again.
+const READY_RETRY: Duration = Duration::from_millis(10);
+/// How often a start-up that has not logged its address yet looks whether Ollama exited.
+const READY_POLL: Duration = Duration::from_millis(50);
+
+/// Returns as soon as Ollama logs the address it listens on, or after `READY_POLL`.
+async fn until_listening(listening: &mut watch::Receiver<Option<SocketAddr>>) {
+    // Its output closed (Ollama is exiting): the next look finds the exit.
+    if let Ok(Err(_)) = tokio::time::timeout(READY_POLL, listening.changed()).await {
+        tokio::time::sleep(READY_POLL).await;
     }
 }
 

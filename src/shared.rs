@@ -340,8 +340,7 @@ async fn live_server(path: &Path) -> Result<Option<(ProcessIdentity, Serving)>> 
 
 /// True when the server answers `GET /api/version`.
 async fn answers(addr: SocketAddr) -> bool {
-    let Ok(client) = reqwest::Client::builder()
-        .no_proxy()
+    let Ok(client) = crate::http::loopback_client_builder()
         .timeout(Duration::from_secs(2))
         .build()
     else {

@@ -1302,6 +1302,41 @@ fn build_script_embeds_local_archives_without_downloading() {
     );
 }
 
+/// A local Ollama archive is hashed once, and its SHA-256 both decides the warning and
+/// is what its GPU libraries are trusted under at run time.
+#[test]
+fn a_local_ollama_archive_gives_its_own_sha256_to_the_gpu_libraries() {
+    let f = fixture();
+    for (pinned, warned) in [(sha256_hex(&f.ollama), false), (sha256_hex(b"other"), true)] {
+        let package = Package::new(&pinned, &integrity(&f.codex));
+        let ollama = write_temp(package.dir.path(), OLLAMA_ASSET, &f.ollama);
+        let output = package.build(
+            &f.mirror,
+            &[
+                ("CODEX_OSS_OLLAMA_ARCHIVE", ollama.to_str().unwrap()),
+                ("SKIP_CODEX_DOWNLOAD", "1"),
+            ],
+        );
+        assert!(output.status.success(), "{}", text(&output));
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert_eq!(
+            stdout.contains("not the release pinned in bundle.toml"),
+            warned,
+            "{stdout}"
+        );
+        let gpu_source = std::fs::read_to_string(package.out_dir.join("gpu_source.rs")).unwrap();
+        assert!(
+            gpu_source.contains(&format!(
+                "asset: \"{OLLAMA_ASSET}\", sha256: \"{}\", bytes: {},",
+                sha256_hex(&f.ollama),
+                f.ollama.len()
+            )),
+            "{gpu_source}"
+        );
+    }
+    assert_eq!(f.mirror.requests(), Vec::<String>::new());
+}
+
 #[test]
 fn build_script_refuses_an_ollama_older_than_codex_accepts() {
     let f = fixture();

@@ -22,17 +22,19 @@ pub async fn run(mut user_args: Vec<OsString>) -> Result<ExitCode> {
     let no_share = launch::take_flag(&mut user_args, "--no-share");
     let mut settings = super::settings(launch::user_model(&user_args))?;
     settings.share &= !no_share;
+    let mut probed = None;
     if let Some(url) = settings.base_url.clone() {
         let found = tokio::select! {
             found = remote::probe(&url, &settings.api_key) => found?,
             signal = interrupted() => return Ok(signal.exit_code()),
         };
-        if let remote::Kind::OpenAi(server) = found.kind {
-            return on_team_server(&settings, &url, &found.root, &server, &user_args).await;
+        if let remote::Kind::OpenAi(server) = &found.kind {
+            return on_team_server(&settings, &url, &found.root, server, &user_args).await;
         }
+        probed = Some(found);
     }
     let (codex, mut connection) = tokio::select! {
-        ready = prepare(&settings) => ready?,
+        ready = prepare(&settings, probed) => ready?,
         signal = interrupted() => return Ok(signal.exit_code()),
     };
     let result = session(&mut connection, &settings, &codex.path, &user_args).await;
@@ -41,10 +43,14 @@ pub async fn run(mut user_args: Vec<OsString>) -> Result<ExitCode> {
 }
 
 /// Codex unpacked and the server up: the steps that may wait (for another codex-oss's
-/// unpacking, for Ollama to answer), all of them cancelled by Ctrl-C.
-async fn prepare(settings: &Settings) -> Result<(tools::Tool, Connection)> {
+/// unpacking, for Ollama to answer), all of them cancelled by Ctrl-C. `probed` is what
+/// answers at the user's address, when there is one (an Ollama: it is not asked twice).
+async fn prepare(
+    settings: &Settings,
+    probed: Option<remote::Remote>,
+) -> Result<(tools::Tool, Connection)> {
     let codex = tools::resolve(tools::codex, settings).await?;
-    let connection = Connection::open(settings).await?;
+    let connection = Connection::open_probed(settings, probed).await?;
     Ok((codex, connection))
 }
 

@@ -14,6 +14,9 @@ pub async fn run() -> Result<ExitCode> {
         connection.close().await;
         bail!("CODEX_OSS_BASE_URL is set, so an Ollama server already runs there: unset it to serve the embedded one");
     };
+    // Ctrl-C is ours before the addresses are printed: a client that reads them and at
+    // once sends Ctrl-C must stop the server, not kill this launcher before it listens.
+    let mut signals = crate::platform::Signals::new().ok();
     out!(
         "Ollama is listening on {} (log: {})",
         server.base_url(),
@@ -27,7 +30,12 @@ pub async fn run() -> Result<ExitCode> {
         relay.base_url()
     );
     let outcome = tokio::select! {
-        _ = interrupted() => Ok(ExitCode::SUCCESS),
+        _ = async {
+            match signals.as_mut() {
+                Some(signals) => signals.recv().await,
+                None => interrupted().await,
+            }
+        } => Ok(ExitCode::SUCCESS),
         status = server.wait_exit() => Err(anyhow::anyhow!(server.died_message(status))),
     };
     drop(relay);

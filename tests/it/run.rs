@@ -3,7 +3,7 @@
 //! environment Codex receives are the point.
 
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use crate::support::{
@@ -229,23 +229,24 @@ fn codex_gets_the_local_provider_the_context_window_and_the_server_address() {
     );
 }
 
-#[test]
-fn a_users_own_server_is_used_and_none_is_started() {
-    let scratch = Scratch::new();
-    let doctor = crate::bundle::doctor(&scratch);
+/// The user's own Ollama (the unpacked stand-in, models in `own-models`), answering;
+/// with `request_log`, it notes its requests there. Returns it and its `/v1` address.
+fn own_server(scratch: &Scratch, request_log: Option<&std::path::Path>) -> (Child, String) {
+    let doctor = crate::bundle::doctor(scratch);
     assert!(doctor.status.success(), "{}", doctor.text());
     let ollama = scratch.unpacked("ollama").join("bin/ollama");
     let port = free_port();
-    let mut server = Command::new(&ollama)
-        .arg("serve")
+    let mut cmd = Command::new(&ollama);
+    cmd.arg("serve")
         .env("OLLAMA_HOST", format!("127.0.0.1:{port}"))
         .env("OLLAMA_MODELS", scratch.home().join("own-models"))
         .env("HOME", scratch.home())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let base = format!("http://127.0.0.1:{port}/v1");
+        .stderr(Stdio::null());
+    if let Some(log) = request_log {
+        cmd.env("STAND_IN_OLLAMA_REQUEST_LOG", log);
+    }
+    let server = cmd.spawn().unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(
@@ -254,6 +255,13 @@ fn a_users_own_server_is_used_and_none_is_started() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+    (server, format!("http://127.0.0.1:{port}/v1"))
+}
+
+#[test]
+fn a_users_own_server_is_used_and_none_is_started() {
+    let scratch = Scratch::new();
+    let (mut server, base) = own_server(&scratch, None);
     let mut cmd = scratch.codex_oss();
     cmd.env("CODEX_OSS_BASE_URL", &base)
         .args(["exec", "--skip-git-repo-check", "say hi"]);
@@ -295,6 +303,25 @@ fn a_users_own_server_is_used_and_none_is_started() {
     let out = run(cmd);
     assert!(!out.status.success(), "{}", out.text());
     assert_user_sees!(&scratch, "an_unreachable_own_server", out.error_line());
+}
+
+/// A run asks the user's server what it is once (`GET /api/version`), not once to tell
+/// Ollama from an OpenAI-compatible server and again to connect.
+#[test]
+fn a_run_asks_the_users_server_what_it_is_once() {
+    let scratch = Scratch::new();
+    let log = scratch.home().join("own-requests.log");
+    let (mut server, base) = own_server(&scratch, Some(&log));
+    let codex = script(&scratch, "codex-exits", "exit 0\n");
+    let mut cmd = exec_with(&scratch, &codex);
+    cmd.env("CODEX_OSS_BASE_URL", &base);
+    let out = run(cmd);
+    let _ = Command::new("kill").arg(server.id().to_string()).status();
+    let _ = server.wait();
+    assert!(out.status.success(), "{}", out.text());
+    let requests = std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(counts(&requests, ["GET /api/version"]), [1], "{requests}");
+    assert_no_processes_within(scratch.home(), Duration::from_secs(10));
 }
 
 #[test]
