@@ -152,7 +152,7 @@ impl Home {
                 continue;
             }
             let own_inside: fn(&str) -> bool = match name.as_str() {
-                "ollama" | "codex" => crate::payload::is_own_entry,
+                "ollama" | "codex" => is_own_entry,
                 "logs" => is_own_log,
                 "models" => |inside| matches!(inside, "blobs" | "manifests"),
                 _ if OWN_NAMES.contains(&name.as_str()) => continue,
@@ -239,7 +239,7 @@ impl Home {
     /// of the way and deletes it; anything else in the payload's folder stays.
     fn discard_payload(&self, name: &str) -> Result<()> {
         for (path, entry) in entries(&self.payload_dir(name)) {
-            if !crate::payload::is_own_entry(&entry) {
+            if !is_own_entry(&entry) {
                 continue;
             }
             let aside = self
@@ -270,6 +270,29 @@ pub fn is_own_log(name: &str) -> bool {
         [secs, pid]
             .iter()
             .all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    })
+}
+
+/// True for a name codex-oss writes in a payload's folder (`<home>/ollama`, `<home>/codex`): an unpacked copy
+/// (`<version>-<hash12>`), its lease, or the leftover of an interrupted unpack.
+/// Nothing else there is codex-oss's to remove.
+pub fn is_own_entry(name: &str) -> bool {
+    name.starts_with(".tmp-")
+        || name.starts_with(".trash-")
+        || is_version_dir(name)
+        || name
+            .strip_prefix('.')
+            .and_then(|rest| rest.strip_suffix(".lease"))
+            .is_some_and(is_version_dir)
+}
+
+/// `<version>-<first 12 hex digits of the payload hash>`, as `payload::Payload::dir_name` makes it.
+pub fn is_version_dir(name: &str) -> bool {
+    name.rsplit_once('-').is_some_and(|(version, hash)| {
+        !version.is_empty()
+            && !version.starts_with('.')
+            && hash.len() == 12
+            && hash.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
     })
 }
 
@@ -327,7 +350,7 @@ mod tests {
             ".tmp-Ab12",
             ".trash-x",
         ] {
-            assert!(crate::payload::is_own_entry(name), "{name}");
+            assert!(is_own_entry(name), "{name}");
         }
         for name in [
             "myproject",
@@ -336,7 +359,7 @@ mod tests {
             ".myproject.lease",
             "-e29129a33be1",
         ] {
-            assert!(!crate::payload::is_own_entry(name), "{name}");
+            assert!(!is_own_entry(name), "{name}");
         }
     }
 }

@@ -56,6 +56,7 @@ mod settings;
 mod shared;
 mod tools;
 mod ui;
+mod unpack;
 #[cfg_attr(not(feature = "self-update"), allow(dead_code))]
 mod update;
 

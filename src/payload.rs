@@ -12,18 +12,21 @@
 //! Each instance holds a shared lock on its version's lease file while it runs;
 //! versions whose lease nobody holds are removed when a newer one is unpacked.
 
+mod addon;
+
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
-use crate::files::{hex, mtime_of, sha256_file};
-use crate::home::{make_private_dir, Home};
+use crate::home::{is_version_dir, make_private_dir, Home};
 use crate::lock;
 use crate::platform;
+use crate::unpack::{self, ExtractError, FileRecord, Source, Take};
+
+pub use addon::{AddOn, AddOnState, Folder};
 
 /// How long a run waits for another codex-oss that is unpacking the same payload.
 const UNPACK_PATIENCE: Duration = Duration::from_secs(10 * 60);
@@ -60,10 +63,6 @@ pub fn codex() -> Option<&'static Payload> {
 }
 
 const MANIFEST: &str = ".codex-oss-manifest.json";
-
-/// The largest zstd window a payload may use: 2^27 bytes (128 MiB of memory while
-/// unpacking). build/pack.rs compresses release payloads with it.
-const WINDOW_LOG: u32 = 27;
 
 /// Why a payload could not be unpacked. Each message says what to do.
 #[derive(Debug, thiserror::Error)]
@@ -107,18 +106,6 @@ struct Manifest {
     version: String,
     sha256: String,
     files: Vec<FileRecord>,
-}
-
-#[derive(Serialize, Deserialize, PartialEq, Debug)]
-struct FileRecord {
-    path: String,
-    size: u64,
-    mode: u32,
-    sha256: String,
-    mtime_ns: u128,
-    /// For a symbolic link (Ollama's `libggml-base.so -> libggml-base.so.0`...): its target.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    link: Option<String>,
 }
 
 impl Payload {
@@ -229,8 +216,8 @@ impl Payload {
         write_synced(&temp.path().join(MANIFEST), &json).map_err(err)?;
 
         if dest.exists() {
-            // The GPU libraries fetched into it on demand are not the payload's: keep them.
-            crate::gpu::carry_over(dest, temp.path());
+            // What was added to it later (the GPU libraries) is not the payload's: keep it.
+            addon::carry_over(dest, temp.path());
             // A damaged copy: move it aside (a running instance keeps its open files).
             let trash = tempfile::Builder::new()
                 .prefix(".trash-")
@@ -247,402 +234,16 @@ impl Payload {
     }
 
     fn extract(&self, into: &Path) -> Result<Vec<FileRecord>, UnpackError> {
-        let corrupt = |detail: String| UnpackError::Corrupt {
-            what: self.label(),
-            detail,
-        };
-        let mut decoder =
-            zstd::Decoder::with_buffer(self.data).map_err(|e| corrupt(e.to_string()))?;
-        // Release payloads use a long window (build/pack.rs); the decoder must allow it.
-        decoder
-            .window_log_max(WINDOW_LOG)
-            .map_err(|e| corrupt(e.to_string()))?;
-        extract_tar(decoder, into).map_err(|e| match e {
-            ExtractError::Bad(detail) => corrupt(detail),
+        unpack::unpack(Source::Embedded(self.data), into, Take::All).map_err(|e| match e {
+            ExtractError::Bad(detail) => UnpackError::Corrupt {
+                what: self.label(),
+                detail,
+            },
             // Name the payload's directory, not the temporary one (removed when this fails).
             ExtractError::Write(source) => {
                 self.classify(into.parent().unwrap_or(into).to_path_buf(), source)
             }
         })
-    }
-}
-
-/// Why a tar stream could not be unpacked.
-#[derive(Debug)]
-enum ExtractError {
-    /// The archive itself is wrong: unreadable, or an entry that must not be unpacked.
-    Bad(String),
-    /// Writing failed.
-    Write(io::Error),
-}
-
-/// Unpacks a tar stream into the empty directory `into`. Only files, directories and
-/// symbolic links are taken, each at a plain relative path (no `..`, no absolute or
-/// drive path, no backslash), none written through a link, and no link pointing
-/// outside `into` or through another link (see `Links`). Returns a record of every file and link, with each file's mode as
-/// the filesystem kept it.
-///
-/// Two threads share the work, as `zstd -dc | tar -x` does on two cores: a reader
-/// decompresses, checks and hashes the entries, and hands their bytes in large chunks
-/// to the calling thread, which writes them (a bounded queue keeps memory flat).
-fn extract_tar(
-    reader: impl Read + Send + 'static,
-    into: &Path,
-) -> Result<Vec<FileRecord>, ExtractError> {
-    let (tx, rx) = std::sync::mpsc::sync_channel(QUEUED_CHUNKS);
-    let reading = std::thread::spawn(move || read_entries(reader, &tx));
-    let written = write_entries(&rx, into);
-    drop(rx); // a writer that stopped early stops the reader too
-    let read = reading
-        .join()
-        .unwrap_or_else(|_| Err(ExtractError::Bad("the archive reader failed".into())));
-    // A bad archive explains a failed write (the reader stopped mid-file); say that first.
-    read?;
-    let records = written?;
-    if records.is_empty() {
-        return Err(ExtractError::Bad("no files".into()));
-    }
-    Ok(records)
-}
-
-/// Bytes a file's content is handed over in.
-const CHUNK: usize = 1 << 20;
-/// Chunks in flight between the reader and the writer (memory: at most this many MiB).
-const QUEUED_CHUNKS: usize = 16;
-
-/// What the reader hands the writer.
-enum Piece {
-    Dir(Vec<String>),
-    Link {
-        rel: String,
-        parts: Vec<String>,
-        target: String,
-    },
-    FileStart {
-        rel: String,
-        parts: Vec<String>,
-        mode: u32,
-    },
-    Chunk(Vec<u8>),
-    FileEnd {
-        size: u64,
-        sha256: String,
-    },
-}
-
-/// The reader's side: entries checked, contents hashed and handed over.
-fn read_entries(
-    reader: impl Read,
-    tx: &std::sync::mpsc::SyncSender<Piece>,
-) -> Result<(), ExtractError> {
-    let bad = |e: io::Error| ExtractError::Bad(e.to_string());
-    // The writer has stopped (it says why): nothing more to do.
-    let gone = || Ok(());
-    let mut archive = tar::Archive::new(reader);
-    let mut links = Links::default();
-    for entry in archive.entries().map_err(bad)? {
-        let mut entry = entry.map_err(bad)?;
-        let rel = String::from_utf8(entry.path_bytes().into_owned())
-            .map_err(|_| ExtractError::Bad("a file name is not UTF-8".into()))?;
-        let parts: Vec<String> = plain_relative(&rel)?
-            .into_iter()
-            .map(str::to_owned)
-            .collect();
-        let kind = entry.header().entry_type();
-        let piece = if kind.is_dir() {
-            Piece::Dir(parts)
-        } else if kind.is_symlink() {
-            let target = entry
-                .link_name()
-                .ok()
-                .flatten()
-                .ok_or_else(|| ExtractError::Bad(format!("{rel}: a link without a target")))?
-                .to_string_lossy()
-                .into_owned();
-            let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
-            link_stays_within(&refs, &target)?;
-            links.admit(&parts, &target).map_err(ExtractError::Bad)?;
-            Piece::Link { rel, parts, target }
-        } else if kind.is_file() {
-            let mode = entry.header().mode().unwrap_or(0o644);
-            if tx
-                .send(Piece::FileStart {
-                    rel: rel.clone(),
-                    parts,
-                    mode,
-                })
-                .is_err()
-            {
-                return gone();
-            }
-            let mut hasher = Sha256::new();
-            let mut size = 0u64;
-            loop {
-                let mut chunk = vec![0u8; CHUNK];
-                let n = read_full(&mut entry, &mut chunk)
-                    .map_err(|e| ExtractError::Bad(format!("{rel}: {e}")))?;
-                if n == 0 {
-                    break;
-                }
-                chunk.truncate(n);
-                hasher.update(&chunk);
-                size += n as u64;
-                if tx.send(Piece::Chunk(chunk)).is_err() {
-                    return gone();
-                }
-            }
-            Piece::FileEnd {
-                size,
-                sha256: hex(&hasher.finalize()),
-            }
-        } else {
-            return Err(ExtractError::Bad(format!(
-                "{rel}: not a file, directory or link"
-            )));
-        };
-        if tx.send(piece).is_err() {
-            return gone();
-        }
-    }
-    Ok(())
-}
-
-/// Fills `buf` as far as the reader allows; short only at the end.
-fn read_full(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match reader.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(filled)
-}
-
-/// The writer's side: directories, links and files, with a record of each.
-fn write_entries(
-    rx: &std::sync::mpsc::Receiver<Piece>,
-    into: &Path,
-) -> Result<Vec<FileRecord>, ExtractError> {
-    let mut records = Vec::new();
-    let mut dirs_made = std::collections::HashSet::new();
-    let mut current: Option<(String, std::fs::File, u32)> = None;
-    let under = |parts: &[String]| {
-        parts
-            .iter()
-            .fold(into.to_path_buf(), |p, part| p.join(part))
-    };
-    for piece in rx {
-        match piece {
-            Piece::Dir(parts) => {
-                create_dirs_within(into, &parts, &mut dirs_made).map_err(ExtractError::Write)?;
-            }
-            Piece::Link { rel, parts, target } => {
-                create_dirs_within(into, &parts[..parts.len() - 1], &mut dirs_made)
-                    .map_err(ExtractError::Write)?;
-                platform::make_symlink(Path::new(&target), &under(&parts))
-                    .map_err(ExtractError::Write)?;
-                records.push(FileRecord {
-                    path: rel,
-                    size: 0,
-                    mode: 0,
-                    sha256: String::new(),
-                    mtime_ns: 0,
-                    link: Some(target),
-                });
-            }
-            Piece::FileStart { rel, parts, mode } => {
-                create_dirs_within(into, &parts[..parts.len() - 1], &mut dirs_made)
-                    .map_err(ExtractError::Write)?;
-                // create_new: never write through a link or over an earlier entry.
-                let file = platform::create_new_file(&under(&parts), mode).map_err(|e| {
-                    if e.kind() == io::ErrorKind::AlreadyExists {
-                        ExtractError::Bad(format!("{rel} appears twice"))
-                    } else {
-                        ExtractError::Write(e)
-                    }
-                })?;
-                current = Some((rel, file, mode));
-            }
-            Piece::Chunk(bytes) => {
-                let (_, file, _) = current.as_mut().expect("a chunk belongs to a file");
-                file.write_all(&bytes).map_err(ExtractError::Write)?;
-            }
-            Piece::FileEnd { size, sha256 } => {
-                let (rel, file, mode) = current.take().expect("an end belongs to a file");
-                let mut meta = file.metadata().map_err(ExtractError::Write)?;
-                if platform::has_exec_bit(&meta) != (mode & 0o100 != 0) {
-                    // The umask took a bit the archive asked for.
-                    platform::set_mode(&into.join(&rel), mode).map_err(ExtractError::Write)?;
-                    meta = file.metadata().map_err(ExtractError::Write)?;
-                }
-                // Record what the filesystem kept: some (vfat, CIFS, drvfs) ignore chmod.
-                records.push(FileRecord {
-                    path: rel,
-                    size,
-                    mode: platform::mode_of(&meta),
-                    sha256,
-                    mtime_ns: mtime_of(&meta),
-                    link: None,
-                });
-            }
-        }
-    }
-    Ok(records)
-}
-
-/// The parts of a plain relative path, or why it is not one.
-fn plain_relative(rel: &str) -> Result<Vec<&str>, ExtractError> {
-    let parts: Vec<&str> = rel.trim_end_matches('/').split('/').collect();
-    let unsafe_part = |part: &&str| {
-        part.is_empty() || *part == "." || *part == ".." || part.contains(['\\', ':'])
-    };
-    if rel.is_empty() || parts.iter().any(unsafe_part) {
-        return Err(ExtractError::Bad(format!("unsafe path {rel}")));
-    }
-    Ok(parts)
-}
-
-/// Creates the directories `parts` below `root`, one at a time, refusing to go through
-/// anything that is not a directory (a link the archive made, say). `made` remembers
-/// the directories already there, so each is looked at once.
-fn create_dirs_within(
-    root: &Path,
-    parts: &[String],
-    made: &mut std::collections::HashSet<PathBuf>,
-) -> io::Result<()> {
-    let mut dir = root.to_path_buf();
-    for part in parts {
-        dir.push(part);
-        if made.contains(&dir) {
-            continue;
-        }
-        match std::fs::symlink_metadata(&dir) {
-            Ok(meta) if meta.is_dir() => {}
-            Ok(_) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("{} is not a directory", dir.display()),
-                ))
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => make_private_dir(&dir)?,
-            Err(e) => return Err(e),
-        }
-        made.insert(dir.clone());
-    }
-    Ok(())
-}
-
-/// A link's target must be relative and stay inside the unpacked directory.
-fn link_stays_within(link_parts: &[&str], target: &str) -> Result<(), ExtractError> {
-    if target_stays_within(link_parts.len() - 1, target) {
-        return Ok(());
-    }
-    Err(ExtractError::Bad(format!(
-        "link {} points outside: {target}",
-        link_parts.join("/")
-    )))
-}
-
-/// The links an archive has made so far and the folders their targets pass through, so
-/// that no link's target goes through another link. A lexical check alone is not
-/// enough: after `a -> .`, the target `a/a/a/../../..` reads as inside but climbs
-/// three folders above it, since `..` leaves a link's target, not the link.
-#[derive(Debug, Default)]
-pub struct Links {
-    made: std::collections::HashSet<Vec<String>>,
-    passed: std::collections::HashSet<Vec<String>>,
-}
-
-impl Links {
-    /// Admits the link at `parts` (relative to the root) pointing at `target`, or says
-    /// why not: its target passes through a link, or an earlier target passes where
-    /// it stands. Its target's last step may be a link (`libx.so -> libx.so.0`).
-    pub fn admit(&mut self, parts: &[String], target: &str) -> Result<(), String> {
-        let rel = parts.join("/");
-        if self.passed.contains(parts) {
-            return Err(format!(
-                "link {rel}: the target of another link passes through it"
-            ));
-        }
-        let steps: Vec<&str> = target
-            .split('/')
-            .filter(|step| !step.is_empty() && *step != ".")
-            .collect();
-        let mut at: Vec<String> = parts[..parts.len().saturating_sub(1)].to_vec();
-        let mut passed = Vec::new();
-        for (i, step) in steps.iter().enumerate() {
-            if *step == ".." {
-                at.pop();
-            } else {
-                at.push((*step).to_owned());
-            }
-            if i + 1 < steps.len() {
-                if self.made.contains(&at) {
-                    return Err(format!(
-                        "link {rel} points through another link ({}): {target}",
-                        at.join("/")
-                    ));
-                }
-                passed.push(at.clone());
-            }
-        }
-        self.passed.extend(passed);
-        self.made.insert(parts.to_vec());
-        Ok(())
-    }
-}
-
-/// True when a link `depth` folders below a root, pointing at `target`, stays inside
-/// that root: relative, no drive or backslash, never climbing above it.
-pub fn target_stays_within(depth: usize, target: &str) -> bool {
-    if target.is_empty() || target.starts_with('/') || target.contains(['\\', ':']) {
-        return false;
-    }
-    let mut depth = depth;
-    for part in target.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => match depth.checked_sub(1) {
-                Some(up) => depth = up,
-                None => return false,
-            },
-            _ => depth += 1,
-        }
-    }
-    true
-}
-
-/// True when the link at `path` still points at `target` (Windows has no links in its
-/// archives: a copy stands there, and it is enough that it exists).
-pub fn link_is_intact(path: &Path, target: &str) -> bool {
-    if cfg!(unix) {
-        std::fs::read_link(path).is_ok_and(|t| t == Path::new(target))
-    } else {
-        path.exists()
-    }
-}
-
-impl FileRecord {
-    fn is_intact(&self, dest: &Path) -> bool {
-        let path = dest.join(&self.path);
-        if let Some(target) = &self.link {
-            return link_is_intact(&path, target);
-        }
-        let Ok(meta) = std::fs::metadata(&path) else {
-            return false;
-        };
-        // The executable bit only: it is what every filesystem keeps (some ignore chmod).
-        if meta.len() != self.size || platform::has_exec_bit(&meta) != (self.mode & 0o100 != 0) {
-            return false;
-        }
-        if mtime_of(&meta) == self.mtime_ns {
-            return true;
-        }
-        // Same size but touched since unpacking: trust only the content.
-        sha256_file(&path).is_ok_and(|hash| hash == self.sha256)
     }
 }
 
@@ -694,29 +295,6 @@ fn lease_path(parent: &Path, dir_name: &str) -> PathBuf {
     parent.join(format!(".{dir_name}.lease"))
 }
 
-/// True for a name codex-oss writes in a payload's folder: an unpacked copy
-/// (`<version>-<hash12>`), its lease, or the leftover of an interrupted unpack.
-/// Nothing else there is codex-oss's to remove.
-pub fn is_own_entry(name: &str) -> bool {
-    name.starts_with(".tmp-")
-        || name.starts_with(".trash-")
-        || is_version_dir(name)
-        || name
-            .strip_prefix('.')
-            .and_then(|rest| rest.strip_suffix(".lease"))
-            .is_some_and(is_version_dir)
-}
-
-/// `<version>-<first 12 hex digits of the payload hash>`, as `Payload::dir_name` makes it.
-fn is_version_dir(name: &str) -> bool {
-    name.rsplit_once('-').is_some_and(|(version, hash)| {
-        !version.is_empty()
-            && !version.starts_with('.')
-            && hash.len() == 12
-            && hash.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-    })
-}
-
 /// Removes other versions nobody leases, and leftovers of interrupted unpacks.
 /// Runs under the unpack lock, so no instance is between unpacking and leasing.
 fn remove_unused(parent: &Path, keep: Option<&str>) {
@@ -746,135 +324,3 @@ fn remove_unused(parent: &Path, keep: Option<&str>) {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// One tar entry, its name written raw (the tar crate refuses to write unsafe ones).
-    enum Entry<'a> {
-        File(&'a str, &'a [u8]),
-        Link(&'a str, &'a str),
-    }
-
-    fn tar_of(entries: &[Entry<'_>]) -> Vec<u8> {
-        let mut builder = tar::Builder::new(Vec::new());
-        for entry in entries {
-            let mut header = tar::Header::new_gnu();
-            let (name, data, link) = match entry {
-                Entry::File(name, data) => (*name, *data, None),
-                Entry::Link(name, target) => (*name, &b""[..], Some(*target)),
-            };
-            header.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
-            header.set_mode(0o755);
-            header.set_size(data.len() as u64);
-            if let Some(target) = link {
-                header.set_entry_type(tar::EntryType::Symlink);
-                header.as_old_mut().linkname[..target.len()].copy_from_slice(target.as_bytes());
-            }
-            header.set_cksum();
-            builder.append(&header, data).unwrap();
-        }
-        builder.into_inner().unwrap()
-    }
-
-    fn extract(
-        entries: &[Entry<'_>],
-    ) -> (tempfile::TempDir, Result<Vec<FileRecord>, ExtractError>) {
-        let dir = tempfile::tempdir().unwrap();
-        let into = dir.path().join("into");
-        std::fs::create_dir(&into).unwrap();
-        let result = extract_tar(io::Cursor::new(tar_of(entries)), &into);
-        (dir, result)
-    }
-
-    fn refused(entries: &[Entry<'_>]) -> String {
-        match extract(entries).1 {
-            Err(ExtractError::Bad(detail)) => detail,
-            other => panic!("expected a refusal, got {other:?}"),
-        }
-    }
-
-    #[test]
-    fn plain_files_and_inner_links_unpack() {
-        let (dir, result) = extract(&[
-            Entry::File("bin/ollama", b"#!/bin/sh\n"),
-            Entry::File("lib/ollama/libggml-base.so.0.0.0", b"lib"),
-            Entry::Link("lib/ollama/libggml-base.so", "libggml-base.so.0.0.0"),
-            Entry::Link("bin/lib", "../lib/ollama"),
-        ]);
-        let records = result.expect("unpacks");
-        assert_eq!(records.len(), 4);
-        let into = dir.path().join("into");
-        assert_eq!(
-            std::fs::read(into.join("lib/ollama/libggml-base.so")).unwrap(),
-            b"lib"
-        );
-        #[cfg(unix)]
-        assert!(platform::is_executable(&into.join("bin/ollama")));
-    }
-
-    #[test]
-    fn unsafe_paths_are_refused() {
-        for name in [
-            "../evil",
-            "bin/../../evil",
-            "/etc/evil",
-            "C:evil",
-            "bin\\evil",
-            "./evil",
-        ] {
-            let detail = refused(&[Entry::File(name, b"x")]);
-            assert!(detail.contains("unsafe path"), "{name}: {detail}");
-        }
-    }
-
-    #[test]
-    fn nothing_is_written_through_a_link() {
-        let outside = tempfile::tempdir().unwrap();
-        let target = outside.path().to_string_lossy().into_owned();
-        // A link pointing outside is refused as it is.
-        let detail = refused(&[Entry::Link("lib", &target)]);
-        assert!(detail.contains("points outside"), "{detail}");
-        let detail = refused(&[Entry::Link("lib", "../../..")]);
-        assert!(detail.contains("points outside"), "{detail}");
-        // A file below an inner link, or over one, is refused too.
-        let (dir, result) = extract(&[
-            Entry::File("real/x", b"x"),
-            Entry::Link("lib", "real"),
-            Entry::File("lib/evil", b"y"),
-        ]);
-        #[cfg(unix)]
-        assert!(matches!(result, Err(ExtractError::Write(_))), "{result:?}");
-        // Windows copies what an inner link points to: the file lands in the copy.
-        #[cfg(windows)]
-        {
-            result.expect("unpacks");
-            assert!(!dir.path().join("into/real/evil").exists());
-        }
-        drop(dir);
-        let detail = refused(&[
-            Entry::File("real", b"x"),
-            Entry::Link("alias", "real"),
-            Entry::File("alias", b"y"),
-        ]);
-        assert!(detail.contains("appears twice"), "{detail}");
-        assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
-    }
-
-    #[test]
-    fn a_link_through_another_link_is_refused_in_either_order() {
-        // `a -> .` makes `a/a/a/../../..` climb three folders above the root.
-        let detail = refused(&[Entry::Link("a", "."), Entry::Link("b", "a/a/a/../../..")]);
-        assert!(detail.contains("through another link"), "{detail}");
-        let detail = refused(&[Entry::Link("b", "a/a/a/../../.."), Entry::Link("a", ".")]);
-        assert!(detail.contains("passes through it"), "{detail}");
-        // A chain of links (each a last step) is what releases have: allowed.
-        let (_dir, result) = extract(&[
-            Entry::File("lib/x.so.0.0", b"x"),
-            Entry::Link("lib/x.so.0", "x.so.0.0"),
-            Entry::Link("lib/x.so", "x.so.0"),
-            Entry::Link("bin/lib", "../lib"),
-        ]);
-        result.expect("unpacks");
-    }
-}

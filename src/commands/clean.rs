@@ -73,8 +73,9 @@ pub fn run(args: &CleanArgs) -> Result<ExitCode> {
 /// The folder name of this codex-oss's own Ollama and the size of the CUDA libraries in
 /// it, when it holds them: they took a long download, and the next run needs them.
 fn ollama_with_gpu_libraries(home: &Home) -> Option<(String, u64)> {
-    let dir = payload::ollama()?.dir_name();
-    let place = crate::gpu::Place::new(home.payload_dir("ollama").join(&dir));
+    let payload = payload::ollama()?;
+    let dir = payload.dir_name();
+    let place = crate::gpu::Place::of_embedded(payload, home);
     let record = place.record()?;
     Some((dir, record.bytes()))
 }

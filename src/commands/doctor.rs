@@ -177,8 +177,7 @@ impl Report {
             match payload.ensure_unpacked(home) {
                 Ok(unpacked) => {
                     if payload.name == "ollama" {
-                        ollama_place =
-                            Place::of_executable(&unpacked.executable, payload.entrypoint);
+                        ollama_place = Some(Place::of_embedded(payload, home));
                     }
                     report.ok = true;
                     report.path = Some(unpacked.executable.clone());

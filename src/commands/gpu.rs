@@ -4,7 +4,7 @@
 
 use std::process::ExitCode;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 
 use crate::cli::GpuCommand;
 use crate::gpu::{self, Place, State};
@@ -26,8 +26,7 @@ fn embedded(settings: &Settings) -> Result<(Unpacked, Place)> {
         bail!("this codex-oss embeds no Ollama (built with SKIP_OLLAMA_DOWNLOAD=1): GPU libraries come with the embedded Ollama only");
     };
     let unpacked = payload.ensure_unpacked(&settings.home)?;
-    let place = Place::of_executable(&unpacked.executable, payload.entrypoint)
-        .context("the unpacked Ollama has no folder")?;
+    let place = Place::of_embedded(payload, &settings.home);
     Ok((unpacked, place))
 }
 
@@ -54,7 +53,7 @@ async fn install(settings: &Settings) -> Result<ExitCode> {
     if let State::Installed(record) = place.state() {
         out!(
             "Ollama's CUDA libraries are installed ({}: {}) in {}",
-            record.folders.join(", "),
+            record.folder_names().join(", "),
             gpu::human(record.bytes()),
             place.lib().display()
         );
@@ -75,7 +74,7 @@ async fn install(settings: &Settings) -> Result<ExitCode> {
         Ok(record) => {
             out!(
                 "installed Ollama's CUDA libraries ({}: {}) in {}",
-                record.folders.join(", "),
+                record.folder_names().join(", "),
                 gpu::human(record.bytes()),
                 place.lib().display()
             );

@@ -7,7 +7,7 @@
 //! overrides it). With an NVIDIA GPU and no CUDA libraries beside the embedded CPU ones,
 //! it says what it fetches and why, and downloads the same Ollama release archive the
 //! embedded Ollama came from, whose SHA-256 build.rs compiled in (`GPU_SOURCE`): nothing
-//! else is trusted. The download resumes across runs (`fetch`, `CODEX_OSS_PAYLOAD_MIRROR`
+//! else is trusted. The download resumes across runs (`download`, `CODEX_OSS_PAYLOAD_MIRROR`
 //! replaces the release's base URL). Only `lib/ollama/cuda_*` is unpacked (`unpack`), into
 //! a staging folder, then moved into the unpacked Ollama under the payload's unpack lock
 //! and recorded (`libs`): so the libraries go with their Ollama version, and survive
@@ -23,7 +23,6 @@
 
 mod detect;
 mod libs;
-mod unpack;
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -32,7 +31,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 pub use detect::Gpu;
-pub use libs::{carry_over, Place, Record, State};
+pub use libs::{Place, Record, State};
 
 use crate::download;
 use crate::home::Home;
@@ -138,11 +137,8 @@ fn embedded_place(settings: &Settings, ollama: &Path) -> Option<Place> {
     if settings.ollama.is_some() {
         return None;
     }
-    Place::of_executable(ollama, payload.entrypoint).filter(|place| {
-        place
-            .root()
-            .starts_with(settings.home.payload_dir("ollama"))
-    })
+    let place = Place::of_embedded(payload, &settings.home);
+    (place.root().join(payload.entrypoint) == ollama).then_some(place)
 }
 
 /// Before the embedded Ollama starts: makes sure an NVIDIA GPU has its CUDA libraries,
@@ -169,11 +165,11 @@ async fn plan(settings: &Settings, ollama: &Path) -> Option<Expected> {
     };
     if !gpu.supported {
         if gpu.driver_branch().is_some() {
-            crate::ui::info(format!(
+            say!(
                 "{} found, but its {}; the model runs on the CPU",
                 gpu.describe(),
                 gpu.note.as_deref().unwrap_or("driver is not supported")
-            ));
+            );
         }
         return None;
     }
@@ -182,20 +178,16 @@ async fn plan(settings: &Settings, ollama: &Path) -> Option<Expected> {
     }
     let Some(source) = source() else {
         if mode == Mode::Cuda {
-            crate::ui::warn(
-                "CODEX_OSS_GPU=cuda: this codex-oss has no CUDA libraries to fetch (it was built without a Linux or Windows Ollama release archive); the model runs on the CPU",
-            );
+            caution!("CODEX_OSS_GPU=cuda: this codex-oss has no CUDA libraries to fetch (it was built without a Linux or Windows Ollama release archive); the model runs on the CPU");
         }
         return None;
     };
     match place.state() {
         State::Installed(_) => return Some(expected(None)),
-        State::Damaged => crate::ui::warn(
-            "the CUDA libraries of the embedded Ollama are damaged: fetching them again",
-        ),
+        State::Damaged => caution!("the CUDA libraries of the embedded Ollama are damaged: fetching them again"),
         State::Missing if removed_note(&settings.home).exists() => return None,
         State::Missing if rejected_note(&settings.home).exists() => {
-            crate::ui::info(REJECTED);
+            say!("{REJECTED}");
             return None;
         }
         State::Missing => {}
@@ -206,31 +198,29 @@ async fn plan(settings: &Settings, ollama: &Path) -> Option<Expected> {
         format!("{} found", gpu.describe())
     };
     let url = url(source, settings.payload_mirror.as_deref());
-    crate::ui::info(format!(
+    say!(
         "{who}: fetching Ollama's CUDA libraries so the model runs on the GPU, not the CPU ({} from {url}, once; it resumes if interrupted; CODEX_OSS_GPU=none skips this)",
         human(source.bytes)
-    ));
+    );
     match install(&settings.home, &place, source, &url, Wait::No).await {
         Ok(record) => {
             say_installed(&record, &place);
             Some(expected(Some(record.installed_at)))
         }
         Err(InstallError::Busy) => {
-            crate::ui::info(
-                "another codex-oss is fetching the CUDA libraries: this run uses the CPU",
-            );
+            say!("another codex-oss is fetching the CUDA libraries: this run uses the CPU");
             None
         }
         Err(InstallError::Failed(why)) if rejected_note(&settings.home).exists() => {
-            crate::ui::warn(format!(
+            caution!(
                 "could not fetch Ollama's CUDA libraries: {why}; the model runs on the CPU, and runs do not download them again until `codex-oss gpu install`"
-            ));
+            );
             None
         }
         Err(InstallError::Failed(why)) => {
-            crate::ui::warn(format!(
+            caution!(
                 "could not fetch Ollama's CUDA libraries: {why}; the model runs on the CPU this time, and the next run tries again"
-            ));
+            );
             None
         }
     }
@@ -240,12 +230,12 @@ async fn plan(settings: &Settings, ollama: &Path) -> Option<Expected> {
 const REJECTED: &str = "the last download of the CUDA libraries was not the archive this codex-oss was built with: the model runs on the CPU until `codex-oss gpu install` fetches them again";
 
 fn say_installed(record: &Record, place: &Place) {
-    crate::ui::info(format!(
+    say!(
         "installed Ollama's CUDA libraries ({}: {}) in {}",
-        record.folders.join(", "),
+        record.folder_names().join(", "),
         human(record.bytes()),
         place.lib().display()
-    ));
+    );
 }
 
 /// Why the libraries are not there.
@@ -323,8 +313,8 @@ pub async fn install(
         }
         return Err(InstallError::Failed(e.to_string()));
     }
-    let (home, place) = (home.clone(), place.clone());
-    tokio::task::spawn_blocking(move || unpack_and_place(&home, &place, source, &part))
+    let place = place.clone();
+    tokio::task::spawn_blocking(move || unpack_and_place(&place, source, &part))
         .await
         .map_err(|e| InstallError::Failed(e.to_string()))?
         .map_err(InstallError::Failed)
@@ -345,36 +335,8 @@ fn forget_other_downloads(dir: &Path, keep: &Path) {
     }
 }
 
-fn unpack_and_place(
-    home: &Home,
-    place: &Place,
-    source: &GpuSource,
-    archive: &Path,
-) -> Result<Record, String> {
-    place.clean_leftovers();
-    let staged = tempfile::Builder::new()
-        .prefix(".gpu-staging-")
-        .tempdir_in(place.root())
-        .map_err(|e| format!("could not unpack into {}: {e}", place.root().display()))?;
-    let files = unpack::cuda_folders(archive, staged.path())
-        .map_err(|e| format!("could not unpack {}: {e}", source.asset))?;
-    let mut folders: Vec<String> = files
-        .iter()
-        .filter_map(|f| f.path.split('/').next().map(str::to_owned))
-        .collect();
-    folders.sort();
-    folders.dedup();
-    let record = Record {
-        asset: source.asset.to_owned(),
-        sha256: source.sha256.to_owned(),
-        folders,
-        installed_at: libs::now_secs(),
-        files,
-    };
-    let _lock = crate::payload::unpack_lock(home, "ollama").map_err(|e| e.to_string())?;
-    place
-        .put_in_place(staged.path(), &record)
-        .map_err(|e| format!("could not put them in {}: {e}", place.lib().display()))?;
+fn unpack_and_place(place: &Place, source: &GpuSource, archive: &Path) -> Result<Record, String> {
+    let record = place.install(archive, source.asset, source.sha256)?;
     let _ = std::fs::remove_file(archive);
     let _ = std::fs::remove_file(download::validator_path(archive));
     Ok(record)
@@ -409,12 +371,12 @@ pub async fn check_device(home: &Home, base_url: &str, log: Option<&Path>) {
     if computes.is_empty() || computes.iter().any(crate::server::Compute::is_gpu) {
         return;
     }
-    crate::ui::warn(format!(
+    caution!(
         "Ollama runs on the CPU although {} was found: {} (log: {})",
         expected.gpu,
         why_cpu(&log, expected.installed_at),
         log.display()
-    ));
+    );
 }
 
 /// Why Ollama chose the CPU, from what it logged.
@@ -636,14 +598,12 @@ pub fn remove(home: &Home, place: &Place) -> anyhow::Result<u64> {
         .with_context(|| format!("could not create {}", state_dir(home).display()))?;
     std::fs::write(removed_note(home), b"codex-oss gpu remove\n")
         .with_context(|| format!("could not write {}", removed_note(home).display()))?;
-    let _lock = crate::payload::unpack_lock(home, "ollama")?;
     let mut freed = place.remove().with_context(|| {
         format!(
             "could not remove the CUDA libraries from {} (is an Ollama still using them?)",
             place.lib().display()
         )
     })?;
-    place.clean_leftovers();
     for entry in std::fs::read_dir(state_dir(home))
         .into_iter()
         .flatten()
