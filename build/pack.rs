@@ -63,7 +63,11 @@ impl<W: Write> Write for Hashing<W> {
     }
 }
 
-/// Writes `tree` as a zstd-compressed tar to `dest`.
+/// The PAX keyword a file's SHA-256 is recorded under (`SHA256_KEY` in src/unpack.rs).
+const SHA256_KEY: &str = "CODEX_OSS.sha256";
+
+/// Writes `tree` as a zstd-compressed tar to `dest`, each file's SHA-256 recorded in a
+/// PAX header before it.
 pub fn write(tree: &Tree, dest: &Path, level: i32) -> Result<Packed, String> {
     let err = |e: std::io::Error| format!("could not write {}: {e}", dest.display());
     let file = File::create(dest).map_err(err)?;
@@ -93,6 +97,12 @@ pub fn write(tree: &Tree, dest: &Path, level: i32) -> Result<Packed, String> {
                 raw_bytes += bytes.len() as u64;
                 header.set_entry_type(tar::EntryType::Regular);
                 header.set_size(bytes.len() as u64);
+                // The file's SHA-256, so that unpacking need not hash what the build did
+                // (src/unpack.rs reads it under the same keyword).
+                let sha256 = hex::encode(Sha256::digest(bytes));
+                builder
+                    .append_pax_extensions([(SHA256_KEY, sha256.as_bytes())])
+                    .map_err(err)?;
                 builder
                     .append_data(&mut header, &entry.path, bytes.as_slice())
                     .map_err(err)?;

@@ -354,3 +354,42 @@ fn a_link_through_another_link_is_refused() {
         "{err}"
     );
 }
+
+/// A tar of one file whose PAX header records `sha256` for it.
+fn tar_with_recorded_hash(data: &[u8], sha256: &str) -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    builder
+        .append_pax_extensions([(SHA256_KEY, sha256.as_bytes())])
+        .unwrap();
+    let mut header = tar::Header::new_gnu();
+    header.set_mode(0o644);
+    header.set_size(data.len() as u64);
+    builder.append_data(&mut header, "bin/x", data).unwrap();
+    zstd::encode_all(&builder.into_inner().unwrap()[..], 1).unwrap()
+}
+
+#[test]
+fn an_embedded_payload_gives_its_hashes_and_a_downloaded_archive_is_hashed() {
+    let dir = tempfile::tempdir().unwrap();
+    let actual = hex(&Sha256::digest(b"content"));
+    let recorded = "ab".repeat(32);
+    let tar = tar_with_recorded_hash(b"content", &recorded);
+
+    let into = dir.path().join("embedded");
+    std::fs::create_dir(&into).unwrap();
+    let records = unpack(
+        Source::Embedded(Box::leak(tar.clone().into_boxed_slice())),
+        &into,
+        Take::All,
+    )
+    .unwrap();
+    assert_eq!(records[0].sha256, recorded, "the build's hash is taken as it is");
+
+    let archive = dir.path().join("a.tar.zst");
+    std::fs::write(&archive, &tar).unwrap();
+    let into = dir.path().join("archive");
+    std::fs::create_dir(&into).unwrap();
+    let records = unpack(Source::Archive(archive), &into, Take::All).unwrap();
+    assert_eq!(records[0].sha256, actual, "a download's content is hashed");
+    assert_eq!(std::fs::read(into.join("bin/x")).unwrap(), b"content");
+}
