@@ -13,21 +13,18 @@ macro_rules! out {
     };
 }
 
-/// The tracing target of what lower modules tell the user (see `ui`).
-const USER_TARGET: &str = "codex_oss::user";
-
 /// `codex-oss: <message>` on stderr, from any module: a tracing event that `ui` renders
 /// whatever `CODEX_OSS_LOG` says, so that only `ui` and `commands` print.
 macro_rules! say {
     ($($arg:tt)*) => {
-        ::tracing::info!(target: $crate::USER_TARGET, $($arg)*)
+        ::tracing::info!(target: $crate::ui::USER_TARGET, $($arg)*)
     };
 }
 
 /// `codex-oss: warning: <message>` on stderr, from any module, as `say!`.
 macro_rules! caution {
     ($($arg:tt)*) => {
-        ::tracing::warn!(target: $crate::USER_TARGET, $($arg)*)
+        ::tracing::warn!(target: $crate::ui::USER_TARGET, $($arg)*)
     };
 }
 

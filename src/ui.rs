@@ -19,7 +19,8 @@ use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{filter, EnvFilter};
 
-use crate::USER_TARGET;
+/// The tracing target of what lower modules tell the user (main.rs's `say!`, `caution!`).
+pub const USER_TARGET: &str = "codex_oss::user";
 
 pub use progress::{human, Look, Progress};
 
