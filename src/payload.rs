@@ -235,14 +235,14 @@ impl Payload {
 
     fn extract(&self, into: &Path) -> Result<Vec<FileRecord>, UnpackError> {
         unpack::unpack(Source::Embedded(self.data), into, Take::All).map_err(|e| match e {
-            ExtractError::Bad(detail) => UnpackError::Corrupt {
-                what: self.label(),
-                detail,
-            },
             // Name the payload's directory, not the temporary one (removed when this fails).
             ExtractError::Write(source) => {
                 self.classify(into.parent().unwrap_or(into).to_path_buf(), source)
             }
+            bad => UnpackError::Corrupt {
+                what: self.label(),
+                detail: bad.to_string(),
+            },
         })
     }
 }

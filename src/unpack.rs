@@ -64,6 +64,9 @@ pub enum ExtractError {
     /// Writing failed.
     #[error(transparent)]
     Write(io::Error),
+    /// The writer stopped (and says why): the reader's way to stop too; never returned.
+    #[error("the writer stopped")]
+    Gone,
 }
 
 /// Unpacks what `take` takes of `source` into the empty folder `into`; returns a record
@@ -78,7 +81,10 @@ pub fn unpack(source: Source, into: &Path, take: Take) -> Result<Vec<FileRecord>
         .join()
         .unwrap_or_else(|_| Err(ExtractError::Bad("the archive reader failed".into())));
     // A bad archive explains a failed write (the reader stopped mid-file); say that first.
-    read?;
+    match read {
+        Err(ExtractError::Gone) | Ok(()) => {}
+        Err(e) => return Err(e),
+    }
     let records = written?;
     if records.is_empty() {
         return Err(ExtractError::Bad(take.nothing()));
@@ -116,12 +122,10 @@ struct Queue {
     spent: Receiver<Vec<u8>>,
 }
 
-/// The writer has stopped (it says why).
-struct Gone;
-
 impl Queue {
-    fn send(&self, piece: Piece) -> Result<(), Gone> {
-        self.tx.send(piece).map_err(|_| Gone)
+    /// Hands a piece over; `Gone` when the writer has stopped (it says why).
+    fn send(&self, piece: Piece) -> Result<(), ExtractError> {
+        self.tx.send(piece).map_err(|_| ExtractError::Gone)
     }
 
     /// A chunk to fill: a spent one if there is one, else a new one.
@@ -137,7 +141,7 @@ impl Queue {
         rel: &str,
         content: &mut dyn Read,
         known: Option<String>,
-    ) -> Result<Result<(), Gone>, ExtractError> {
+    ) -> Result<(), ExtractError> {
         let mut hasher = known.is_none().then(Sha256::new);
         let mut size = 0u64;
         loop {
@@ -152,12 +156,10 @@ impl Queue {
                 hasher.update(&chunk);
             }
             size += n as u64;
-            if self.send(Piece::Chunk(chunk)).is_err() {
-                return Ok(Err(Gone));
-            }
+            self.send(Piece::Chunk(chunk))?;
         }
         let sha256 = known.unwrap_or_else(|| hex(&hasher.expect("hashed").finalize()));
-        Ok(self.send(Piece::FileEnd { size, sha256 }))
+        self.send(Piece::FileEnd { size, sha256 })
     }
 }
 
@@ -238,21 +240,15 @@ fn read_tar(
             } else {
                 None
             };
-            if queue.send(Piece::FileStart { parts, mode }).is_err() {
-                return Ok(());
-            }
-            match queue.send_file(&rel, &mut entry, known)? {
-                Ok(()) => continue,
-                Err(Gone) => return Ok(()),
-            }
+            queue.send(Piece::FileStart { parts, mode })?;
+            queue.send_file(&rel, &mut entry, known)?;
+            continue;
         } else {
             return Err(ExtractError::Bad(format!(
                 "{rel}: not a file, directory or link"
             )));
         };
-        if queue.send(piece).is_err() {
-            return Ok(());
-        }
+        queue.send(piece)?;
     }
     Ok(())
 }
@@ -279,18 +275,12 @@ fn read_zip(file: File, take: Take, queue: &Queue) -> Result<(), ExtractError> {
             continue;
         };
         if entry.is_dir() {
-            if queue.send(Piece::Dir(parts)).is_err() {
-                return Ok(());
-            }
+            queue.send(Piece::Dir(parts))?;
             continue;
         }
         let mode = entry.unix_mode().unwrap_or(0o644) & 0o777;
-        if queue.send(Piece::FileStart { parts, mode }).is_err() {
-            return Ok(());
-        }
-        if let Err(Gone) = queue.send_file(&rel, &mut entry, None)? {
-            return Ok(());
-        }
+        queue.send(Piece::FileStart { parts, mode })?;
+        queue.send_file(&rel, &mut entry, None)?;
     }
     Ok(())
 }
@@ -353,9 +343,8 @@ fn write_entries(
                 let mut source = paths::open_earlier(into, &of)
                     .map_err(|e| ExtractError::Bad(format!("{rel}: {e}")))?;
                 let mut file = create_new(&path, &rel, mode)?;
-                let mut hashing = HashingWriter::new(&mut file);
-                let size = io::copy(&mut source, &mut hashing).map_err(write)?;
-                let sha256 = hex(&hashing.hasher.finalize());
+                let size = io::copy(&mut source, &mut file).map_err(write)?;
+                let sha256 = crate::files::sha256_file(&path).map_err(write)?;
                 records.push(finish(Open { parts, file, mode }, into, size, sha256)?);
             }
             Piece::FileStart { parts, mode } => {
@@ -406,33 +395,6 @@ fn finish(open: Open, into: &Path, size: u64, sha256: String) -> Result<FileReco
         mtime_ns: mtime_of(&meta),
         link: None,
     })
-}
-
-/// Writes through to a file, hashing what passes.
-struct HashingWriter<'a> {
-    file: &'a mut File,
-    hasher: Sha256,
-}
-
-impl<'a> HashingWriter<'a> {
-    fn new(file: &'a mut File) -> Self {
-        HashingWriter {
-            file,
-            hasher: Sha256::new(),
-        }
-    }
-}
-
-impl Write for HashingWriter<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.file.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.file.flush()
-    }
 }
 
 #[cfg(test)]
