@@ -7,7 +7,9 @@
 //! by a lock file, so simultaneous first runs leave one intact copy. A manifest
 //! written last records every file's size, mode, mtime and SHA-256: it is the stamp
 //! that decides whether to unpack again, and a missing or damaged file (other size,
-//! or other content after a changed mtime) is repaired by unpacking again.
+//! or other content after a changed mtime) is repaired by unpacking again. The
+//! unpacking itself (and the record of each file) is `unpack`'s, shared with what is
+//! added to an unpacked copy later (`addon`), which a repair keeps.
 //!
 //! Each instance holds a shared lock on its version's lease file while it runs;
 //! versions whose lease nobody holds are removed when a newer one is unpacked.
@@ -323,4 +325,3 @@ fn remove_unused(parent: &Path, keep: Option<&str>) {
         }
     }
 }
-

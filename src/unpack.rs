@@ -74,7 +74,16 @@ pub enum ExtractError {
 pub fn unpack(source: Source, into: &Path, take: Take) -> Result<Vec<FileRecord>, ExtractError> {
     let (tx, rx) = mpsc::sync_channel(QUEUED_CHUNKS);
     let (spent_tx, spent_rx) = mpsc::channel();
-    let reading = std::thread::spawn(move || read(source, take, &Queue { tx, spent: spent_rx }));
+    let reading = std::thread::spawn(move || {
+        read(
+            source,
+            take,
+            &Queue {
+                tx,
+                spent: spent_rx,
+            },
+        )
+    });
     let written = write_entries(&rx, into, &spent_tx);
     drop(rx); // a writer that stopped early stops the reader too
     let read = reading
@@ -224,7 +233,8 @@ fn read_tar(
         } else if kind.is_symlink() {
             let target = link_name()
                 .ok_or_else(|| ExtractError::Bad(format!("{rel}: a link without a target")))?;
-            take.check_link(&parts, &target).map_err(ExtractError::Bad)?;
+            take.check_link(&parts, &target)
+                .map_err(ExtractError::Bad)?;
             links.admit(&parts, &target).map_err(ExtractError::Bad)?;
             Piece::Link { parts, target }
         } else if kind.is_hard_link() {
@@ -345,7 +355,7 @@ fn write_entries(
                 let mut file = create_new(&path, &rel, mode)?;
                 let size = io::copy(&mut source, &mut file).map_err(write)?;
                 let sha256 = crate::files::sha256_file(&path).map_err(write)?;
-                records.push(finish(Open { parts, file, mode }, into, size, sha256)?);
+                records.push(finish(&Open { parts, file, mode }, into, size, sha256)?);
             }
             Piece::FileStart { parts, mode } => {
                 let path = parent_of(&parts, &mut made).map_err(write)?;
@@ -359,7 +369,7 @@ fn write_entries(
             }
             Piece::FileEnd { size, sha256 } => {
                 let open = current.take().expect("an end belongs to a file");
-                records.push(finish(open, into, size, sha256)?);
+                records.push(finish(&open, into, size, sha256)?);
             }
         }
     }
@@ -378,7 +388,7 @@ fn create_new(path: &Path, rel: &str, mode: u32) -> Result<File, ExtractError> {
 }
 
 /// The record of a file written whole, its mode as the filesystem kept it.
-fn finish(open: Open, into: &Path, size: u64, sha256: String) -> Result<FileRecord, ExtractError> {
+fn finish(open: &Open, into: &Path, size: u64, sha256: String) -> Result<FileRecord, ExtractError> {
     let rel = open.parts.join("/");
     let mut meta = open.file.metadata().map_err(ExtractError::Write)?;
     if platform::has_exec_bit(&meta) != (open.mode & 0o100 != 0) {

@@ -8,10 +8,9 @@
 //! it says what it fetches and why, and downloads the same Ollama release archive the
 //! embedded Ollama came from, whose SHA-256 build.rs compiled in (`GPU_SOURCE`): nothing
 //! else is trusted. The download resumes across runs (`download`, `CODEX_OSS_PAYLOAD_MIRROR`
-//! replaces the release's base URL). Only `lib/ollama/cuda_*` is unpacked (`unpack`), into
-//! a staging folder, then moved into the unpacked Ollama under the payload's unpack lock
-//! and recorded (`libs`): so the libraries go with their Ollama version, and survive
-//! the payload's repairs. Offline, or with a download that does not check out, the run
+//! replaces the release's base URL). Only `lib/ollama/cuda_*` is taken, as an add-on of
+//! the unpacked Ollama (`libs`; the payload unpacks, records and keeps it across repairs,
+//! see `payload::Folder`): so the libraries go with their Ollama version. Offline, or with a download that does not check out, the run
 //! goes on on the CPU after one warning, and the next run tries again.
 //!
 //! After the server starts, `check_device` reads the device Ollama chose from its log
@@ -184,7 +183,9 @@ async fn plan(settings: &Settings, ollama: &Path) -> Option<Expected> {
     };
     match place.state() {
         State::Installed(_) => return Some(expected(None)),
-        State::Damaged => caution!("the CUDA libraries of the embedded Ollama are damaged: fetching them again"),
+        State::Damaged => {
+            caution!("the CUDA libraries of the embedded Ollama are damaged: fetching them again");
+        }
         State::Missing if removed_note(&settings.home).exists() => return None,
         State::Missing if rejected_note(&settings.home).exists() => {
             say!("{REJECTED}");

@@ -70,7 +70,12 @@ pub struct Folder {
 }
 
 /// The names of what an interrupted add could leave (older codex-oss: `gpu`).
-const LEFTOVERS: [&str; 4] = [".addon-staging-", ".trash-addon-", ".gpu-staging-", ".trash-gpu-"];
+const LEFTOVERS: [&str; 4] = [
+    ".addon-staging-",
+    ".trash-addon-",
+    ".gpu-staging-",
+    ".trash-gpu-",
+];
 
 impl Payload {
     /// The folder this payload unpacks into in `home`.
@@ -150,7 +155,13 @@ impl Folder {
         Ok(record)
     }
 
-    fn put_in_place(&self, name: &str, take: Take, staged: &Path, record: &AddOn) -> io::Result<()> {
+    fn put_in_place(
+        &self,
+        name: &str,
+        take: Take,
+        staged: &Path,
+        record: &AddOn,
+    ) -> io::Result<()> {
         match std::fs::remove_file(self.record_path(name)) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
             _ => {}
@@ -190,7 +201,11 @@ impl Folder {
 
     /// Removes what an interrupted add left (staging and trash folders).
     pub fn clean_leftovers(&self) {
-        for entry in std::fs::read_dir(&self.root).into_iter().flatten().flatten() {
+        for entry in std::fs::read_dir(&self.root)
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
             let name = entry.file_name().to_string_lossy().into_owned();
             if LEFTOVERS.iter().any(|prefix| name.starts_with(prefix)) {
                 let _ = std::fs::remove_dir_all(entry.path());
@@ -254,7 +269,8 @@ fn carry(old: &Path, new: &Path, name: &str, record: &AddOn) -> bool {
     }
     record.folders.iter().all(|folder| {
         let dest = new.join(folder);
-        dest.parent().is_none_or(|parent| make_private_dir(parent).is_ok())
+        dest.parent()
+            .is_none_or(|parent| make_private_dir(parent).is_ok())
             && std::fs::rename(old.join(folder), dest).is_ok()
     }) && std::fs::rename(record_path(old, name), record_path(new, name)).is_ok()
 }
@@ -282,8 +298,11 @@ mod tests {
             builder.append_data(&mut header, name, data).unwrap();
         }
         let path = dir.join("ollama-linux-amd64.tar.zst");
-        std::fs::write(&path, zstd::encode_all(&builder.into_inner().unwrap()[..], 1).unwrap())
-            .unwrap();
+        std::fs::write(
+            &path,
+            zstd::encode_all(&builder.into_inner().unwrap()[..], 1).unwrap(),
+        )
+        .unwrap();
         path
     }
 
@@ -311,9 +330,14 @@ mod tests {
         let record = place
             .add("gpu", &archive(dir.path()), CUDA, ("a.tar.zst", "ab"))
             .unwrap();
-        assert_eq!(record.folders, ["lib/ollama/cuda_v12", "lib/ollama/cuda_v13"]);
+        assert_eq!(
+            record.folders,
+            ["lib/ollama/cuda_v12", "lib/ollama/cuda_v13"]
+        );
         assert_eq!(record.folder_names(), ["cuda_v12", "cuda_v13"]);
-        assert!(matches!(place.addon_state("gpu"), AddOnState::Installed(ref r) if r.bytes() == 16));
+        assert!(
+            matches!(place.addon_state("gpu"), AddOnState::Installed(ref r) if r.bytes() == 16)
+        );
 
         // Same size, other content, touched: damaged.
         let lib = place.root().join("lib/ollama/cuda_v13/libggml-cuda.so");

@@ -74,7 +74,9 @@ impl Take {
         let Take::Folders { under, prefix } = *self else {
             return Vec::new();
         };
-        let dir = under.iter().fold(root.to_path_buf(), |dir, part| dir.join(part));
+        let dir = under
+            .iter()
+            .fold(root.to_path_buf(), |dir, part| dir.join(part));
         let mut found: Vec<String> = std::fs::read_dir(&dir)
             .into_iter()
             .flatten()
@@ -104,10 +106,7 @@ impl Take {
         if target_stays_within(depth, target) {
             return Ok(());
         }
-        Err(format!(
-            "link {} points outside: {target}",
-            parts.join("/")
-        ))
+        Err(format!("link {} points outside: {target}", parts.join("/")))
     }
 }
 

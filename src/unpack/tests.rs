@@ -4,20 +4,22 @@ use super::*;
 
 /// What the GPU libraries take of an Ollama release.
 const CUDA: Take = Take::Folders {
-under: &["lib", "ollama"],
-prefix: "cuda_",
+    under: &["lib", "ollama"],
+    prefix: "cuda_",
 };
 
 /// `cuda_v13/x` as unpacked: `lib/ollama/cuda_v13/x`, in parts.
 fn cuda_path(rel: &str) -> Vec<String> {
-format!("lib/ollama/{rel}").split('/').map(str::to_owned).collect()
+    format!("lib/ollama/{rel}")
+        .split('/')
+        .map(str::to_owned)
+        .collect()
 }
 
 /// Unpacks the CUDA folders of the archive at `archive`.
 fn cuda(archive: &Path, into: &Path) -> Result<Vec<FileRecord>, String> {
-unpack(Source::Archive(archive.to_path_buf()), into, CUDA).map_err(|e| e.to_string())
+    unpack(Source::Archive(archive.to_path_buf()), into, CUDA).map_err(|e| e.to_string())
 }
-
 
 /// One tar entry, its name written raw (the tar crate refuses to write unsafe ones).
 enum Entry<'a> {
@@ -46,14 +48,16 @@ fn tar_of(entries: &[Entry<'_>]) -> Vec<u8> {
     builder.into_inner().unwrap()
 }
 
-fn extract(
-    entries: &[Entry<'_>],
-) -> (tempfile::TempDir, Result<Vec<FileRecord>, ExtractError>) {
+fn extract(entries: &[Entry<'_>]) -> (tempfile::TempDir, Result<Vec<FileRecord>, ExtractError>) {
     let dir = tempfile::tempdir().unwrap();
     let into = dir.path().join("into");
     std::fs::create_dir(&into).unwrap();
     let tar = zstd::encode_all(&tar_of(entries)[..], 1).unwrap();
-    let result = unpack(Source::Embedded(Box::leak(tar.into_boxed_slice())), &into, Take::All);
+    let result = unpack(
+        Source::Embedded(Box::leak(tar.into_boxed_slice())),
+        &into,
+        Take::All,
+    );
     (dir, result)
 }
 
@@ -148,7 +152,6 @@ fn a_link_through_another_link_is_refused_in_either_order() {
     result.expect("unpacks");
 }
 
-
 #[test]
 fn only_cuda_folders_are_taken() {
     let yes = |raw: &str| CUDA.parts(raw).unwrap();
@@ -182,9 +185,9 @@ fn only_cuda_folders_are_taken() {
 #[test]
 fn links_stay_inside_their_folder() {
     let parts = cuda_path;
-    assert!(
-        CUDA.check_link(&parts("cuda_v13/libcudart.so.13"), "libcudart.so.13.0.96").is_ok()
-    );
+    assert!(CUDA
+        .check_link(&parts("cuda_v13/libcudart.so.13"), "libcudart.so.13.0.96")
+        .is_ok());
     assert!(CUDA.check_link(&parts("cuda_v13/sub/x"), "../y").is_ok());
     for target in ["../libggml-base.so", "/etc/passwd", "../../x", "sub\\x"] {
         assert!(
@@ -383,7 +386,10 @@ fn an_embedded_payload_gives_its_hashes_and_a_downloaded_archive_is_hashed() {
         Take::All,
     )
     .unwrap();
-    assert_eq!(records[0].sha256, recorded, "the build's hash is taken as it is");
+    assert_eq!(
+        records[0].sha256, recorded,
+        "the build's hash is taken as it is"
+    );
 
     let archive = dir.path().join("a.tar.zst");
     std::fs::write(&archive, &tar).unwrap();
