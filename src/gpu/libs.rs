@@ -123,8 +123,15 @@ mod tests {
     fn a_record_of_an_earlier_codex_oss_is_taken_over() {
         let dir = tempfile::tempdir().unwrap();
         let home = Home::new(dir.path().to_path_buf(), None);
-        let payload = crate::payload::ollama().expect("the test build embeds Ollama");
-        let place = Place::of_embedded(payload, &home);
+        let payload = Payload {
+            name: "ollama",
+            version: "0.32.15",
+            sha256: "e29129a33be1e29129a33be1e29129a33be1e29129a33be1e29129a33be1abcd",
+            entrypoint: "bin/ollama",
+            raw_bytes: 0,
+            data: &[],
+        };
+        let place = Place::of_embedded(&payload, &home);
         let cuda = place.lib().join("cuda_v13");
         std::fs::create_dir_all(&cuda).unwrap();
         std::fs::write(cuda.join("libggml-cuda.so"), b"cuda").unwrap();
