@@ -218,7 +218,7 @@ impl Payload {
         write_synced(&temp.path().join(MANIFEST), &json).map_err(err)?;
 
         if dest.exists() {
-            // What was added to it later (the GPU libraries) is not the payload's: keep it.
+            // What was added to it later (its add-ons) is not the payload's: keep it.
             addon::carry_over(dest, temp.path());
             // A damaged copy: move it aside (a running instance keeps its open files).
             let trash = tempfile::Builder::new()
@@ -265,7 +265,7 @@ fn write_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
 }
 
 /// Takes the payload's unpack lock, waiting (and saying so) while another codex-oss
-/// unpacks it. The GPU libraries are put into the unpacked Ollama under it too.
+/// unpacks it. Add-ons are put in place (and removed) under it too.
 pub fn unpack_lock(home: &Home, name: &str) -> io::Result<File> {
     lock::wait(
         &home.run().join(format!("unpack-{name}.lock")),

@@ -22,6 +22,16 @@ const TAKE: Take = Take::Folders {
 /// Where codex-oss recorded them before they were an add-on (paths below `lib/ollama`).
 const LEGACY_RECORD: &str = ".codex-oss-gpu.json";
 
+/// The record at `LEGACY_RECORD`.
+#[derive(Deserialize)]
+struct Legacy {
+    asset: String,
+    sha256: String,
+    folders: Vec<String>,
+    installed_at: u64,
+    files: Vec<FileRecord>,
+}
+
 pub type Record = AddOn;
 pub type State = AddOnState;
 
@@ -77,15 +87,18 @@ impl Place {
         self.folder.remove_addon(ADDON, TAKE)
     }
 
-    /// A record an earlier codex-oss wrote becomes the add-on's record.
+    /// A record an earlier codex-oss wrote becomes the add-on's record, and what its
+    /// interrupted installs left goes.
     fn migrate(&self) {
-        #[derive(Deserialize)]
-        struct Legacy {
-            asset: String,
-            sha256: String,
-            folders: Vec<String>,
-            installed_at: u64,
-            files: Vec<FileRecord>,
+        for entry in std::fs::read_dir(self.root())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with(".gpu-staging-") || name.starts_with(".trash-gpu-") {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
         }
         let path = self.root().join(LEGACY_RECORD);
         let Ok(bytes) = std::fs::read(&path) else {
@@ -141,10 +154,12 @@ mod tests {
             "installed_at": 1, "files": [{"path": "cuda_v13/libggml-cuda.so", "size": 4, "sha256": sha}],
         });
         std::fs::write(place.root().join(LEGACY_RECORD), legacy.to_string()).unwrap();
+        std::fs::create_dir_all(place.root().join(".gpu-staging-x")).unwrap();
         let State::Installed(record) = place.state() else {
             panic!("not taken over: {:?}", place.state());
         };
         assert_eq!(record.folder_names(), ["cuda_v13"]);
         assert!(!place.root().join(LEGACY_RECORD).exists());
+        assert!(!place.root().join(".gpu-staging-x").exists());
     }
 }

@@ -69,13 +69,8 @@ pub struct Folder {
     payload: &'static str,
 }
 
-/// The names of what an interrupted add could leave (older codex-oss: `gpu`).
-const LEFTOVERS: [&str; 4] = [
-    ".addon-staging-",
-    ".trash-addon-",
-    ".gpu-staging-",
-    ".trash-gpu-",
-];
+/// The names of what an interrupted add could leave.
+const LEFTOVERS: [&str; 2] = [".addon-staging-", ".trash-addon-"];
 
 impl Payload {
     /// The folder this payload unpacks into in `home`.
@@ -359,14 +354,14 @@ mod tests {
         let home = home(dir.path());
         let place = folder(&home, &dir.path().join("copy"));
         std::fs::create_dir_all(place.root().join("lib/ollama/cuda_v12/old")).unwrap();
-        std::fs::create_dir_all(place.root().join(".gpu-staging-x")).unwrap();
+        std::fs::create_dir_all(place.root().join(".addon-staging-x")).unwrap();
         assert!(matches!(place.addon_state("gpu"), AddOnState::Missing));
         place
             .add("gpu", &archive(dir.path()), CUDA, ("a.tar.zst", "ab"))
             .unwrap();
         assert!(matches!(place.addon_state("gpu"), AddOnState::Installed(_)));
         assert!(!place.root().join("lib/ollama/cuda_v12/old").exists());
-        assert!(!place.root().join(".gpu-staging-x").exists());
+        assert!(!place.root().join(".addon-staging-x").exists());
     }
 
     #[test]
