@@ -188,16 +188,14 @@ impl Payload {
         }) {
             return false;
         }
-        let Ok(text) = std::fs::read(dest.join(MANIFEST)) else {
-            return false;
-        };
-        let Ok(manifest) = serde_json::from_slice::<Manifest>(&text) else {
-            return false;
-        };
-        if manifest.sha256 != self.sha256 || manifest.version != self.version {
-            return false;
-        }
-        manifest.files.iter().all(|record| record.is_intact(dest))
+        let manifest = std::fs::read(dest.join(MANIFEST))
+            .ok()
+            .and_then(|text| serde_json::from_slice::<Manifest>(&text).ok());
+        manifest.is_some_and(|manifest| {
+            manifest.sha256 == self.sha256
+                && manifest.version == self.version
+                && manifest.files.iter().all(|record| record.is_intact(dest))
+        })
     }
 
     /// Unpacks into a temporary directory beside `dest`, then renames it into place.
@@ -217,7 +215,8 @@ impl Payload {
         let json = serde_json::to_vec_pretty(&manifest).expect("manifest serialises");
         write_synced(&temp.path().join(MANIFEST), &json).map_err(err)?;
 
-        if dest.exists() {
+        // The damaged copy moved aside, if any: removed once the new one is in place.
+        let _trash = if dest.exists() {
             // What was added to it later (its add-ons) is not the payload's: keep it.
             addon::carry_over(dest, temp.path());
             // A damaged copy: move it aside (a running instance keeps its open files).
@@ -225,14 +224,12 @@ impl Payload {
                 .prefix(".trash-")
                 .tempdir_in(parent)
                 .map_err(|e| err(without_temp_path(e)))?;
-            let aside = trash.path().join("old");
-            std::fs::rename(dest, &aside).map_err(err)?;
-            std::fs::rename(temp.keep(), dest).map_err(err)?;
-            drop(trash);
+            std::fs::rename(dest, trash.path().join("old")).map_err(err)?;
+            Some(trash)
         } else {
-            std::fs::rename(temp.keep(), dest).map_err(err)?;
-        }
-        Ok(())
+            None
+        };
+        std::fs::rename(temp.keep(), dest).map_err(err)
     }
 
     fn extract(&self, into: &Path) -> Result<Vec<FileRecord>, UnpackError> {
@@ -300,15 +297,12 @@ fn lease_path(parent: &Path, dir_name: &str) -> PathBuf {
 /// Removes other versions nobody leases, and leftovers of interrupted unpacks.
 /// Runs under the unpack lock, so no instance is between unpacking and leasing.
 fn remove_unused(parent: &Path, keep: Option<&str>) {
+    remove_leftovers(parent, &[".tmp-", ".trash-"]);
     let Ok(entries) = std::fs::read_dir(parent) else {
         return;
     };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with(".tmp-") || name.starts_with(".trash-") {
-            let _ = std::fs::remove_dir_all(entry.path());
-            continue;
-        }
         if Some(name.as_str()) == keep || !is_version_dir(&name) || !entry.path().is_dir() {
             continue;
         }
@@ -322,6 +316,17 @@ fn remove_unused(parent: &Path, keep: Option<&str>) {
             if std::fs::remove_dir_all(entry.path()).is_ok() {
                 let _ = std::fs::remove_file(&lease);
             }
+        }
+    }
+}
+
+/// Removes the folders in `dir` whose names start with one of `prefixes`: what
+/// interrupted unpacks left.
+pub fn remove_leftovers(dir: &Path, prefixes: &[&str]) {
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if prefixes.iter().any(|prefix| name.starts_with(prefix)) {
+            let _ = std::fs::remove_dir_all(entry.path());
         }
     }
 }

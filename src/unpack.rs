@@ -73,17 +73,9 @@ pub enum ExtractError {
 /// of every file and link, with each file's mode as the filesystem kept it.
 pub fn unpack(source: Source, into: &Path, take: Take) -> Result<Vec<FileRecord>, ExtractError> {
     let (tx, rx) = mpsc::sync_channel(QUEUED_CHUNKS);
-    let (spent_tx, spent_rx) = mpsc::channel();
-    let reading = std::thread::spawn(move || {
-        read(
-            source,
-            take,
-            &Queue {
-                tx,
-                spent: spent_rx,
-            },
-        )
-    });
+    let (spent_tx, spent) = mpsc::channel();
+    let queue = Queue { tx, spent };
+    let reading = std::thread::spawn(move || read(source, take, &queue));
     let written = write_entries(&rx, into, &spent_tx);
     drop(rx); // a writer that stopped early stops the reader too
     let read = reading
@@ -137,30 +129,33 @@ impl Queue {
         self.tx.send(piece).map_err(|_| ExtractError::Gone)
     }
 
-    /// A chunk to fill: a spent one if there is one, else a new one.
-    fn chunk(&self) -> Vec<u8> {
-        let mut chunk = self.spent.try_recv().unwrap_or_default();
-        chunk.resize(CHUNK, 0);
-        chunk
-    }
-
-    /// Hands over a file's content in chunks; its SHA-256 is `known`, or computed here.
+    /// Hands over the file at `parts` and its content in chunks; its SHA-256 is `known`,
+    /// or computed here.
     fn send_file(
         &self,
+        parts: Vec<String>,
+        mode: u32,
         rel: &str,
         content: &mut dyn Read,
         known: Option<String>,
     ) -> Result<(), ExtractError> {
+        self.send(Piece::FileStart { parts, mode })?;
         let mut hasher = known.is_none().then(Sha256::new);
         let mut size = 0u64;
         loop {
-            let mut chunk = self.chunk();
-            let n = read_full(content, &mut chunk)
+            // A spent chunk if there is one, else a new one.
+            let mut chunk = self
+                .spent
+                .try_recv()
+                .unwrap_or_else(|_| Vec::with_capacity(CHUNK));
+            chunk.clear();
+            let n = (&mut *content)
+                .take(CHUNK as u64)
+                .read_to_end(&mut chunk)
                 .map_err(|e| ExtractError::Bad(format!("{rel}: {e}")))?;
             if n == 0 {
                 break;
             }
-            chunk.truncate(n);
             if let Some(hasher) = &mut hasher {
                 hasher.update(&chunk);
             }
@@ -245,13 +240,8 @@ fn read_tar(
                 })?;
             Piece::Copy { parts, of, mode }
         } else if kind.is_file() {
-            let known = if recorded {
-                recorded_sha256(&mut entry)
-            } else {
-                None
-            };
-            queue.send(Piece::FileStart { parts, mode })?;
-            queue.send_file(&rel, &mut entry, known)?;
+            let known = recorded.then(|| recorded_sha256(&mut entry)).flatten();
+            queue.send_file(parts, mode, &rel, &mut entry, known)?;
             continue;
         } else {
             return Err(ExtractError::Bad(format!(
@@ -289,24 +279,9 @@ fn read_zip(file: File, take: Take, queue: &Queue) -> Result<(), ExtractError> {
             continue;
         }
         let mode = entry.unix_mode().unwrap_or(0o644) & 0o777;
-        queue.send(Piece::FileStart { parts, mode })?;
-        queue.send_file(&rel, &mut entry, None)?;
+        queue.send_file(parts, mode, &rel, &mut entry, None)?;
     }
     Ok(())
-}
-
-/// Fills `buf` as far as the reader allows; short only at the end.
-fn read_full(reader: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match reader.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(filled)
 }
 
 /// A file being written.

@@ -52,10 +52,8 @@ async fn install(settings: &Settings) -> Result<ExitCode> {
     gpu::forget_removal(&settings.home);
     if let State::Installed(record) = place.state() {
         out!(
-            "Ollama's CUDA libraries are installed ({}: {}) in {}",
-            record.folder_names().join(", "),
-            gpu::human(record.bytes()),
-            place.lib().display()
+            "Ollama's CUDA libraries are installed {}",
+            gpu::installed(&record, &place)
         );
         return Ok(ExitCode::SUCCESS);
     }
@@ -73,10 +71,8 @@ async fn install(settings: &Settings) -> Result<ExitCode> {
     match gpu::install(&settings.home, &place, source, &url, gpu::Wait::Yes).await {
         Ok(record) => {
             out!(
-                "installed Ollama's CUDA libraries ({}: {}) in {}",
-                record.folder_names().join(", "),
-                gpu::human(record.bytes()),
-                place.lib().display()
+                "installed Ollama's CUDA libraries {}",
+                gpu::installed(&record, &place)
             );
             Ok(ExitCode::SUCCESS)
         }
@@ -108,13 +104,9 @@ fn remove(settings: &Settings) -> Result<ExitCode> {
 }
 
 fn status(settings: &Settings) -> ExitCode {
-    let place = match embedded(settings) {
-        Ok((lease, place)) => Some((lease, place)),
-        Err(err) => {
-            crate::ui::warn(format!("{err:#}"));
-            None
-        }
-    };
+    let place = embedded(settings)
+        .inspect_err(|err| crate::ui::warn(format!("{err:#}")))
+        .ok();
     let status = gpu::status(settings, place.as_ref().map(|(_, p)| p));
     out!("gpu: {}", status.found_line());
     out!("gpu libraries: {}", status.libraries_line());

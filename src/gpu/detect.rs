@@ -41,6 +41,20 @@ pub struct Gpu {
 }
 
 impl Gpu {
+    /// A GPU the driver says nothing more of, found by `found_by`; supported unless a
+    /// `note` says why not.
+    pub fn found(vendor: &'static str, found_by: &str, note: Option<String>) -> Gpu {
+        Gpu {
+            vendor,
+            name: None,
+            driver: None,
+            memory: None,
+            found_by: found_by.to_owned(),
+            supported: note.is_none(),
+            note,
+        }
+    }
+
     /// `NVIDIA GeForce RTX 4090 (driver 550.54.14, 24564 MiB)`.
     pub fn describe(&self) -> String {
         let name = self.name.clone().unwrap_or_else(|| match self.vendor {
@@ -101,27 +115,21 @@ pub fn find(probe: &Probe<'_>) -> Vec<Gpu> {
     let mut found = nvidia(probe);
     let drm = drm_vendors(probe);
     if found.is_empty() && drm.contains(&"nvidia") {
-        found.push(Gpu {
-            vendor: "nvidia",
-            name: None,
-            driver: None,
-            memory: None,
-            found_by: "/sys/class/drm".to_owned(),
-            supported: false,
-            note: Some(
+        found.push(Gpu::found(
+            "nvidia",
+            "/sys/class/drm",
+            Some(
                 "NVIDIA's driver is not loaded (nouveau cannot run CUDA): install NVIDIA's driver"
                     .to_owned(),
             ),
-        });
+        ));
     }
-    let unsupported = |vendor: &'static str, found_by: &str| Gpu {
-        vendor,
-        name: None,
-        driver: None,
-        memory: None,
-        found_by: found_by.to_owned(),
-        supported: false,
-        note: Some("not supported by this bundle yet".to_owned()),
+    let unsupported = |vendor, found_by| {
+        Gpu::found(
+            vendor,
+            found_by,
+            Some("not supported by this bundle yet".to_owned()),
+        )
     };
     if probe.path("/dev/kfd").exists() {
         found.push(unsupported("amd", "/dev/kfd"));
@@ -139,13 +147,8 @@ pub fn find(probe: &Probe<'_>) -> Vec<Gpu> {
 fn apple() -> Vec<Gpu> {
     if cfg!(target_arch = "aarch64") {
         vec![Gpu {
-            vendor: "apple",
             name: Some("Apple silicon".to_owned()),
-            driver: None,
-            memory: None,
-            found_by: "Metal, built into the embedded Ollama".to_owned(),
-            supported: true,
-            note: None,
+            ..Gpu::found("apple", "Metal, built into the embedded Ollama", None)
         }]
     } else {
         Vec::new()
@@ -179,13 +182,10 @@ fn nvidia_gpu(
     found_by: &str,
 ) -> Gpu {
     let mut gpu = Gpu {
-        vendor: "nvidia",
         name,
         driver,
         memory,
-        found_by: found_by.to_owned(),
-        supported: true,
-        note: None,
+        ..Gpu::found("nvidia", found_by, None)
     };
     if let Some(branch) = gpu.driver_branch().filter(|b| *b < MIN_NVIDIA_DRIVER) {
         gpu.supported = false;

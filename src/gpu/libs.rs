@@ -90,16 +90,7 @@ impl Place {
     /// A record an earlier codex-oss wrote becomes the add-on's record, and what its
     /// interrupted installs left goes.
     fn migrate(&self) {
-        for entry in std::fs::read_dir(self.root())
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with(".gpu-staging-") || name.starts_with(".trash-gpu-") {
-                let _ = std::fs::remove_dir_all(entry.path());
-            }
-        }
+        crate::payload::remove_leftovers(self.root(), &[".gpu-staging-", ".trash-gpu-"]);
         let path = self.root().join(LEGACY_RECORD);
         let Ok(bytes) = std::fs::read(&path) else {
             return;

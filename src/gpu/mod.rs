@@ -69,15 +69,7 @@ pub fn found(mode: Mode) -> &'static [Gpu] {
     static FOUND: OnceLock<Vec<Gpu>> = OnceLock::new();
     FOUND.get_or_init(|| match mode {
         Mode::None => Vec::new(),
-        Mode::Cuda => vec![Gpu {
-            vendor: "nvidia",
-            name: None,
-            driver: None,
-            memory: None,
-            found_by: "CODEX_OSS_GPU=cuda".to_owned(),
-            supported: true,
-            note: None,
-        }],
+        Mode::Cuda => vec![Gpu::found("nvidia", "CODEX_OSS_GPU=cuda", None)],
         Mode::Auto => detect::find(&detect::Probe {
             root: Path::new("/"),
             nvidia_smi: &detect::run_nvidia_smi,
@@ -205,7 +197,10 @@ async fn plan(settings: &Settings, ollama: &Path) -> Option<Expected> {
     );
     match install(&settings.home, &place, source, &url, Wait::No).await {
         Ok(record) => {
-            say_installed(&record, &place);
+            say!(
+                "installed Ollama's CUDA libraries {}",
+                installed(&record, &place)
+            );
             Some(expected(Some(record.installed_at)))
         }
         Err(InstallError::Busy) => {
@@ -230,13 +225,14 @@ async fn plan(settings: &Settings, ollama: &Path) -> Option<Expected> {
 /// What a run says while a rejected download keeps runs from fetching.
 const REJECTED: &str = "the last download of the CUDA libraries was not the archive this codex-oss was built with: the model runs on the CPU until `codex-oss gpu install` fetches them again";
 
-fn say_installed(record: &Record, place: &Place) {
-    say!(
-        "installed Ollama's CUDA libraries ({}: {}) in {}",
+/// `(cuda_v12, cuda_v13: 1.4 GB) in <lib>`: which libraries a record holds, and where.
+pub fn installed(record: &Record, place: &Place) -> String {
+    format!(
+        "({}: {}) in {}",
         record.folder_names().join(", "),
         human(record.bytes()),
         place.lib().display()
-    );
+    )
 }
 
 /// Why the libraries are not there.
@@ -315,10 +311,15 @@ pub async fn install(
         return Err(InstallError::Failed(e.to_string()));
     }
     let place = place.clone();
-    tokio::task::spawn_blocking(move || unpack_and_place(&place, source, &part))
-        .await
-        .map_err(|e| InstallError::Failed(e.to_string()))?
-        .map_err(InstallError::Failed)
+    tokio::task::spawn_blocking(move || {
+        let record = place.install(&part, source.asset, source.sha256)?;
+        let _ = std::fs::remove_file(&part);
+        let _ = std::fs::remove_file(download::validator_path(&part));
+        Ok(record)
+    })
+    .await
+    .map_err(|e| InstallError::Failed(e.to_string()))?
+    .map_err(InstallError::Failed)
 }
 
 /// Removes partial downloads of other archives (an older Ollama's).
@@ -334,13 +335,6 @@ fn forget_other_downloads(dir: &Path, keep: &Path) {
             let _ = std::fs::remove_file(path);
         }
     }
-}
-
-fn unpack_and_place(place: &Place, source: &GpuSource, archive: &Path) -> Result<Record, String> {
-    let record = place.install(archive, source.asset, source.sha256)?;
-    let _ = std::fs::remove_file(archive);
-    let _ = std::fs::remove_file(download::validator_path(archive));
-    Ok(record)
 }
 
 /// After the server started: says, in one line, when Ollama runs on the CPU although
@@ -553,14 +547,13 @@ impl Status {
             .path
             .as_ref()
             .map_or_else(String::new, |p| format!(" in {}", p.display()));
-        let size = |bytes: u64| human(bytes);
         match libs.state {
             "built_in" => "Metal, built into the embedded Ollama (Apple silicon)".to_owned(),
             "embedded" => format!("CUDA, built into this codex-oss{path}"),
             "installed" => format!(
                 "CUDA ({}: {}){path}",
                 libs.folders.join(", "),
-                size(libs.bytes.unwrap_or(0))
+                human(libs.bytes.unwrap_or(0))
             ),
             "damaged" => format!("CUDA, damaged{path}: the next run fetches them again"),
             "rejected" => format!("CUDA not installed: {REJECTED}"),
@@ -570,11 +563,11 @@ impl Status {
             }
             "missing" => {
                 let from = libs.source.as_ref().map_or_else(String::new, |s| {
-                    format!(" ({} from {})", size(s.bytes), s.url)
+                    format!(" ({} from {})", human(s.bytes), s.url)
                 });
                 let partial = libs
                     .partial_download_bytes
-                    .map_or_else(String::new, |b| format!("; {} downloaded so far", size(b)));
+                    .map_or_else(String::new, |b| format!("; {} downloaded so far", human(b)));
                 let when = if self
                     .found
                     .iter()

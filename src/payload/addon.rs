@@ -88,13 +88,9 @@ impl Folder {
         &self.root
     }
 
-    fn record_path(&self, name: &str) -> PathBuf {
-        record_path(&self.root, name)
-    }
-
     /// The record of the add-on `name`, intact or not.
     pub fn addon(&self, name: &str) -> Option<AddOn> {
-        serde_json::from_slice(&std::fs::read(self.record_path(name)).ok()?).ok()
+        serde_json::from_slice(&std::fs::read(record_path(&self.root, name)).ok()?).ok()
     }
 
     pub fn addon_state(&self, name: &str) -> AddOnState {
@@ -111,7 +107,7 @@ impl Folder {
     /// Writes the record of the add-on `name` (in one rename).
     pub fn write_record(&self, name: &str, record: &AddOn) -> io::Result<()> {
         crate::files::write_atomically(
-            &self.record_path(name),
+            &record_path(&self.root, name),
             &serde_json::to_vec_pretty(record).expect("record serialises"),
         )
     }
@@ -127,7 +123,7 @@ impl Folder {
         take: Take,
         source: (&str, &str),
     ) -> Result<AddOn, String> {
-        self.clean_leftovers();
+        super::remove_leftovers(&self.root, &LEFTOVERS);
         let staged = tempfile::Builder::new()
             .prefix(LEFTOVERS[0])
             .tempdir_in(&self.root)
@@ -141,7 +137,9 @@ impl Folder {
             source: source.0.to_owned(),
             sha256: source.1.to_owned(),
             folders,
-            installed_at: now_secs(),
+            installed_at: SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
             files,
         };
         let _lock = super::unpack_lock(&self.home, self.payload).map_err(|e| e.to_string())?;
@@ -157,7 +155,7 @@ impl Folder {
         staged: &Path,
         record: &AddOn,
     ) -> io::Result<()> {
-        match std::fs::remove_file(self.record_path(name)) {
+        match std::fs::remove_file(record_path(&self.root, name)) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
             _ => {}
         }
@@ -183,41 +181,20 @@ impl Folder {
     pub fn remove_addon(&self, name: &str, take: Take) -> io::Result<u64> {
         let _lock = super::unpack_lock(&self.home, self.payload)?;
         let bytes = self.addon(name).map_or(0, |r| r.bytes());
-        match std::fs::remove_file(self.record_path(name)) {
+        match std::fs::remove_file(record_path(&self.root, name)) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
             _ => {}
         }
         for folder in take.folders_in(&self.root) {
             std::fs::remove_dir_all(self.root.join(folder))?;
         }
-        self.clean_leftovers();
+        super::remove_leftovers(&self.root, &LEFTOVERS);
         Ok(bytes)
-    }
-
-    /// Removes what an interrupted add left (staging and trash folders).
-    pub fn clean_leftovers(&self) {
-        for entry in std::fs::read_dir(&self.root)
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if LEFTOVERS.iter().any(|prefix| name.starts_with(prefix)) {
-                let _ = std::fs::remove_dir_all(entry.path());
-            }
-        }
     }
 }
 
 fn record_path(root: &Path, name: &str) -> PathBuf {
     root.join(format!(".codex-oss-addon-{name}.json"))
-}
-
-/// Seconds since 1970, now.
-fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 /// Moves every recorded add-on of an unpacked copy about to be replaced (`old`, a

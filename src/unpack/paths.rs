@@ -225,11 +225,11 @@ pub fn create_dirs_within(
 /// link anywhere on the way: a hard link names a file of the archive's, not what a
 /// link points at.
 pub fn open_earlier(root: &Path, parts: &[String]) -> Result<std::fs::File, String> {
+    let rel = parts.join("/");
     let mut path = root.to_path_buf();
     for (i, part) in parts.iter().enumerate() {
         path.push(part);
-        let meta =
-            std::fs::symlink_metadata(&path).map_err(|e| format!("{}: {e}", parts.join("/")))?;
+        let meta = std::fs::symlink_metadata(&path).map_err(|e| format!("{rel}: {e}"))?;
         let fits = if i + 1 < parts.len() {
             meta.is_dir()
         } else {
@@ -237,10 +237,9 @@ pub fn open_earlier(root: &Path, parts: &[String]) -> Result<std::fs::File, Stri
         };
         if !fits {
             return Err(format!(
-                "a hard link to {}, which is not a file of the archive",
-                parts.join("/")
+                "a hard link to {rel}, which is not a file of the archive"
             ));
         }
     }
-    platform::open_no_follow(&path).map_err(|e| format!("{}: {e}", parts.join("/")))
+    platform::open_no_follow(&path).map_err(|e| format!("{rel}: {e}"))
 }

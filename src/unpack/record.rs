@@ -32,7 +32,13 @@ impl FileRecord {
     pub fn is_intact(&self, root: &Path) -> bool {
         let path = root.join(&self.path);
         if let Some(target) = &self.link {
-            return link_is_intact(&path, target);
+            // Windows has no links in its archives: a copy stands there, and it is
+            // enough that it exists.
+            return if cfg!(unix) {
+                std::fs::read_link(&path).is_ok_and(|t| t == Path::new(target))
+            } else {
+                path.exists()
+            };
         }
         let Ok(meta) = std::fs::metadata(&path) else {
             return false;
@@ -51,15 +57,5 @@ impl FileRecord {
             return true;
         }
         sha256_file(&path).is_ok_and(|hash| hash == self.sha256)
-    }
-}
-
-/// True when the link at `path` still points at `target` (Windows has no links in its
-/// archives: a copy stands there, and it is enough that it exists).
-pub fn link_is_intact(path: &Path, target: &str) -> bool {
-    if cfg!(unix) {
-        std::fs::read_link(path).is_ok_and(|t| t == Path::new(target))
-    } else {
-        path.exists()
     }
 }
