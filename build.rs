@@ -57,37 +57,47 @@ fn run() -> Result<(), String> {
     let mut gpu_source = String::new();
     for component in [Component::Ollama, Component::Codex] {
         let choice = pins::choose_source(&bundle, component, &target)?;
-        if let Some(version) = choice.version() {
-            if component == Component::Ollama {
-                bundle.check_ollama_version(version)?;
-            }
+        if let (Component::Ollama, Some(version)) = (component, choice.version()) {
+            bundle.check_ollama_version(version)?;
         }
-        let mut origin = pack::Origin::of(&choice);
         let source = match choice {
             pins::SourceChoice::Skip => None,
             pins::SourceChoice::Local { path, version } => {
                 println!("cargo:rerun-if-changed={}", path.display());
                 let sha256 = fetch::check_local(&path, bundle.pin(component, &target).ok())?;
-                origin.sha256 = Some(sha256);
-                Some((path, version))
+                let origin = pack::Origin {
+                    asset: path
+                        .file_name()
+                        .unwrap_or_default()
+                        .to_string_lossy()
+                        .into(),
+                    sha256: Some(sha256),
+                };
+                Some((path, version, origin))
             }
             pins::SourceChoice::Download { pin, url, version } => {
                 let path = fetch::download_verified(component, &url, &pin, &cache, &target)?;
-                Some((path, version))
+                let origin = pack::Origin {
+                    asset: pin.asset,
+                    sha256: pin.sha256.map(|hex| hex.to_ascii_lowercase()),
+                };
+                Some((path, version, origin))
             }
         };
         if component == Component::Ollama {
             // The GPU libraries the trim leaves out are fetched from the same archive at
             // run time, when a GPU wants them (src/gpu).
-            let archive = source.as_ref().map(|(path, _)| path.as_path());
-            gpu_source = pack::gpu_source(&target, archive, origin, &bundle.ollama.base_url)?;
+            let archive = source
+                .as_ref()
+                .map(|(path, _, origin)| (path.as_path(), origin));
+            gpu_source = pack::gpu_source(&target, archive, &bundle.ollama.base_url)?;
         }
         let line = match source {
             None => format!(
                 "pub static {}: Option<Payload> = None;\n",
-                component.const_name()
+                component.upper()
             ),
-            Some((path, version)) => {
+            Some((path, version, _)) => {
                 let tree = archive::read_trimmed(&path, component, &target)?;
                 let packed = pack::write(&tree, &out_dir.join(component.payload_file()), level)?;
                 println!(
@@ -102,18 +112,14 @@ fn run() -> Result<(), String> {
         };
         generated.push_str(&line);
     }
-    std::fs::write(out_dir.join("gpu_source.rs"), gpu_source).map_err(|e| {
-        format!(
-            "could not write gpu_source.rs into {}: {e}",
-            out_dir.display()
-        )
-    })?;
-    std::fs::write(out_dir.join("payloads.rs"), generated).map_err(|e| {
-        format!(
-            "could not write payloads.rs into {}: {e}",
-            out_dir.display()
-        )
-    })
+    write_out(&out_dir, "gpu_source.rs", &gpu_source)?;
+    write_out(&out_dir, "payloads.rs", &generated)
+}
+
+/// Writes the generated file `name` into `out_dir`.
+fn write_out(out_dir: &Path, name: &str, contents: &str) -> Result<(), String> {
+    std::fs::write(out_dir.join(name), contents)
+        .map_err(|e| format!("could not write {name} into {}: {e}", out_dir.display()))
 }
 
 /// The build variable naming the minisign public key `codex-oss update` trusts.
@@ -151,10 +157,5 @@ fn update_public_key(manifest_dir: &Path, out_dir: &Path) -> Result<(), String> 
             path.display()
         )
     })?;
-    std::fs::write(out_dir.join("update-public-key.b64"), line).map_err(|e| {
-        format!(
-            "could not write update-public-key.b64 into {}: {e}",
-            out_dir.display()
-        )
-    })
+    write_out(out_dir, "update-public-key.b64", line)
 }

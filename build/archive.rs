@@ -31,15 +31,16 @@ pub struct Tree {
     pub entrypoint: String,
 }
 
+/// What a file is, by its first bytes.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Format {
+pub enum Format {
     Gzip,
     Zstd,
     Zip,
     Executable,
 }
 
-fn sniff(path: &Path) -> Result<Format, String> {
+pub fn sniff(path: &Path) -> Result<Format, String> {
     let mut magic = [0u8; 4];
     let mut file =
         File::open(path).map_err(|e| format!("could not open {}: {e}", path.display()))?;
@@ -294,13 +295,13 @@ fn entrypoint_candidates(component: Component) -> &'static [&'static str] {
 fn find_entrypoint(entries: &[Entry], component: Component) -> Option<String> {
     let has = |p: &str| entries.iter().any(|e| e.path == p);
     if component == Component::Codex {
-        if let Some(entry) = entries.iter().find(|e| e.path == "codex-package.json") {
-            if let EntryData::File(bytes) = &entry.data {
-                let declared = package_entrypoint(bytes);
-                if let Some(path) = declared.filter(|p| has(p)) {
-                    return Some(path);
-                }
-            }
+        let package = entries.iter().find(|e| e.path == "codex-package.json");
+        let declared = package.and_then(|entry| match &entry.data {
+            EntryData::File(bytes) => package_entrypoint(bytes),
+            EntryData::Symlink(_) => None,
+        });
+        if let Some(path) = declared.filter(|p| has(p)) {
+            return Some(path);
         }
         // Older releases ship a lone `codex-<target>` executable.
         if let Some(e) = entries

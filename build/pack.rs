@@ -8,8 +8,9 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
+use crate::archive::Format;
 use crate::archive::{EntryData, Tree};
-use crate::pins::{Component, SourceChoice};
+use crate::pins::Component;
 
 /// Sizes and hash of a written payload.
 pub struct Packed {
@@ -142,7 +143,7 @@ pub fn payload_static(
         "pub static {name}: Option<Payload> = Some(Payload {{ name: {lower:?}, version: {version:?}, \
          sha256: {sha:?}, entrypoint: {entrypoint:?}, raw_bytes: {raw}, \
          data: include_bytes!(concat!(env!(\"OUT_DIR\"), \"/{file}\")) }});\n",
-        name = component.const_name(),
+        name = component.upper(),
         lower = component.lower(),
         sha = packed.sha256,
         raw = packed.raw_bytes,
@@ -153,29 +154,8 @@ pub fn payload_static(
 /// The release archive the embedded Ollama came from: its file name and its SHA-256
 /// (pinned for a download; hashed for a local archive, see `fetch::check_local`).
 pub struct Origin {
-    asset: Option<String>,
+    pub asset: String,
     pub sha256: Option<String>,
-}
-
-impl Origin {
-    pub fn of(choice: &SourceChoice) -> Origin {
-        match choice {
-            SourceChoice::Skip => Origin {
-                asset: None,
-                sha256: None,
-            },
-            SourceChoice::Local { path, .. } => Origin {
-                asset: path
-                    .file_name()
-                    .map(|name| name.to_string_lossy().into_owned()),
-                sha256: None,
-            },
-            SourceChoice::Download { pin, .. } => Origin {
-                asset: Some(pin.asset.clone()),
-                sha256: pin.sha256.as_ref().map(|hex| hex.to_ascii_lowercase()),
-            },
-        }
-    }
 }
 
 /// `gpu_source.rs`, which src/gpu compiles in: where the GPU libraries left out of the
@@ -187,15 +167,19 @@ impl Origin {
 /// the GPU libraries (`CODEX_OSS_KEEP_GPU_LIBS=1`).
 pub fn gpu_source(
     target: &str,
-    archive: Option<&Path>,
-    origin: Origin,
+    archive: Option<(&Path, &Origin)>,
     base_url: &str,
 ) -> Result<String, String> {
     let keep = std::env::var("CODEX_OSS_KEEP_GPU_LIBS").as_deref() == Ok("1");
-    let source = match (archive, origin.asset) {
-        (Some(path), Some(asset)) if !keep && !target.contains("apple") && unpackable(path)? => {
-            let sha256 = match origin.sha256 {
-                Some(pinned) => pinned,
+    let source = match archive {
+        Some((path, origin))
+            if !keep
+                && !target.contains("apple")
+                && matches!(crate::archive::sniff(path)?, Format::Zstd | Format::Zip) =>
+        {
+            let asset = &origin.asset;
+            let sha256 = match &origin.sha256 {
+                Some(pinned) => pinned.clone(),
                 None => crate::fetch::sha256_file(path)?,
             };
             let bytes = std::fs::metadata(path)
@@ -213,18 +197,5 @@ pub fn gpu_source(
          pub static GPU_SOURCE: Option<GpuSource> = {source};\n\
          pub static GPU_LIBS_EMBEDDED: bool = {};\n",
         keep && archive.is_some() && !target.contains("apple")
-    ))
-}
-
-/// True for a .tar.zst or .zip archive (by its first bytes).
-fn unpackable(path: &Path) -> Result<bool, String> {
-    let mut magic = [0u8; 4];
-    let mut file =
-        File::open(path).map_err(|e| format!("could not open {}: {e}", path.display()))?;
-    let n = std::io::Read::read(&mut file, &mut magic)
-        .map_err(|e| format!("could not read {}: {e}", path.display()))?;
-    Ok(matches!(
-        &magic[..n],
-        [0x28, 0xb5, 0x2f, 0xfd] | [b'P', b'K', 3, 4]
     ))
 }

@@ -37,7 +37,7 @@ impl Component {
         }
     }
 
-    fn upper(self) -> &'static str {
+    pub fn upper(self) -> &'static str {
         match self {
             Component::Ollama => "OLLAMA",
             Component::Codex => "CODEX",
@@ -49,10 +49,6 @@ impl Component {
             Component::Ollama => "ollama",
             Component::Codex => "codex",
         }
-    }
-
-    pub fn const_name(self) -> &'static str {
-        self.upper()
     }
 
     pub fn payload_file(self) -> String {
