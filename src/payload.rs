@@ -128,18 +128,14 @@ impl Payload {
     /// Makes sure an intact copy is unpacked, and leases it for this process.
     pub fn ensure_unpacked(&self, home: &Home) -> Result<Unpacked, UnpackError> {
         let parent = home.payload_dir(self.name);
-        let io_err = |dir: &Path| {
-            let dir = dir.to_path_buf();
-            move |source: io::Error| self.classify(dir, source)
-        };
-        make_private_dir(&parent).map_err(io_err(&parent))?;
-        make_private_dir(&home.run()).map_err(io_err(&home.run()))?;
+        make_private_dir(&parent).map_err(|e| self.classify(&parent, e))?;
+        make_private_dir(&home.run()).map_err(|e| self.classify(&home.run(), e))?;
         let _lock = unpack_lock(home, self.name).map_err(|source| match source.kind() {
             io::ErrorKind::TimedOut => UnpackError::Busy {
                 what: self.label(),
                 source,
             },
-            _ => self.classify(home.run(), source),
+            _ => self.classify(&home.run(), source),
         })?;
 
         let dest = parent.join(self.dir_name());
@@ -150,7 +146,7 @@ impl Payload {
         let lease_path = lease_path(&parent, &self.dir_name());
         let lease = lock::open(&lease_path)
             .and_then(|file| lock::try_take(&file, lock::Mode::Shared, &lease_path).map(|_| file))
-            .map_err(io_err(&parent))?;
+            .map_err(|e| self.classify(&parent, e))?;
         remove_unused(&parent, Some(&self.dir_name()));
         Ok(Unpacked {
             executable: dest.join(self.entrypoint),
@@ -158,8 +154,9 @@ impl Payload {
         })
     }
 
-    fn classify(&self, dir: PathBuf, source: io::Error) -> UnpackError {
+    fn classify(&self, dir: &Path, source: io::Error) -> UnpackError {
         let what = self.label();
+        let dir = dir.to_path_buf();
         if matches!(
             source.kind(),
             io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
@@ -200,7 +197,7 @@ impl Payload {
 
     /// Unpacks into a temporary directory beside `dest`, then renames it into place.
     fn unpack(&self, parent: &Path, dest: &Path) -> Result<(), UnpackError> {
-        let err = |source| self.classify(parent.to_path_buf(), source);
+        let err = |source| self.classify(parent, source);
         let temp = tempfile::Builder::new()
             .prefix(".tmp-")
             .tempdir_in(parent)
@@ -235,9 +232,7 @@ impl Payload {
     fn extract(&self, into: &Path) -> Result<Vec<FileRecord>, UnpackError> {
         unpack::unpack(Source::Embedded(self.data), into, Take::All).map_err(|e| match e {
             // Name the payload's directory, not the temporary one (removed when this fails).
-            ExtractError::Write(source) => {
-                self.classify(into.parent().unwrap_or(into).to_path_buf(), source)
-            }
+            ExtractError::Write(source) => self.classify(into.parent().unwrap_or(into), source),
             bad => UnpackError::Corrupt {
                 what: self.label(),
                 detail: bad.to_string(),

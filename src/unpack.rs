@@ -315,11 +315,9 @@ fn write_entries(
                 platform::make_symlink(Path::new(&target), &path).map_err(write)?;
                 records.push(FileRecord {
                     path: parts.join("/"),
-                    size: 0,
                     mode: Some(0),
-                    sha256: String::new(),
-                    mtime_ns: 0,
                     link: Some(target),
+                    ..FileRecord::default()
                 });
             }
             Piece::Copy { parts, of, mode } => {

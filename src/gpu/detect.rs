@@ -101,10 +101,6 @@ impl Probe<'_> {
     fn path(&self, absolute: &str) -> PathBuf {
         self.root.join(absolute.trim_start_matches('/'))
     }
-
-    fn read(&self, absolute: &str) -> Option<String> {
-        std::fs::read_to_string(self.path(absolute)).ok()
-    }
 }
 
 /// Every GPU this machine shows, NVIDIA's first.
@@ -157,7 +153,7 @@ fn apple() -> Vec<Gpu> {
 
 /// NVIDIA cards with NVIDIA's driver: from /proc on Linux, else from `nvidia-smi`.
 fn nvidia(probe: &Probe<'_>) -> Vec<Gpu> {
-    if let Some(text) = probe.read("/proc/driver/nvidia/version") {
+    if let Ok(text) = std::fs::read_to_string(probe.path("/proc/driver/nvidia/version")) {
         let driver = proc_driver_version(&text);
         let names = proc_gpu_names(probe);
         let cards = if names.is_empty() {

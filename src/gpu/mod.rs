@@ -344,15 +344,13 @@ pub async fn check_device(home: &Home, base_url: &str, log: Option<&Path>) {
     let Some(expected) = EXPECTED.get() else {
         return;
     };
-    let log = match log {
-        Some(log) => log.to_path_buf(),
-        None => match crate::shared::running(home)
+    let Some(log) = log.map(Path::to_path_buf).or_else(|| {
+        crate::shared::running(home)
             .into_iter()
             .find(|(url, _, _)| url == base_url)
-        {
-            Some((_, _, log)) => log,
-            None => return,
-        },
+            .map(|(_, _, log)| log)
+    }) else {
+        return;
     };
     // Ollama logs its device before it answers; its log may lag a moment behind.
     let mut computes = crate::server::inference_compute(&log);

@@ -102,11 +102,20 @@ impl Take {
 
     /// A link at `parts` pointing at `target` must be relative and stay inside.
     pub fn check_link(&self, parts: &[String], target: &str) -> Result<(), String> {
-        let depth = parts.len().saturating_sub(1 + self.floor());
-        if target_stays_within(depth, target) {
-            return Ok(());
+        let outside = || format!("link {} points outside: {target}", parts.join("/"));
+        // Relative, no drive or backslash, never climbing above the floor.
+        if target.is_empty() || target.starts_with('/') || target.contains(['\\', ':']) {
+            return Err(outside());
         }
-        Err(format!("link {} points outside: {target}", parts.join("/")))
+        let mut depth = parts.len().saturating_sub(1 + self.floor());
+        for part in target.split('/') {
+            match part {
+                "" | "." => {}
+                ".." => depth = depth.checked_sub(1).ok_or_else(outside)?,
+                _ => depth += 1,
+            }
+        }
+        Ok(())
     }
 }
 
@@ -120,26 +129,6 @@ fn plain_relative(rel: &str) -> Result<Vec<String>, String> {
         return Err(format!("unsafe path {rel}"));
     }
     Ok(parts.into_iter().map(str::to_owned).collect())
-}
-
-/// True when a link `depth` folders below a root, pointing at `target`, stays inside
-/// that root: relative, no drive or backslash, never climbing above it.
-pub fn target_stays_within(depth: usize, target: &str) -> bool {
-    if target.is_empty() || target.starts_with('/') || target.contains(['\\', ':']) {
-        return false;
-    }
-    let mut depth = depth;
-    for part in target.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => match depth.checked_sub(1) {
-                Some(up) => depth = up,
-                None => return false,
-            },
-            _ => depth += 1,
-        }
-    }
-    true
 }
 
 /// The links an archive has made so far and the folders their targets pass through, so

@@ -9,7 +9,7 @@ use crate::files::{mtime_of, sha256_file};
 use crate::platform;
 
 /// One file or link, at its path relative to the folder it was unpacked into.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct FileRecord {
     pub path: String,
     pub size: u64,
