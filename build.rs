@@ -99,7 +99,8 @@ fn run() -> Result<(), String> {
             ),
             Some((path, version, _)) => {
                 let tree = archive::read_trimmed(&path, component, &target)?;
-                let packed = pack::write(&tree, &out_dir.join(component.payload_file()), level)?;
+                let file = out_dir.join(format!("{}.tar.zst", component.lower()));
+                let packed = pack::write(&tree, &file, level)?;
                 println!(
                     "cargo:warning=embedding {} {version}: {} files, {} MB raw, {} MB compressed (zstd -{level})",
                     component.display(),

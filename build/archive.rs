@@ -203,12 +203,9 @@ fn read_tar(reader: impl Read, keep: &dyn Fn(&str) -> bool) -> Result<Vec<Entry>
             .map_err(|e| e.to_string())?
             .to_string_lossy()
             .into_owned();
-        let Some(path) = normalize(&raw)? else {
+        let Some(path) = normalize(&raw)?.filter(|p| keep(p)) else {
             continue;
         };
-        if !keep(&path) {
-            continue;
-        }
         let mode = entry.header().mode().unwrap_or(0o644) & 0o777;
         let kind = entry.header().entry_type();
         let data = if kind.is_symlink() {
@@ -239,12 +236,9 @@ fn read_zip(path: &Path, keep: &dyn Fn(&str) -> bool) -> Result<Vec<Entry>, Stri
         if file.is_dir() {
             continue;
         }
-        let Some(path) = normalize(file.name())? else {
+        let Some(path) = normalize(file.name())?.filter(|p| keep(p)) else {
             continue;
         };
-        if !keep(&path) {
-            continue;
-        }
         let mode = file.unix_mode().unwrap_or(0o644) & 0o777;
         let mut bytes = Vec::with_capacity(file.size() as usize);
         file.read_to_end(&mut bytes)

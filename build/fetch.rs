@@ -30,11 +30,6 @@ pub fn cache_dir(out_dir: &Path) -> PathBuf {
         )
 }
 
-/// SHA-256 of a file, as lowercase hex.
-pub fn sha256_file(path: &Path) -> Result<String, String> {
-    Ok(digests_of(path, None)?.sha256)
-}
-
 /// The digests of an asset: its SHA-256 (GitHub release pins, and what the GPU libraries
 /// are trusted under), and its SHA-512 (npm `integrity`) when a pin asks for it.
 pub struct Digests {

@@ -180,7 +180,7 @@ pub fn gpu_source(
             let asset = &origin.asset;
             let sha256 = match &origin.sha256 {
                 Some(pinned) => pinned.clone(),
-                None => crate::fetch::sha256_file(path)?,
+                None => crate::fetch::digests_of(path, None)?.sha256,
             };
             let bytes = std::fs::metadata(path)
                 .map_err(|e| format!("could not read {}: {e}", path.display()))?

@@ -51,10 +51,6 @@ impl Component {
         }
     }
 
-    pub fn payload_file(self) -> String {
-        format!("{}.tar.zst", self.lower())
-    }
-
     pub fn skip_var(self) -> String {
         format!("SKIP_{}_DOWNLOAD", self.upper())
     }

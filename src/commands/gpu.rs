@@ -51,10 +51,8 @@ async fn install(settings: &Settings) -> Result<ExitCode> {
     };
     gpu::forget_removal(&settings.home);
     if let State::Installed(record) = place.state() {
-        out!(
-            "Ollama's CUDA libraries are installed {}",
-            gpu::installed(&record, &place)
-        );
+        let installed = gpu::installed(&record, &place);
+        out!("Ollama's CUDA libraries are installed {installed}");
         return Ok(ExitCode::SUCCESS);
     }
     if !gpu::found(settings.gpu)
@@ -70,10 +68,8 @@ async fn install(settings: &Settings) -> Result<ExitCode> {
     ));
     match gpu::install(&settings.home, &place, source, &url, gpu::Wait::Yes).await {
         Ok(record) => {
-            out!(
-                "installed Ollama's CUDA libraries {}",
-                gpu::installed(&record, &place)
-            );
+            let installed = gpu::installed(&record, &place);
+            out!("installed Ollama's CUDA libraries {installed}");
             Ok(ExitCode::SUCCESS)
         }
         Err(gpu::InstallError::Busy) => {

@@ -197,10 +197,8 @@ async fn plan(settings: &Settings, ollama: &Path) -> Option<Expected> {
     );
     match install(&settings.home, &place, source, &url, Wait::No).await {
         Ok(record) => {
-            say!(
-                "installed Ollama's CUDA libraries {}",
-                installed(&record, &place)
-            );
+            let what = installed(&record, &place);
+            say!("installed Ollama's CUDA libraries {what}");
             Some(expected(Some(record.installed_at)))
         }
         Err(InstallError::Busy) => {
