@@ -37,18 +37,12 @@ impl Component {
         }
     }
 
-    pub fn upper(self) -> &'static str {
-        match self {
-            Component::Ollama => "OLLAMA",
-            Component::Codex => "CODEX",
-        }
+    pub fn upper(self) -> String {
+        self.display().to_ascii_uppercase()
     }
 
-    pub fn lower(self) -> &'static str {
-        match self {
-            Component::Ollama => "ollama",
-            Component::Codex => "codex",
-        }
+    pub fn lower(self) -> String {
+        self.display().to_ascii_lowercase()
     }
 
     pub fn skip_var(self) -> String {
