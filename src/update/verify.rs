@@ -3,26 +3,20 @@
 //!
 //! The key is compiled in (build.rs writes it from `keys/update.pub` or
 //! `CODEX_OSS_UPDATE_PUBLIC_KEY`). Signatures must be prehashed (minisign's default
-//! since 0.10), so a file of any size is checked in one streaming pass, together with its
-//! SHA-256. The trusted comment, which the signature covers, must read
+//! since 0.10), so a file of any size is checked in one streaming pass (its SHA-256 is the
+//! download's to check, `download`). The trusted comment, which the signature covers, must read
 //! `codex-oss <version> <file name>` (`scripts/sign-release.sh` writes it so).
 
 use std::io::{self, Read};
 
 use minisign_verify::{PublicKey, Signature};
-use sha2::{Digest, Sha256};
 
 /// The release key's base64 line, as build.rs checked it.
 static PUBLIC_KEY: &str = include_str!(concat!(env!("OUT_DIR"), "/update-public-key.b64"));
 
 /// The compiled-in release key.
-pub fn release_key() -> PublicKey {
+fn release_key() -> PublicKey {
     PublicKey::from_base64(PUBLIC_KEY.trim()).expect("build.rs checked the update public key")
-}
-
-/// The trusted comment a release file's signature carries.
-pub fn trusted_comment(version: &str, file: &str) -> String {
-    format!("codex-oss {version} {file}")
 }
 
 /// The file being checked: its name in the release, and the release's version.
@@ -100,19 +94,13 @@ impl Subject<'_> {
     }
 }
 
-/// Checks `data` (read to its end) against its `.sha256` text, when there is one, and its
-/// `.minisig` text, with `key`.
+/// Checks `data` (read to its end) against its `.minisig` text, with the release key.
 pub fn check(
     mut data: impl Read,
     subject: Subject<'_>,
-    sha256_text: Option<&str>,
     signature_text: &str,
-    key: &PublicKey,
 ) -> Result<(), Refused> {
     let issues = super::issues_page();
-    let expected_sha256 = sha256_text
-        .map(|text| published_sha256(text, subject))
-        .transpose()?;
     let signature_error = |detail: String| Refused::SignatureFile {
         file: subject.file(),
         version: subject.version(),
@@ -121,6 +109,7 @@ pub fn check(
     };
     let signature =
         Signature::decode(signature_text).map_err(|e| signature_error(e.to_string()))?;
+    let key = release_key();
     let mut verifier = key.verify_stream(&signature).map_err(|e| match e {
         minisign_verify::Error::UnexpectedKeyId => Refused::OtherKey {
             file: subject.file(),
@@ -130,8 +119,6 @@ pub fn check(
         other => signature_error(other.to_string()),
     })?;
 
-    // One pass over the file feeds both the SHA-256 and the signature's BLAKE2b.
-    let mut sha256 = Sha256::new();
     let mut buffer = vec![0u8; 1 << 16];
     loop {
         let n = match data.read(&mut buffer) {
@@ -145,28 +132,16 @@ pub fn check(
                 })
             }
         };
-        sha256.update(&buffer[..n]);
         verifier.update(&buffer[..n]);
     }
 
-    if let Some(expected) = expected_sha256 {
-        let actual = crate::files::hex(&sha256.finalize());
-        if actual != expected {
-            return Err(Refused::Checksum {
-                file: subject.file(),
-                version: subject.version(),
-                expected,
-                actual,
-            });
-        }
-    }
     verifier.finalize().map_err(|_| Refused::BadSignature {
         file: subject.file(),
         version: subject.version(),
         issues: issues.clone(),
     })?;
     // Only now is the trusted comment known to be the signer's.
-    let expected = trusted_comment(subject.version, subject.file);
+    let expected = format!("codex-oss {} {}", subject.version, subject.file);
     if signature.trusted_comment() != expected {
         return Err(Refused::OtherFile {
             file: subject.file(),
@@ -241,7 +216,7 @@ trusted comment: codex-oss 0.2.0 test
             file: "test",
             version: "0.2.0",
         };
-        let err = check(&b"test"[..], subject, None, signature, &release_key()).unwrap_err();
+        let err = check(&b"test"[..], subject, signature).unwrap_err();
         assert!(matches!(err, Refused::OtherKey { .. }), "{err}");
     }
 
@@ -251,7 +226,7 @@ trusted comment: codex-oss 0.2.0 test
             file: "f",
             version: "0.2.0",
         };
-        let err = check(&b"x"[..], subject, None, "not a signature", &release_key()).unwrap_err();
+        let err = check(&b"x"[..], subject, "not a signature").unwrap_err();
         assert!(matches!(err, Refused::SignatureFile { .. }), "{err}");
         assert!(
             err.to_string().contains("f.minisig of codex-oss 0.2.0"),
