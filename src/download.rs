@@ -157,21 +157,17 @@ pub async fn fetch(url: &str, part: &Path, expected: &Expected<'_>) -> Result<u6
         drop_partial(&file, part).map_err(&disk)?;
         have = 0;
     }
-    let mut downloaded = 0;
-    if Some(have) != expected.size.exact() {
-        downloaded = match download(url, &mut file, part, have, expected).await {
-            Ok(bytes) => bytes,
-            Err(e) => {
-                if e.is_wrong_file() {
-                    let _ = std::fs::remove_file(part);
-                    let _ = std::fs::remove_file(validator_path(part));
-                }
-                return Err(e);
-            }
-        };
+    let downloaded = if Some(have) == expected.size.exact() {
+        Ok(0)
+    } else {
+        download(url, &mut file, part, have, expected).await
+    };
+    let result = downloaded.and_then(|bytes| check(&mut file, part, expected).map(|()| bytes));
+    if result.as_ref().is_err_and(DownloadError::is_wrong_file) {
+        let _ = std::fs::remove_file(part);
+        let _ = std::fs::remove_file(validator_path(part));
     }
-    check(&mut file, part, expected)?;
-    Ok(downloaded)
+    result
 }
 
 /// Empties the partial download and forgets its validator: the next bytes start afresh.
@@ -183,7 +179,7 @@ fn drop_partial(file: &File, part: &Path) -> io::Result<()> {
     file.set_len(0)
 }
 
-/// The whole file's hash against the one expected; a file that does not match is deleted.
+/// The whole file's hash against the one expected.
 fn check(file: &mut File, part: &Path, expected: &Expected<'_>) -> Result<(), DownloadError> {
     let disk = disk("read", part);
     file.rewind().map_err(&disk)?;
@@ -193,8 +189,6 @@ fn check(file: &mut File, part: &Path, expected: &Expected<'_>) -> Result<(), Do
     if got.eq_ignore_ascii_case(expected.sha256) {
         return Ok(());
     }
-    let _ = std::fs::remove_file(part);
-    let _ = std::fs::remove_file(validator_path(part));
     Err(DownloadError::Mismatch {
         what: expected.what.to_owned(),
         got,
@@ -312,12 +306,11 @@ async fn request(
     mut have: u64,
     expected: &Expected<'_>,
 ) -> Result<Answer, DownloadError> {
-    let network = |what: String| DownloadError::Network(what);
     let disk = disk("write", part);
     let client = crate::http::client_builder(url)
         .connect_timeout(Duration::from_secs(15))
         .build()
-        .map_err(|e| network(describe(&e)))?;
+        .map_err(|e| DownloadError::Network(describe(&e)))?;
     loop {
         let mut request = client.get(url).headers(expected.headers.clone());
         if have > 0 {
@@ -329,7 +322,7 @@ async fn request(
         let resp = request
             .send()
             .await
-            .map_err(|e| network(format!("cannot reach {url}: {}", describe(&e))))?;
+            .map_err(|e| DownloadError::Network(format!("cannot reach {url}: {}", describe(&e))))?;
         let code = resp.status().as_u16();
         match code {
             206 if range_start(&resp) == Some(have) => return Ok(Answer::Body(resp, have)),
