@@ -69,33 +69,31 @@ impl Connection {
         // An NVIDIA GPU gets Ollama's CUDA libraries before Ollama starts (see `gpu`).
         crate::gpu::prepare(settings, &tool.path).await;
         crate::registry::stop_stale(&settings.home, &tool.path);
-        if share {
-            if let Some(shared) = Shared::join(settings, &tool.path).await? {
-                let base = shared.base_url();
-                crate::gpu::check_device(&settings.home, &base, None).await;
-                return Ok(Connection {
-                    base,
-                    server: None,
-                    shared: Some(shared),
-                    pull_timeout: settings.pull_timeout,
-                    _tool: Some(tool),
-                });
-            }
-        }
-        let server = Server::start(server::Config {
-            executable: &tool.path,
-            home: &settings.home,
-            bind: settings.bind.clone(),
-            context_length: settings.context_length,
-            env: &settings.server_env,
-        })
-        .await?;
-        let base = server.base_url();
-        crate::gpu::check_device(&settings.home, &base, Some(server.log_path())).await;
+        let shared = if share {
+            Shared::join(settings, &tool.path).await?
+        } else {
+            None
+        };
+        let (server, base) = if let Some(shared) = &shared {
+            (None, shared.base_url())
+        } else {
+            let server = Server::start(server::Config {
+                executable: &tool.path,
+                home: &settings.home,
+                bind: settings.bind.clone(),
+                context_length: settings.context_length,
+                env: &settings.server_env,
+            })
+            .await?;
+            let base = server.base_url();
+            (Some(server), base)
+        };
+        let log = server.as_ref().map(Server::log_path);
+        crate::gpu::check_device(&settings.home, &base, log).await;
         Ok(Connection {
             base,
-            server: Some(server),
-            shared: None,
+            server,
+            shared,
             pull_timeout: settings.pull_timeout,
             _tool: Some(tool),
         })
