@@ -51,9 +51,7 @@ fn check(_manager: Option<&Manager>) -> Result<u8> {
 
 #[cfg(not(feature = "self-update"))]
 fn install(_args: &UpdateArgs, _exe: &std::path::Path) -> Result<ExitCode> {
-    anyhow::bail!(
-        "this codex-oss was built without self-update: update it the way you installed it"
-    )
+    check(None).map(ExitCode::from)
 }
 
 /// `Ollama X, Codex Y` of this binary.
