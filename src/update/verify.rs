@@ -39,46 +39,37 @@ pub enum Refused {
         actual: String,
     },
     #[error(
-        "{file}.sha256 of codex-oss {version} is not a SHA-256 checksum of {file}: nothing was installed: report it at {issues}"
+        "{file}.sha256 of codex-oss {version} is not a SHA-256 checksum of {file}: nothing was installed: report it at {issues}",
+        issues = super::issues_page()
     )]
-    ChecksumFile {
-        file: String,
-        version: String,
-        issues: String,
-    },
+    ChecksumFile { file: String, version: String },
     #[error(
-        "{file}.minisig of codex-oss {version} is not a minisign signature codex-oss accepts ({detail}): nothing was installed: report it at {issues}"
+        "{file}.minisig of codex-oss {version} is not a minisign signature codex-oss accepts ({detail}): nothing was installed: report it at {issues}",
+        issues = super::issues_page()
     )]
     SignatureFile {
         file: String,
         version: String,
         detail: String,
-        issues: String,
     },
     #[error(
-        "{file} of codex-oss {version} is signed with another key than the codex-oss release key this codex-oss trusts: nothing was installed: do not install it by hand, and report it at {issues}"
+        "{file} of codex-oss {version} is signed with another key than the codex-oss release key this codex-oss trusts: nothing was installed: do not install it by hand, and report it at {issues}",
+        issues = super::issues_page()
     )]
-    OtherKey {
-        file: String,
-        version: String,
-        issues: String,
-    },
+    OtherKey { file: String, version: String },
     #[error(
-        "the signature of {file} (codex-oss {version}) does not verify with the codex-oss release key: the file was altered or does not come from codex-oss; nothing was installed: do not install it by hand, and report it at {issues}"
+        "the signature of {file} (codex-oss {version}) does not verify with the codex-oss release key: the file was altered or does not come from codex-oss; nothing was installed: do not install it by hand, and report it at {issues}",
+        issues = super::issues_page()
     )]
-    BadSignature {
-        file: String,
-        version: String,
-        issues: String,
-    },
+    BadSignature { file: String, version: String },
     #[error(
-        "the signature of {file} was made for `{comment}`, not for `{expected}`: the server sent a file of another release or another system in its place; nothing was installed: report it at {issues}"
+        "the signature of {file} was made for `{comment}`, not for `{expected}`: the server sent a file of another release or another system in its place; nothing was installed: report it at {issues}",
+        issues = super::issues_page()
     )]
     OtherFile {
         file: String,
         comment: String,
         expected: String,
-        issues: String,
     },
     #[error("could not read the downloaded {file} ({source}): nothing was installed: run `codex-oss update` again")]
     Io { file: String, source: io::Error },
@@ -100,12 +91,10 @@ pub fn check(
     subject: Subject<'_>,
     signature_text: &str,
 ) -> Result<(), Refused> {
-    let issues = super::issues_page();
     let signature_error = |detail: String| Refused::SignatureFile {
         file: subject.file(),
         version: subject.version(),
         detail,
-        issues: issues.clone(),
     };
     let signature =
         Signature::decode(signature_text).map_err(|e| signature_error(e.to_string()))?;
@@ -114,7 +103,6 @@ pub fn check(
         minisign_verify::Error::UnexpectedKeyId => Refused::OtherKey {
             file: subject.file(),
             version: subject.version(),
-            issues: issues.clone(),
         },
         other => signature_error(other.to_string()),
     })?;
@@ -138,7 +126,6 @@ pub fn check(
     verifier.finalize().map_err(|_| Refused::BadSignature {
         file: subject.file(),
         version: subject.version(),
-        issues: issues.clone(),
     })?;
     // Only now is the trusted comment known to be the signer's.
     let expected = format!("codex-oss {} {}", subject.version, subject.file);
@@ -147,7 +134,6 @@ pub fn check(
             file: subject.file(),
             comment: signature.trusted_comment().to_owned(),
             expected,
-            issues,
         });
     }
     Ok(())
@@ -158,7 +144,6 @@ pub fn published_sha256(text: &str, subject: Subject<'_>) -> Result<String, Refu
     parse_sha256(text, subject.file).ok_or_else(|| Refused::ChecksumFile {
         file: subject.file(),
         version: subject.version(),
-        issues: super::issues_page(),
     })
 }
 
