@@ -494,20 +494,12 @@ impl Release {
 
 /// The host of `url` (lower-cased, without IPv6 brackets) and its port.
 fn authority_of(url: &str) -> Option<(String, u16)> {
-    let uri: self_update::http::Uri = url.parse().ok()?;
-    let host = uri
-        .host()?
+    let url = reqwest::Url::parse(url).ok()?;
+    let host = url
+        .host_str()?
         .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_ascii_lowercase();
-    let port = uri
-        .port_u16()
-        .unwrap_or(if uri.scheme_str() == Some("http") {
-            80
-        } else {
-            443
-        });
-    Some((host, port))
+        .trim_end_matches(']');
+    Some((host.to_owned(), url.port_or_known_default()?))
 }
 
 /// Owner and name of a `https://github.com/OWNER/NAME` repository URL.
