@@ -92,18 +92,10 @@ pub enum DownloadError {
         got: String,
         expected: String,
     },
-    /// The server's file has another size: not the file either.
-    #[error(
-        "the download is not {what} ({got} bytes, expected {expected}), so nothing was installed"
-    )]
-    WrongSize {
-        what: String,
-        got: u64,
-        expected: u64,
-    },
-    /// The server sends more than any such file holds.
-    #[error("the download is not {what} (over {limit} bytes), so nothing was installed")]
-    TooLarge { what: String, limit: u64 },
+    /// The server's file has another size, or more than any such file holds: not the
+    /// file either.
+    #[error("the download is not {what} ({size}), so nothing was installed")]
+    WrongSize { what: String, size: String },
     /// The partial file could not be written or read.
     #[error("could not {doing} {}: {error}", path.display())]
     Disk {
@@ -118,9 +110,7 @@ impl DownloadError {
     pub fn is_wrong_file(&self) -> bool {
         matches!(
             self,
-            DownloadError::Mismatch { .. }
-                | DownloadError::WrongSize { .. }
-                | DownloadError::TooLarge { .. }
+            DownloadError::Mismatch { .. } | DownloadError::WrongSize { .. }
         )
     }
 }
@@ -142,8 +132,8 @@ pub fn validator_path(part: &Path) -> PathBuf {
 }
 
 /// Downloads `url` into `part` (resuming what is there) until it holds the file
-/// `expected` describes, checked; returns the number of bytes this call downloaded.
-pub async fn fetch(url: &str, part: &Path, expected: &Expected<'_>) -> Result<u64, DownloadError> {
+/// `expected` describes, checked.
+pub async fn fetch(url: &str, part: &Path, expected: &Expected<'_>) -> Result<(), DownloadError> {
     let disk = disk("write", part);
     let mut file = OpenOptions::new()
         .read(true)
@@ -158,11 +148,11 @@ pub async fn fetch(url: &str, part: &Path, expected: &Expected<'_>) -> Result<u6
         have = 0;
     }
     let downloaded = if Some(have) == expected.size.exact() {
-        Ok(0)
+        Ok(())
     } else {
         download(url, &mut file, part, have, expected).await
     };
-    let result = downloaded.and_then(|bytes| check(&mut file, part, expected).map(|()| bytes));
+    let result = downloaded.and_then(|()| check(&mut file, part, expected));
     if result.as_ref().is_err_and(DownloadError::is_wrong_file) {
         let _ = std::fs::remove_file(part);
         let _ = std::fs::remove_file(validator_path(part));
@@ -211,10 +201,10 @@ async fn download(
     part: &Path,
     have: u64,
     expected: &Expected<'_>,
-) -> Result<u64, DownloadError> {
+) -> Result<(), DownloadError> {
     let disk = disk("write", part);
     let (resp, mut have) = match request(url, file, part, have, expected).await? {
-        Answer::Complete => return Ok(0),
+        Answer::Complete => return Ok(()),
         Answer::Body(resp, have) => (resp, have),
     };
     let told = total_size(&resp, have);
@@ -223,8 +213,7 @@ async fn download(
             drop_partial(file, part).map_err(&disk)?;
             return Err(DownloadError::WrongSize {
                 what: expected.what.to_owned(),
-                got: told,
-                expected: size,
+                size: format!("{told} bytes, expected {size}"),
             });
         }
         if told > expected.size.limit() {
@@ -251,7 +240,6 @@ async fn download(
         None => human(have),
     };
     let mut stream = resp.bytes_stream();
-    let start = have;
     while total.is_none_or(|total| have < total) {
         let chunk = match tokio::time::timeout(IDLE, stream.next()).await {
             Err(_) => {
@@ -287,13 +275,13 @@ async fn download(
         )));
     }
     progress.finish();
-    Ok(have - start)
+    Ok(())
 }
 
 fn too_large(expected: &Expected<'_>) -> DownloadError {
-    DownloadError::TooLarge {
+    DownloadError::WrongSize {
         what: expected.what.to_owned(),
-        limit: expected.size.limit(),
+        size: format!("over {} bytes", expected.size.limit()),
     }
 }
 
