@@ -171,7 +171,7 @@ impl Source {
             return Ok(None);
         };
         let version = release.version.to_string();
-        let signature = self.signature_of(release, MANIFEST)?;
+        let signature = self.text_of(release, &format!("{MANIFEST}.minisig"), "signature")?;
         let bytes = self.fetch_small(asset)?;
         let subject = Subject {
             file: MANIFEST,
@@ -206,7 +206,7 @@ impl Source {
             )
         })?;
         // The small files first: a release without them is refused before the large download.
-        let signature = self.signature_of(release, &name)?;
+        let signature = self.text_of(release, &format!("{name}.minisig"), "signature")?;
         let sha256 = self.text_of(release, &format!("{name}.sha256"), "checksum")?;
 
         let subject = Subject {
@@ -251,16 +251,10 @@ impl Source {
             .map_err(|e| anyhow!("could not start the download ({e}): nothing was installed: run `codex-oss update` again"))?;
         runtime
             .block_on(download::fetch(url, path, &expected))
-            .map(drop)
             .map_err(|e| self.explain_download(&e, subject))
     }
 
-    /// The `.minisig` of `file`; a release without one is refused.
-    fn signature_of(&self, release: &Release, file: &str) -> Result<String> {
-        self.text_of(release, &format!("{file}.minisig"), "signature")
-    }
-
-    /// A small text file of the release, which must be there.
+    /// A small text file of the release (a signature, a checksum), which must be there.
     fn text_of(&self, release: &Release, name: &str, what: &str) -> Result<String> {
         let asset = release.asset(name).ok_or_else(|| {
             anyhow!(
@@ -347,9 +341,9 @@ impl Source {
                 "could not write {} ({error}): free some space in the temporary folder, or point TMPDIR elsewhere",
                 path.display()
             ),
-            DownloadError::Network(_)
-            | DownloadError::WrongSize { .. }
-            | DownloadError::TooLarge { .. } => self.say(Failure::Other, &self.api, err, asked),
+            DownloadError::Network(_) | DownloadError::WrongSize { .. } => {
+                self.say(Failure::Other, &self.api, err, asked)
+            }
         }
     }
 

@@ -75,16 +75,6 @@ pub enum Refused {
     Io { file: String, source: io::Error },
 }
 
-impl Subject<'_> {
-    fn file(&self) -> String {
-        self.file.to_owned()
-    }
-
-    fn version(&self) -> String {
-        self.version.to_owned()
-    }
-}
-
 /// Checks `data` (read to its end) against its `.minisig` text, with the release key.
 pub fn check(
     mut data: impl Read,
@@ -92,8 +82,8 @@ pub fn check(
     signature_text: &str,
 ) -> Result<(), Refused> {
     let signature_error = |detail: String| Refused::SignatureFile {
-        file: subject.file(),
-        version: subject.version(),
+        file: subject.file.to_owned(),
+        version: subject.version.to_owned(),
         detail,
     };
     let signature =
@@ -101,8 +91,8 @@ pub fn check(
     let key = release_key();
     let mut verifier = key.verify_stream(&signature).map_err(|e| match e {
         minisign_verify::Error::UnexpectedKeyId => Refused::OtherKey {
-            file: subject.file(),
-            version: subject.version(),
+            file: subject.file.to_owned(),
+            version: subject.version.to_owned(),
         },
         other => signature_error(other.to_string()),
     })?;
@@ -115,7 +105,7 @@ pub fn check(
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(source) => {
                 return Err(Refused::Io {
-                    file: subject.file(),
+                    file: subject.file.to_owned(),
                     source,
                 })
             }
@@ -124,14 +114,14 @@ pub fn check(
     }
 
     verifier.finalize().map_err(|_| Refused::BadSignature {
-        file: subject.file(),
-        version: subject.version(),
+        file: subject.file.to_owned(),
+        version: subject.version.to_owned(),
     })?;
     // Only now is the trusted comment known to be the signer's.
     let expected = format!("codex-oss {} {}", subject.version, subject.file);
     if signature.trusted_comment() != expected {
         return Err(Refused::OtherFile {
-            file: subject.file(),
+            file: subject.file.to_owned(),
             comment: signature.trusted_comment().to_owned(),
             expected,
         });
@@ -142,8 +132,8 @@ pub fn check(
 /// The SHA-256 a release's `.sha256` text gives for `subject`'s file.
 pub fn published_sha256(text: &str, subject: Subject<'_>) -> Result<String, Refused> {
     parse_sha256(text, subject.file).ok_or_else(|| Refused::ChecksumFile {
-        file: subject.file(),
-        version: subject.version(),
+        file: subject.file.to_owned(),
+        version: subject.version.to_owned(),
     })
 }
 
