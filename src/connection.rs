@@ -25,23 +25,11 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// The user's server, else the shared one (when `settings.share`), else a private one.
-    pub async fn open(settings: &Settings) -> Result<Connection> {
-        Connection::open_with(settings, settings.share, None).await
-    }
-
-    /// `open`, given what answers at the user's address when the caller has probed it
-    /// already (`remote::probe`), so a run asks the user's server once.
-    pub async fn open_probed(settings: &Settings, probed: Option<Remote>) -> Result<Connection> {
-        Connection::open_with(settings, settings.share, probed).await
-    }
-
-    /// The user's server, else one of this run's own.
-    pub async fn open_private(settings: &Settings) -> Result<Connection> {
-        Connection::open_with(settings, false, None).await
-    }
-
-    async fn open_with(
+    /// The user's server, else the shared one (when `share`, which is `settings.share`
+    /// but for `serve`), else one of this run's own. `probed` is what answers at the
+    /// user's address when the caller has probed it already (`remote::probe`), so a run
+    /// asks the user's server once.
+    pub async fn open(
         settings: &Settings,
         share: bool,
         probed: Option<Remote>,
@@ -101,11 +89,6 @@ impl Connection {
 
     pub fn client(&self) -> Result<Ollama> {
         Ollama::new(&self.base, self.pull_timeout)
-    }
-
-    /// `http://HOST:PORT`, the server's address.
-    pub fn base_url(&self) -> &str {
-        &self.base
     }
 
     /// Resolves if the embedded server stops; never for a user's own server.
