@@ -228,8 +228,8 @@ async fn download(
     }
     file.seek(io::SeekFrom::Start(have)).map_err(&disk)?;
     let mut progress = Progress::new(Look::Transfer, total, expected.bar.to_owned());
-    progress.set_position(have);
     let say = |progress: &mut Progress, have: u64| {
+        progress.set_position(have);
         if let (Some(what), Some(total)) = (expected.lines, total) {
             progress.tenth("", what, have, total);
         }
@@ -264,7 +264,6 @@ async fn download(
         if have > expected.size.limit() {
             return Err(too_large(expected));
         }
-        progress.set_position(have);
         say(&mut progress, have);
     }
     file.sync_all().map_err(&disk)?;

@@ -57,9 +57,8 @@ fn install(_args: &UpdateArgs, _exe: &std::path::Path) -> Result<ExitCode> {
 /// `Ollama X, Codex Y` of this binary.
 #[cfg(feature = "self-update")]
 fn embedded() -> String {
-    let version = |payload: Option<&crate::payload::Payload>| {
-        payload.map_or_else(|| "not embedded".to_owned(), |p| p.version.to_owned())
-    };
+    let version =
+        |payload: Option<&crate::payload::Payload>| payload.map_or("not embedded", |p| p.version);
     format!(
         "Ollama {}, Codex {}",
         version(crate::payload::ollama()),

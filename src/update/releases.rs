@@ -391,9 +391,8 @@ impl Source {
             ),
             (Failure::Unauthorized(status), _) => match &self.token {
                 Some(token) => anyhow!(
-                    "{url} refused the token in {} ({status}): {nothing}check or unset {}",
-                    token.var,
-                    token.var
+                    "{url} refused the token in {var} ({status}): {nothing}check or unset {var}",
+                    var = token.var
                 ),
                 None => anyhow!(
                     "{url} refused the request ({status}): {nothing}if the server needs a token, set GITHUB_TOKEN (or CODEX_OSS_GITHUB_TOKEN)"
