@@ -101,8 +101,6 @@ fn check(manager: Option<&Manager>) -> Result<u8> {
 
 #[cfg(feature = "self-update")]
 fn install(args: &UpdateArgs, exe: &std::path::Path) -> Result<ExitCode> {
-    use anyhow::anyhow;
-
     let current = engine::current_version();
     let wanted = args
         .version
@@ -155,7 +153,7 @@ fn install(args: &UpdateArgs, exe: &std::path::Path) -> Result<ExitCode> {
         .prefix("codex-oss-update-")
         .tempdir()
         .map_err(|e| {
-            anyhow!(
+            anyhow::anyhow!(
                 "could not make a temporary folder for the download ({e}): free some space there or point TMPDIR elsewhere"
             )
         })?;
@@ -173,11 +171,8 @@ fn install(args: &UpdateArgs, exe: &std::path::Path) -> Result<ExitCode> {
 #[cfg(feature = "self-update")]
 fn confirm(question: &str) -> Result<bool> {
     use std::io::Write;
-    {
-        let mut stderr = std::io::stderr().lock();
-        let _ = write!(stderr, "codex-oss: {question} [Y/n] ");
-        let _ = stderr.flush();
-    }
+    // Stderr is unbuffered: the question shows before the answer is read.
+    let _ = write!(std::io::stderr(), "codex-oss: {question} [Y/n] ");
     let mut answer = String::new();
     if std::io::stdin().read_line(&mut answer)? == 0 {
         return Ok(false);

@@ -18,7 +18,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Result};
-use self_update::{ArchiveKind, Compression, Extract};
+use self_update::Extract;
 
 use super::location::{cannot_write, cause};
 
@@ -35,13 +35,8 @@ pub fn install(
 ) -> Result<()> {
     say!("unpacking codex-oss {version}");
     let unpacked = scratch.join("unpacked");
-    let kind = if archive.extension().is_some_and(|ext| ext == "zip") {
-        ArchiveKind::Zip
-    } else {
-        ArchiveKind::Tar(Some(Compression::Xz))
-    };
+    // The kind of archive (`.tar.xz` or `.zip`) is told by its name.
     Extract::from_source(archive)
-        .archive(kind)
         .extract_into(&unpacked)
         .map_err(|e| {
             anyhow!(
