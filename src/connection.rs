@@ -25,23 +25,11 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// The user's server, else the shared one (when `settings.share`), else a private one.
-    pub async fn open(settings: &Settings) -> Result<Connection> {
-        Connection::open_with(settings, settings.share, None).await
-    }
-
-    /// `open`, given what answers at the user's address when the caller has probed it
-    /// already (`remote::probe`), so a run asks the user's server once.
-    pub async fn open_probed(settings: &Settings, probed: Option<Remote>) -> Result<Connection> {
-        Connection::open_with(settings, settings.share, probed).await
-    }
-
-    /// The user's server, else one of this run's own.
-    pub async fn open_private(settings: &Settings) -> Result<Connection> {
-        Connection::open_with(settings, false, None).await
-    }
-
-    async fn open_with(
+    /// The user's server, else the shared one (when `share`, which is `settings.share`
+    /// but for `serve`), else one of this run's own. `probed` is what answers at the
+    /// user's address when the caller has probed it already (`remote::probe`), so a run
+    /// asks the user's server once.
+    pub async fn open(
         settings: &Settings,
         share: bool,
         probed: Option<Remote>,
@@ -69,33 +57,31 @@ impl Connection {
         // An NVIDIA GPU gets Ollama's CUDA libraries before Ollama starts (see `gpu`).
         crate::gpu::prepare(settings, &tool.path).await;
         crate::registry::stop_stale(&settings.home, &tool.path);
-        if share {
-            if let Some(shared) = Shared::join(settings, &tool.path).await? {
-                let base = shared.base_url();
-                crate::gpu::check_device(&settings.home, &base, None).await;
-                return Ok(Connection {
-                    base,
-                    server: None,
-                    shared: Some(shared),
-                    pull_timeout: settings.pull_timeout,
-                    _tool: Some(tool),
-                });
-            }
-        }
-        let server = Server::start(server::Config {
-            executable: &tool.path,
-            home: &settings.home,
-            bind: settings.bind.clone(),
-            context_length: settings.context_length,
-            env: &settings.server_env,
-        })
-        .await?;
-        let base = server.base_url();
-        crate::gpu::check_device(&settings.home, &base, Some(server.log_path())).await;
+        let shared = if share {
+            Shared::join(settings, &tool.path).await?
+        } else {
+            None
+        };
+        let (server, base) = if let Some(shared) = &shared {
+            (None, shared.base_url())
+        } else {
+            let server = Server::start(server::Config {
+                executable: &tool.path,
+                home: &settings.home,
+                bind: settings.bind.clone(),
+                context_length: settings.context_length,
+                env: &settings.server_env,
+            })
+            .await?;
+            let base = server.base_url();
+            (Some(server), base)
+        };
+        let log = server.as_ref().map(Server::log_path);
+        crate::gpu::check_device(&settings.home, &base, log).await;
         Ok(Connection {
             base,
-            server: Some(server),
-            shared: None,
+            server,
+            shared,
             pull_timeout: settings.pull_timeout,
             _tool: Some(tool),
         })
@@ -103,11 +89,6 @@ impl Connection {
 
     pub fn client(&self) -> Result<Ollama> {
         Ollama::new(&self.base, self.pull_timeout)
-    }
-
-    /// `http://HOST:PORT`, the server's address.
-    pub fn base_url(&self) -> &str {
-        &self.base
     }
 
     /// Resolves if the embedded server stops; never for a user's own server.

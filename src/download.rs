@@ -92,18 +92,10 @@ pub enum DownloadError {
         got: String,
         expected: String,
     },
-    /// The server's file has another size: not the file either.
-    #[error(
-        "the download is not {what} ({got} bytes, expected {expected}), so nothing was installed"
-    )]
-    WrongSize {
-        what: String,
-        got: u64,
-        expected: u64,
-    },
-    /// The server sends more than any such file holds.
-    #[error("the download is not {what} (over {limit} bytes), so nothing was installed")]
-    TooLarge { what: String, limit: u64 },
+    /// The server's file has another size, or more than any such file holds: not the
+    /// file either.
+    #[error("the download is not {what} ({size}), so nothing was installed")]
+    WrongSize { what: String, size: String },
     /// The partial file could not be written or read.
     #[error("could not {doing} {}: {error}", path.display())]
     Disk {
@@ -118,9 +110,7 @@ impl DownloadError {
     pub fn is_wrong_file(&self) -> bool {
         matches!(
             self,
-            DownloadError::Mismatch { .. }
-                | DownloadError::WrongSize { .. }
-                | DownloadError::TooLarge { .. }
+            DownloadError::Mismatch { .. } | DownloadError::WrongSize { .. }
         )
     }
 }
@@ -142,8 +132,8 @@ pub fn validator_path(part: &Path) -> PathBuf {
 }
 
 /// Downloads `url` into `part` (resuming what is there) until it holds the file
-/// `expected` describes, checked; returns the number of bytes this call downloaded.
-pub async fn fetch(url: &str, part: &Path, expected: &Expected<'_>) -> Result<u64, DownloadError> {
+/// `expected` describes, checked.
+pub async fn fetch(url: &str, part: &Path, expected: &Expected<'_>) -> Result<(), DownloadError> {
     let disk = disk("write", part);
     let mut file = OpenOptions::new()
         .read(true)
@@ -157,21 +147,17 @@ pub async fn fetch(url: &str, part: &Path, expected: &Expected<'_>) -> Result<u6
         drop_partial(&file, part).map_err(&disk)?;
         have = 0;
     }
-    let mut downloaded = 0;
-    if Some(have) != expected.size.exact() {
-        downloaded = match download(url, &mut file, part, have, expected).await {
-            Ok(bytes) => bytes,
-            Err(e) => {
-                if e.is_wrong_file() {
-                    let _ = std::fs::remove_file(part);
-                    let _ = std::fs::remove_file(validator_path(part));
-                }
-                return Err(e);
-            }
-        };
+    let downloaded = if Some(have) == expected.size.exact() {
+        Ok(())
+    } else {
+        download(url, &mut file, part, have, expected).await
+    };
+    let result = downloaded.and_then(|()| check(&mut file, part, expected));
+    if result.as_ref().is_err_and(DownloadError::is_wrong_file) {
+        let _ = std::fs::remove_file(part);
+        let _ = std::fs::remove_file(validator_path(part));
     }
-    check(&mut file, part, expected)?;
-    Ok(downloaded)
+    result
 }
 
 /// Empties the partial download and forgets its validator: the next bytes start afresh.
@@ -183,7 +169,7 @@ fn drop_partial(file: &File, part: &Path) -> io::Result<()> {
     file.set_len(0)
 }
 
-/// The whole file's hash against the one expected; a file that does not match is deleted.
+/// The whole file's hash against the one expected.
 fn check(file: &mut File, part: &Path, expected: &Expected<'_>) -> Result<(), DownloadError> {
     let disk = disk("read", part);
     file.rewind().map_err(&disk)?;
@@ -193,8 +179,6 @@ fn check(file: &mut File, part: &Path, expected: &Expected<'_>) -> Result<(), Do
     if got.eq_ignore_ascii_case(expected.sha256) {
         return Ok(());
     }
-    let _ = std::fs::remove_file(part);
-    let _ = std::fs::remove_file(validator_path(part));
     Err(DownloadError::Mismatch {
         what: expected.what.to_owned(),
         got,
@@ -217,10 +201,10 @@ async fn download(
     part: &Path,
     have: u64,
     expected: &Expected<'_>,
-) -> Result<u64, DownloadError> {
+) -> Result<(), DownloadError> {
     let disk = disk("write", part);
     let (resp, mut have) = match request(url, file, part, have, expected).await? {
-        Answer::Complete => return Ok(0),
+        Answer::Complete => return Ok(()),
         Answer::Body(resp, have) => (resp, have),
     };
     let told = total_size(&resp, have);
@@ -229,8 +213,7 @@ async fn download(
             drop_partial(file, part).map_err(&disk)?;
             return Err(DownloadError::WrongSize {
                 what: expected.what.to_owned(),
-                got: told,
-                expected: size,
+                size: format!("{told} bytes, expected {size}"),
             });
         }
         if told > expected.size.limit() {
@@ -245,8 +228,8 @@ async fn download(
     }
     file.seek(io::SeekFrom::Start(have)).map_err(&disk)?;
     let mut progress = Progress::new(Look::Transfer, total, expected.bar.to_owned());
-    progress.set_position(have);
     let say = |progress: &mut Progress, have: u64| {
+        progress.set_position(have);
         if let (Some(what), Some(total)) = (expected.lines, total) {
             progress.tenth("", what, have, total);
         }
@@ -257,7 +240,6 @@ async fn download(
         None => human(have),
     };
     let mut stream = resp.bytes_stream();
-    let start = have;
     while total.is_none_or(|total| have < total) {
         let chunk = match tokio::time::timeout(IDLE, stream.next()).await {
             Err(_) => {
@@ -282,7 +264,6 @@ async fn download(
         if have > expected.size.limit() {
             return Err(too_large(expected));
         }
-        progress.set_position(have);
         say(&mut progress, have);
     }
     file.sync_all().map_err(&disk)?;
@@ -293,13 +274,13 @@ async fn download(
         )));
     }
     progress.finish();
-    Ok(have - start)
+    Ok(())
 }
 
 fn too_large(expected: &Expected<'_>) -> DownloadError {
-    DownloadError::TooLarge {
+    DownloadError::WrongSize {
         what: expected.what.to_owned(),
-        limit: expected.size.limit(),
+        size: format!("over {} bytes", expected.size.limit()),
     }
 }
 
@@ -312,12 +293,11 @@ async fn request(
     mut have: u64,
     expected: &Expected<'_>,
 ) -> Result<Answer, DownloadError> {
-    let network = |what: String| DownloadError::Network(what);
     let disk = disk("write", part);
     let client = crate::http::client_builder(url)
         .connect_timeout(Duration::from_secs(15))
         .build()
-        .map_err(|e| network(describe(&e)))?;
+        .map_err(|e| DownloadError::Network(describe(&e)))?;
     loop {
         let mut request = client.get(url).headers(expected.headers.clone());
         if have > 0 {
@@ -329,7 +309,7 @@ async fn request(
         let resp = request
             .send()
             .await
-            .map_err(|e| network(format!("cannot reach {url}: {}", describe(&e))))?;
+            .map_err(|e| DownloadError::Network(format!("cannot reach {url}: {}", describe(&e))))?;
         let code = resp.status().as_u16();
         match code {
             206 if range_start(&resp) == Some(have) => return Ok(Answer::Body(resp, have)),

@@ -95,9 +95,7 @@ pub fn describe(err: &reqwest::Error) -> String {
     } else {
         let mut text = err.to_string();
         if let Some(url) = err.url() {
-            text = text
-                .replace(&format!(" ({url})"), "")
-                .replace(&format!(" for url ({url})"), "");
+            text = text.replace(&format!(" ({url})"), "");
         }
         text
     }

@@ -11,7 +11,7 @@ use crate::settings::Settings;
 
 pub async fn run(command: ModelsCommand) -> Result<ExitCode> {
     let settings = super::settings(None)?;
-    let connection = Connection::open(&settings).await?;
+    let connection = Connection::open(&settings, settings.share, None).await?;
     // Ctrl-C ends the command here, not by the default action, so that an import in
     // progress removes its partial copies and the server is stopped as usual.
     let result = tokio::select! {

@@ -50,7 +50,7 @@ async fn prepare(
     probed: Option<remote::Remote>,
 ) -> Result<(tools::Tool, Connection)> {
     let codex = tools::resolve(tools::codex, settings).await?;
-    let connection = Connection::open_probed(settings, probed).await?;
+    let connection = Connection::open(settings, settings.share, probed).await?;
     Ok((codex, connection))
 }
 
@@ -73,7 +73,7 @@ async fn session(
 
     // Codex talks to Ollama through this run's relay (src/relay.rs: its instructions
     // reach gpt-oss as the system messages Ollama's template renders).
-    let relay = crate::relay::Relay::start(connection.base_url()).await?;
+    let relay = crate::relay::Relay::start(&connection.base).await?;
     let v1 = format!("{}/v1", relay.base_url());
     let catalog = catalog_for(
         settings,

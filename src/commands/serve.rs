@@ -9,7 +9,7 @@ use crate::platform::interrupted;
 
 pub async fn run() -> Result<ExitCode> {
     let settings = super::settings(None)?;
-    let mut connection = Connection::open_private(&settings).await?;
+    let mut connection = Connection::open(&settings, false, None).await?;
     let Some(server) = connection.server.as_mut() else {
         connection.close().await;
         bail!("CODEX_OSS_BASE_URL is set, so an Ollama server already runs there: unset it to serve the embedded one");

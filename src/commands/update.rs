@@ -51,17 +51,14 @@ fn check(_manager: Option<&Manager>) -> Result<u8> {
 
 #[cfg(not(feature = "self-update"))]
 fn install(_args: &UpdateArgs, _exe: &std::path::Path) -> Result<ExitCode> {
-    anyhow::bail!(
-        "this codex-oss was built without self-update: update it the way you installed it"
-    )
+    check(None).map(ExitCode::from)
 }
 
 /// `Ollama X, Codex Y` of this binary.
 #[cfg(feature = "self-update")]
 fn embedded() -> String {
-    let version = |payload: Option<&crate::payload::Payload>| {
-        payload.map_or_else(|| "not embedded".to_owned(), |p| p.version.to_owned())
-    };
+    let version =
+        |payload: Option<&crate::payload::Payload>| payload.map_or("not embedded", |p| p.version);
     format!(
         "Ollama {}, Codex {}",
         version(crate::payload::ollama()),
@@ -104,8 +101,6 @@ fn check(manager: Option<&Manager>) -> Result<u8> {
 
 #[cfg(feature = "self-update")]
 fn install(args: &UpdateArgs, exe: &std::path::Path) -> Result<ExitCode> {
-    use anyhow::anyhow;
-
     let current = engine::current_version();
     let wanted = args
         .version
@@ -158,7 +153,7 @@ fn install(args: &UpdateArgs, exe: &std::path::Path) -> Result<ExitCode> {
         .prefix("codex-oss-update-")
         .tempdir()
         .map_err(|e| {
-            anyhow!(
+            anyhow::anyhow!(
                 "could not make a temporary folder for the download ({e}): free some space there or point TMPDIR elsewhere"
             )
         })?;
@@ -176,11 +171,8 @@ fn install(args: &UpdateArgs, exe: &std::path::Path) -> Result<ExitCode> {
 #[cfg(feature = "self-update")]
 fn confirm(question: &str) -> Result<bool> {
     use std::io::Write;
-    {
-        let mut stderr = std::io::stderr().lock();
-        let _ = write!(stderr, "codex-oss: {question} [Y/n] ");
-        let _ = stderr.flush();
-    }
+    // Stderr is unbuffered: the question shows before the answer is read.
+    let _ = write!(std::io::stderr(), "codex-oss: {question} [Y/n] ");
     let mut answer = String::new();
     if std::io::stdin().read_line(&mut answer)? == 0 {
         return Ok(false);

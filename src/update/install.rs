@@ -18,9 +18,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Result};
-use self_update::{ArchiveKind, Compression, Extract};
+use self_update::Extract;
 
-use super::location::cause;
+use super::location::{cannot_write, cause};
 
 /// How long the new executable may take to print its version.
 const SMOKE_TEST_PATIENCE: Duration = Duration::from_secs(30);
@@ -35,13 +35,8 @@ pub fn install(
 ) -> Result<()> {
     say!("unpacking codex-oss {version}");
     let unpacked = scratch.join("unpacked");
-    let kind = if archive.extension().is_some_and(|ext| ext == "zip") {
-        ArchiveKind::Zip
-    } else {
-        ArchiveKind::Tar(Some(Compression::Xz))
-    };
+    // The kind of archive (`.tar.xz` or `.zip`) is told by its name.
     Extract::from_source(archive)
-        .archive(kind)
         .extract_into(&unpacked)
         .map_err(|e| {
             anyhow!(
@@ -126,12 +121,9 @@ fn smoke_test(new_exe: &Path, version: &semver::Version) -> Result<()> {
 fn replace_error(exe: &Path, e: &io::Error) -> anyhow::Error {
     let dir = exe.parent().unwrap_or(Path::new("."));
     match e.kind() {
-        io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem => anyhow!(
-            "cannot replace {}: you cannot write to its folder {} ({}); nothing was changed: run `codex-oss update` as a user who can write there, or update codex-oss the way it was installed",
-            exe.display(),
-            dir.display(),
-            cause(e)
-        ),
+        io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem => {
+            cannot_write(exe, e)
+        }
         io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => anyhow!(
             "not enough space in {} for the new codex-oss ({}); nothing was changed: free some space and run `codex-oss update` again",
             dir.display(),

@@ -51,18 +51,15 @@ impl Manager {
 
     /// The refusal to replace `exe`.
     pub fn refusal(&self, exe: &Path) -> anyhow::Error {
-        match self {
-            Manager::Homebrew => anyhow!(
-                "codex-oss was installed with Homebrew ({}): {}",
-                exe.display(),
-                self.how_to_update()
-            ),
-            Manager::Msi => anyhow!(
-                "codex-oss was installed by its MSI ({}): {}",
-                exe.display(),
-                self.how_to_update()
-            ),
-        }
+        let by = match self {
+            Manager::Homebrew => "with Homebrew",
+            Manager::Msi => "by its MSI",
+        };
+        anyhow!(
+            "codex-oss was installed {by} ({}): {}",
+            exe.display(),
+            self.how_to_update()
+        )
     }
 }
 
@@ -105,19 +102,22 @@ pub fn current_exe() -> Result<PathBuf> {
 /// replacing it needs (a new file, renamed over the old one).
 #[cfg(feature = "self-update")]
 pub fn check_writable(exe: &Path) -> Result<()> {
-    let dir = exe.parent().unwrap_or(Path::new("."));
-    match tempfile::Builder::new()
+    tempfile::Builder::new()
         .prefix(".codex-oss-update-check")
-        .tempfile_in(dir)
-    {
-        Ok(_) => Ok(()),
-        Err(e) => Err(anyhow!(
-            "cannot replace {}: you cannot write to its folder {} ({}); nothing was changed: run `codex-oss update` as a user who can write there, or update codex-oss the way it was installed",
-            exe.display(),
-            dir.display(),
-            cause(&e)
-        )),
-    }
+        .tempfile_in(exe.parent().unwrap_or(Path::new(".")))
+        .map(drop)
+        .map_err(|e| cannot_write(exe, &e))
+}
+
+/// The refusal to replace `exe`, whose folder this user cannot write.
+#[cfg(feature = "self-update")]
+pub(super) fn cannot_write(exe: &Path, e: &std::io::Error) -> anyhow::Error {
+    anyhow!(
+        "cannot replace {}: you cannot write to its folder {} ({}); nothing was changed: run `codex-oss update` as a user who can write there, or update codex-oss the way it was installed",
+        exe.display(),
+        exe.parent().unwrap_or(Path::new(".")).display(),
+        cause(e)
+    )
 }
 
 /// An I/O error without tempfile's "at path <temporary name>" tail.

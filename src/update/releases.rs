@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use anyhow::{anyhow, bail, Result};
-use self_update::http::header::{ACCEPT, AUTHORIZATION};
+use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION};
 use self_update::ReleaseAsset;
 use serde::Deserialize;
 
@@ -37,15 +37,10 @@ const MAX_ARCHIVE_BYTES: u64 = 4 << 30;
 /// Large enough for a signature, a checksum or the manifest.
 const MAX_SMALL_BYTES: u64 = 1 << 20;
 
-/// The target this codex-oss was built for, as release archives name it.
-fn target() -> &'static str {
-    self_update::get_target()
-}
-
 /// `codex-oss-<target>.tar.xz`, or `.zip` on Windows: what cargo-dist publishes.
 pub fn archive_name() -> String {
     let ext = if cfg!(windows) { "zip" } else { "tar.xz" };
-    format!("codex-oss-{}.{ext}", target())
+    format!("codex-oss-{}.{ext}", self_update::get_target())
 }
 
 /// The server and repository releases come from.
@@ -149,7 +144,15 @@ impl Source {
             .client()?
             .get_latest_release()
             .map_err(|e| self.explain(&e, Asked::Latest))?;
-        let release = releases.latest().ok_or_else(|| self.no_release())?;
+        let release = releases.latest().ok_or_else(|| {
+            anyhow!(
+                "{} has no published release of {}/{}: check {API_URL_VAR}, or see {}",
+                self.api,
+                self.owner,
+                self.repo,
+                super::releases_page()
+            )
+        })?;
         Release::from(release)
     }
 
@@ -162,34 +165,19 @@ impl Source {
         Release::from(&release)
     }
 
-    fn no_release(&self) -> anyhow::Error {
-        anyhow!(
-            "{} has no published release of {}/{}: check {API_URL_VAR}, or see {}",
-            self.api,
-            self.owner,
-            self.repo,
-            super::releases_page()
-        )
-    }
-
     /// The release's manifest, verified; `None` when the release publishes none.
     pub fn manifest(&self, release: &Release) -> Result<Option<Manifest>> {
         let Some(asset) = release.asset(MANIFEST) else {
             return Ok(None);
         };
         let version = release.version.to_string();
-        let signature = self.signature_of(release, MANIFEST)?;
+        let signature = self.text_of(release, &format!("{MANIFEST}.minisig"), "signature")?;
         let bytes = self.fetch_small(asset)?;
-        verify::check(
-            bytes.as_slice(),
-            Subject {
-                file: MANIFEST,
-                version: &version,
-            },
-            None,
-            &signature,
-            &verify::release_key(),
-        )?;
+        let subject = Subject {
+            file: MANIFEST,
+            version: &version,
+        };
+        verify::check(bytes.as_slice(), subject, &signature)?;
         let manifest: Manifest = serde_json::from_slice(&bytes).map_err(|e| {
             anyhow!(
                 "the signed {MANIFEST} of codex-oss {version} does not parse ({e}): report it at {}",
@@ -218,7 +206,7 @@ impl Source {
             )
         })?;
         // The small files first: a release without them is refused before the large download.
-        let signature = self.signature_of(release, &name)?;
+        let signature = self.text_of(release, &format!("{name}.minisig"), "signature")?;
         let sha256 = self.text_of(release, &format!("{name}.sha256"), "checksum")?;
 
         let subject = Subject {
@@ -230,20 +218,9 @@ impl Source {
         let path = dir.join(&name);
         say!("downloading codex-oss {version} ({name})");
         self.fetch_archive(asset, &path, &sha256, subject)?;
-        let file = File::open(&path).map_err(|e| {
-            anyhow!(
-                "could not read the downloaded {} ({e}): nothing was installed: run `codex-oss update` again",
-                path.display()
-            )
-        })?;
+        let file = File::open(&path).map_err(|e| unreadable(&path, &e))?;
         // The download checked the SHA-256 already: this pass is the signature's.
-        verify::check(
-            BufReader::new(file),
-            subject,
-            None,
-            &signature,
-            &verify::release_key(),
-        )?;
+        verify::check(BufReader::new(file), subject, &signature)?;
         Ok(path)
     }
 
@@ -258,18 +235,7 @@ impl Source {
         subject: Subject<'_>,
     ) -> Result<()> {
         let url = asset.download_url();
-        let mut headers = reqwest::header::HeaderMap::new();
-        headers.insert(
-            reqwest::header::ACCEPT,
-            reqwest::header::HeaderValue::from_static("application/octet-stream"),
-        );
-        if let Some(token) = self.token.as_ref().filter(|_| self.may_authorize(url)) {
-            let value = reqwest::header::HeaderValue::from_str(&format!("token {}", token.value))
-                .map_err(|_| {
-                anyhow!("{} holds no valid token: check or unset it", token.var)
-            })?;
-            headers.insert(reqwest::header::AUTHORIZATION, value);
-        }
+        let headers = self.headers(url)?;
         let bar = format!("downloading codex-oss {}", subject.version);
         let expected = download::Expected {
             sha256,
@@ -285,16 +251,10 @@ impl Source {
             .map_err(|e| anyhow!("could not start the download ({e}): nothing was installed: run `codex-oss update` again"))?;
         runtime
             .block_on(download::fetch(url, path, &expected))
-            .map(drop)
             .map_err(|e| self.explain_download(&e, subject))
     }
 
-    /// The `.minisig` of `file`; a release without one is refused.
-    fn signature_of(&self, release: &Release, file: &str) -> Result<String> {
-        self.text_of(release, &format!("{file}.minisig"), "signature")
-    }
-
-    /// A small text file of the release, which must be there.
+    /// A small text file of the release (a signature, a checksum), which must be there.
     fn text_of(&self, release: &Release, name: &str, what: &str) -> Result<String> {
         let asset = release.asset(name).ok_or_else(|| {
             anyhow!(
@@ -315,7 +275,8 @@ impl Source {
 
     fn fetch_small(&self, asset: &ReleaseAsset) -> Result<Vec<u8>> {
         let mut bytes = Vec::new();
-        self.download(asset)
+        self_update::Download::from_url(asset.download_url())
+            .replace_headers(self.headers(asset.download_url())?)
             .max_download_size(MAX_SMALL_BYTES)
             .timeout(REQUEST_TIMEOUT)
             .download_to(&mut bytes)
@@ -323,16 +284,17 @@ impl Source {
         Ok(bytes)
     }
 
-    /// A download of `asset`'s content (GitHub's API sends it for this Accept header),
-    /// with the token when the URL is the API server's.
-    fn download(&self, asset: &ReleaseAsset) -> self_update::Download {
-        let url = asset.download_url();
-        let mut download = self_update::Download::from_url(url);
-        download.request_header(ACCEPT, "application/octet-stream");
+    /// The headers of a request for an asset's content (GitHub's API sends it for this
+    /// Accept header), with the token when the URL is the API server's.
+    fn headers(&self, url: &str) -> Result<HeaderMap> {
+        let mut headers = HeaderMap::new();
+        headers.insert(ACCEPT, HeaderValue::from_static("application/octet-stream"));
         if let Some(token) = self.token.as_ref().filter(|_| self.may_authorize(url)) {
-            download.request_header(AUTHORIZATION, format!("token {}", token.value));
+            let value = HeaderValue::from_str(&format!("token {}", token.value))
+                .map_err(|_| anyhow!("{} holds no valid token: check or unset it", token.var))?;
+            headers.insert(AUTHORIZATION, value);
         }
-        download
+        Ok(headers)
     }
 
     /// True when `url` is on the API server, over https (or plain http on loopback).
@@ -362,36 +324,27 @@ impl Source {
 
     /// One line saying what went wrong with the archive's download, and what to do.
     fn explain_download(&self, err: &DownloadError, subject: Subject<'_>) -> anyhow::Error {
-        let failure = match err {
+        let asked = Asked::File(subject.file);
+        match err {
             DownloadError::Status { url, code, headers } => {
-                return self.say(status_failure(*code, headers), url, err, Asked::File(subject.file))
+                self.say(status_failure(*code, headers), url, err, asked)
             }
-            DownloadError::Mismatch { got, expected, .. } => {
-                return verify::Refused::Checksum {
-                    file: subject.file.to_owned(),
-                    version: subject.version.to_owned(),
-                    expected: expected.clone(),
-                    actual: got.clone(),
-                }
-                .into()
+            DownloadError::Mismatch { got, expected, .. } => verify::Refused::Checksum {
+                file: subject.file.to_owned(),
+                version: subject.version.to_owned(),
+                expected: expected.clone(),
+                actual: got.clone(),
             }
-            DownloadError::Disk { doing: "read", path, error } => {
-                return anyhow!(
-                    "could not read the downloaded {} ({error}): nothing was installed: run `codex-oss update` again",
-                    path.display()
-                )
+            .into(),
+            DownloadError::Disk { doing: "read", path, error } => unreadable(path, error),
+            DownloadError::Disk { path, error, .. } => anyhow!(
+                "could not write {} ({error}): free some space in the temporary folder, or point TMPDIR elsewhere",
+                path.display()
+            ),
+            DownloadError::Network(_) | DownloadError::WrongSize { .. } => {
+                self.say(Failure::Other, &self.api, err, asked)
             }
-            DownloadError::Disk { path, error, .. } => {
-                return anyhow!(
-                    "could not write {} ({error}): free some space in the temporary folder, or point TMPDIR elsewhere",
-                    path.display()
-                )
-            }
-            DownloadError::Network(_)
-            | DownloadError::WrongSize { .. }
-            | DownloadError::TooLarge { .. } => Failure::Other,
-        };
-        self.say(failure, &self.api, err, Asked::File(subject.file))
+        }
     }
 
     /// One line saying what `failure` (of a request to `url`, `err` in its own words)
@@ -438,9 +391,8 @@ impl Source {
             ),
             (Failure::Unauthorized(status), _) => match &self.token {
                 Some(token) => anyhow!(
-                    "{url} refused the token in {} ({status}): {nothing}check or unset {}",
-                    token.var,
-                    token.var
+                    "{url} refused the token in {var} ({status}): {nothing}check or unset {var}",
+                    var = token.var
                 ),
                 None => anyhow!(
                     "{url} refused the request ({status}): {nothing}if the server needs a token, set GITHUB_TOKEN (or CODEX_OSS_GITHUB_TOKEN)"
@@ -470,6 +422,14 @@ impl Source {
     }
 }
 
+/// The downloaded archive at `path` could not be read.
+fn unreadable(path: &Path, error: &std::io::Error) -> anyhow::Error {
+    anyhow!(
+        "could not read the downloaded {} ({error}): nothing was installed: run `codex-oss update` again",
+        path.display()
+    )
+}
+
 /// What went wrong with a request, whichever client made it.
 #[derive(Clone, Copy)]
 enum Failure {
@@ -487,7 +447,7 @@ enum Failure {
 
 /// What an HTTP error status means, the rate-limit headers considered (a 403 with none
 /// of the quota left is GitHub's rate limit, not a refused token).
-fn status_failure(code: u16, headers: &reqwest::header::HeaderMap) -> Failure {
+fn status_failure(code: u16, headers: &HeaderMap) -> Failure {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let spent = header("x-ratelimit-remaining").is_some_and(|left| left.trim() == "0");
     match code {
@@ -527,20 +487,12 @@ impl Release {
 
 /// The host of `url` (lower-cased, without IPv6 brackets) and its port.
 fn authority_of(url: &str) -> Option<(String, u16)> {
-    let uri: self_update::http::Uri = url.parse().ok()?;
-    let host = uri
-        .host()?
+    let url = reqwest::Url::parse(url).ok()?;
+    let host = url
+        .host_str()?
         .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_ascii_lowercase();
-    let port = uri
-        .port_u16()
-        .unwrap_or(if uri.scheme_str() == Some("http") {
-            80
-        } else {
-            443
-        });
-    Some((host, port))
+        .trim_end_matches(']');
+    Some((host.to_owned(), url.port_or_known_default()?))
 }
 
 /// Owner and name of a `https://github.com/OWNER/NAME` repository URL.
@@ -571,7 +523,7 @@ mod tests {
     #[test]
     fn the_archive_is_cargo_dists() {
         let name = archive_name();
-        let stem = format!("codex-oss-{}", target());
+        let stem = format!("codex-oss-{}", self_update::get_target());
         assert!(
             name == format!("{stem}.tar.xz") || name == format!("{stem}.zip"),
             "{name}"

@@ -3,26 +3,20 @@
 //!
 //! The key is compiled in (build.rs writes it from `keys/update.pub` or
 //! `CODEX_OSS_UPDATE_PUBLIC_KEY`). Signatures must be prehashed (minisign's default
-//! since 0.10), so a file of any size is checked in one streaming pass, together with its
-//! SHA-256. The trusted comment, which the signature covers, must read
+//! since 0.10), so a file of any size is checked in one streaming pass (its SHA-256 is the
+//! download's to check, `download`). The trusted comment, which the signature covers, must read
 //! `codex-oss <version> <file name>` (`scripts/sign-release.sh` writes it so).
 
 use std::io::{self, Read};
 
 use minisign_verify::{PublicKey, Signature};
-use sha2::{Digest, Sha256};
 
 /// The release key's base64 line, as build.rs checked it.
 static PUBLIC_KEY: &str = include_str!(concat!(env!("OUT_DIR"), "/update-public-key.b64"));
 
 /// The compiled-in release key.
-pub fn release_key() -> PublicKey {
+fn release_key() -> PublicKey {
     PublicKey::from_base64(PUBLIC_KEY.trim()).expect("build.rs checked the update public key")
-}
-
-/// The trusted comment a release file's signature carries.
-pub fn trusted_comment(version: &str, file: &str) -> String {
-    format!("codex-oss {version} {file}")
 }
 
 /// The file being checked: its name in the release, and the release's version.
@@ -45,93 +39,64 @@ pub enum Refused {
         actual: String,
     },
     #[error(
-        "{file}.sha256 of codex-oss {version} is not a SHA-256 checksum of {file}: nothing was installed: report it at {issues}"
+        "{file}.sha256 of codex-oss {version} is not a SHA-256 checksum of {file}: nothing was installed: report it at {issues}",
+        issues = super::issues_page()
     )]
-    ChecksumFile {
-        file: String,
-        version: String,
-        issues: String,
-    },
+    ChecksumFile { file: String, version: String },
     #[error(
-        "{file}.minisig of codex-oss {version} is not a minisign signature codex-oss accepts ({detail}): nothing was installed: report it at {issues}"
+        "{file}.minisig of codex-oss {version} is not a minisign signature codex-oss accepts ({detail}): nothing was installed: report it at {issues}",
+        issues = super::issues_page()
     )]
     SignatureFile {
         file: String,
         version: String,
         detail: String,
-        issues: String,
     },
     #[error(
-        "{file} of codex-oss {version} is signed with another key than the codex-oss release key this codex-oss trusts: nothing was installed: do not install it by hand, and report it at {issues}"
+        "{file} of codex-oss {version} is signed with another key than the codex-oss release key this codex-oss trusts: nothing was installed: do not install it by hand, and report it at {issues}",
+        issues = super::issues_page()
     )]
-    OtherKey {
-        file: String,
-        version: String,
-        issues: String,
-    },
+    OtherKey { file: String, version: String },
     #[error(
-        "the signature of {file} (codex-oss {version}) does not verify with the codex-oss release key: the file was altered or does not come from codex-oss; nothing was installed: do not install it by hand, and report it at {issues}"
+        "the signature of {file} (codex-oss {version}) does not verify with the codex-oss release key: the file was altered or does not come from codex-oss; nothing was installed: do not install it by hand, and report it at {issues}",
+        issues = super::issues_page()
     )]
-    BadSignature {
-        file: String,
-        version: String,
-        issues: String,
-    },
+    BadSignature { file: String, version: String },
     #[error(
-        "the signature of {file} was made for `{comment}`, not for `{expected}`: the server sent a file of another release or another system in its place; nothing was installed: report it at {issues}"
+        "the signature of {file} was made for `{comment}`, not for `{expected}`: the server sent a file of another release or another system in its place; nothing was installed: report it at {issues}",
+        issues = super::issues_page()
     )]
     OtherFile {
         file: String,
         comment: String,
         expected: String,
-        issues: String,
     },
     #[error("could not read the downloaded {file} ({source}): nothing was installed: run `codex-oss update` again")]
     Io { file: String, source: io::Error },
 }
 
-impl Subject<'_> {
-    fn file(&self) -> String {
-        self.file.to_owned()
-    }
-
-    fn version(&self) -> String {
-        self.version.to_owned()
-    }
-}
-
-/// Checks `data` (read to its end) against its `.sha256` text, when there is one, and its
-/// `.minisig` text, with `key`.
+/// Checks `data` (read to its end) against its `.minisig` text, with the release key.
 pub fn check(
     mut data: impl Read,
     subject: Subject<'_>,
-    sha256_text: Option<&str>,
     signature_text: &str,
-    key: &PublicKey,
 ) -> Result<(), Refused> {
-    let issues = super::issues_page();
-    let expected_sha256 = sha256_text
-        .map(|text| published_sha256(text, subject))
-        .transpose()?;
     let signature_error = |detail: String| Refused::SignatureFile {
-        file: subject.file(),
-        version: subject.version(),
+        file: subject.file.to_owned(),
+        version: subject.version.to_owned(),
         detail,
-        issues: issues.clone(),
     };
     let signature =
         Signature::decode(signature_text).map_err(|e| signature_error(e.to_string()))?;
+    let key = release_key();
     let mut verifier = key.verify_stream(&signature).map_err(|e| match e {
         minisign_verify::Error::UnexpectedKeyId => Refused::OtherKey {
-            file: subject.file(),
-            version: subject.version(),
-            issues: issues.clone(),
+            file: subject.file.to_owned(),
+            version: subject.version.to_owned(),
         },
         other => signature_error(other.to_string()),
     })?;
 
-    // One pass over the file feeds both the SHA-256 and the signature's BLAKE2b.
-    let mut sha256 = Sha256::new();
     let mut buffer = vec![0u8; 1 << 16];
     loop {
         let n = match data.read(&mut buffer) {
@@ -140,39 +105,25 @@ pub fn check(
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(source) => {
                 return Err(Refused::Io {
-                    file: subject.file(),
+                    file: subject.file.to_owned(),
                     source,
                 })
             }
         };
-        sha256.update(&buffer[..n]);
         verifier.update(&buffer[..n]);
     }
 
-    if let Some(expected) = expected_sha256 {
-        let actual = crate::files::hex(&sha256.finalize());
-        if actual != expected {
-            return Err(Refused::Checksum {
-                file: subject.file(),
-                version: subject.version(),
-                expected,
-                actual,
-            });
-        }
-    }
     verifier.finalize().map_err(|_| Refused::BadSignature {
-        file: subject.file(),
-        version: subject.version(),
-        issues: issues.clone(),
+        file: subject.file.to_owned(),
+        version: subject.version.to_owned(),
     })?;
     // Only now is the trusted comment known to be the signer's.
-    let expected = trusted_comment(subject.version, subject.file);
+    let expected = format!("codex-oss {} {}", subject.version, subject.file);
     if signature.trusted_comment() != expected {
         return Err(Refused::OtherFile {
-            file: subject.file(),
+            file: subject.file.to_owned(),
             comment: signature.trusted_comment().to_owned(),
             expected,
-            issues,
         });
     }
     Ok(())
@@ -181,9 +132,8 @@ pub fn check(
 /// The SHA-256 a release's `.sha256` text gives for `subject`'s file.
 pub fn published_sha256(text: &str, subject: Subject<'_>) -> Result<String, Refused> {
     parse_sha256(text, subject.file).ok_or_else(|| Refused::ChecksumFile {
-        file: subject.file(),
-        version: subject.version(),
-        issues: super::issues_page(),
+        file: subject.file.to_owned(),
+        version: subject.version.to_owned(),
     })
 }
 
@@ -241,7 +191,7 @@ trusted comment: codex-oss 0.2.0 test
             file: "test",
             version: "0.2.0",
         };
-        let err = check(&b"test"[..], subject, None, signature, &release_key()).unwrap_err();
+        let err = check(&b"test"[..], subject, signature).unwrap_err();
         assert!(matches!(err, Refused::OtherKey { .. }), "{err}");
     }
 
@@ -251,7 +201,7 @@ trusted comment: codex-oss 0.2.0 test
             file: "f",
             version: "0.2.0",
         };
-        let err = check(&b"x"[..], subject, None, "not a signature", &release_key()).unwrap_err();
+        let err = check(&b"x"[..], subject, "not a signature").unwrap_err();
         assert!(matches!(err, Refused::SignatureFile { .. }), "{err}");
         assert!(
             err.to_string().contains("f.minisig of codex-oss 0.2.0"),
