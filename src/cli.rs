@@ -204,23 +204,15 @@ fn is_launcher_word(word: &str) -> bool {
 
 /// Splits the launcher's own commands from Codex's.
 pub fn parse(args: Vec<OsString>) -> Invocation {
-    let first = args.get(1).and_then(|a| a.to_str());
-    match first {
-        Some(crate::platform::WATCHDOG_COMMAND) => Invocation::Watchdog(
-            args.get(2)
-                .and_then(|a| a.to_str())
-                .unwrap_or_default()
-                .to_owned(),
-        ),
-        Some(crate::shared::KEEPER_COMMAND) => {
-            let arg = |i: usize| {
-                args.get(i)
-                    .and_then(|a| a.to_str())
-                    .unwrap_or_default()
-                    .to_owned()
-            };
-            Invocation::Keeper(arg(2), arg(3))
+    let arg = |i: usize| args.get(i).and_then(|a| a.to_str());
+    match arg(1) {
+        Some(crate::platform::WATCHDOG_COMMAND) => {
+            Invocation::Watchdog(arg(2).unwrap_or_default().to_owned())
         }
+        Some(crate::shared::KEEPER_COMMAND) => Invocation::Keeper(
+            arg(2).unwrap_or_default().to_owned(),
+            arg(3).unwrap_or_default().to_owned(),
+        ),
         Some(word) if is_launcher_word(word) => Invocation::Launcher(Cli::parse_from(args)),
         _ => Invocation::Codex(args.into_iter().skip(1).collect()),
     }

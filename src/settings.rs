@@ -296,13 +296,14 @@ impl Settings {
     pub fn resolve(inputs: &Inputs<'_>) -> Result<Settings, SettingsError> {
         let env = inputs.env;
         let root = home_root(env, inputs.user_home.as_deref(), &inputs.cwd)?;
-        let config = match inputs.config {
-            Some(text) => ConfigFile::parse(&Home::config_path(&root), text)?,
-            None => ConfigFile::default(),
-        };
+        let config = inputs
+            .config
+            .map(|text| ConfigFile::parse(&Home::config_path(&root), text))
+            .transpose()?
+            .unwrap_or_default();
         let models = env
             .get(EnvVars::OLLAMA_MODELS)
-            .map(|dir| absolute(&inputs.cwd, dir));
+            .map(|dir| inputs.cwd.join(dir));
         let mut notices = Vec::new();
         let bind = bind(env, &mut notices)?;
         if let Some(filter) = env.get(EnvVars::CODEX_OSS_LOG) {
@@ -313,7 +314,13 @@ impl Settings {
                 )));
             }
         }
-        let gpu = gpu_mode(env)?;
+        let gpu = var(
+            env,
+            EnvVars::CODEX_OSS_GPU,
+            GpuMode::parse,
+            ": expected auto (look for a GPU), cuda (use the NVIDIA GPU, fetching its libraries) or none (the CPU only)",
+        )?
+        .unwrap_or_default();
         let chosen_model = inputs
             .model_flag
             .clone()
@@ -328,13 +335,15 @@ impl Settings {
             bind,
             base_url: base_url(env, config.base_url.as_deref())?,
             api_key: api_key(env, config.api_key_env)?,
-            ollama: env
-                .get(EnvVars::CODEX_OSS_OLLAMA)
-                .map(|p| absolute(&inputs.cwd, p)),
-            codex: env
-                .get(EnvVars::CODEX_OSS_CODEX)
-                .map(|p| absolute(&inputs.cwd, p)),
-            pull_timeout: pull_timeout(env)?,
+            ollama: env.get(EnvVars::CODEX_OSS_OLLAMA).map(|p| inputs.cwd.join(p)),
+            codex: env.get(EnvVars::CODEX_OSS_CODEX).map(|p| inputs.cwd.join(p)),
+            pull_timeout: var(
+                env,
+                EnvVars::CODEX_OSS_PULL_TIMEOUT,
+                |s| s.parse().ok().filter(|s| *s > 0).map(Duration::from_secs),
+                ": expected a number of seconds such as 300",
+            )?
+            .unwrap_or(PULL_IDLE_TIMEOUT),
             share: switch(
                 env,
                 EnvVars::CODEX_OSS_SHARE,
@@ -342,7 +351,12 @@ impl Settings {
             )?,
             gpu,
             server_env: server_env(env, gpu),
-            payload_mirror: payload_mirror(env)?,
+            payload_mirror: var(
+                env,
+                EnvVars::CODEX_OSS_PAYLOAD_MIRROR,
+                |url| is_http_url(url).then(|| url.to_owned()),
+                " is not an http URL: use the base URL the release assets are under, such as https://mirror.example.com/ollama/v0.32.15/, or unset it",
+            )?,
             notices,
         })
     }
@@ -351,7 +365,7 @@ impl Settings {
 /// `CODEX_OSS_HOME`, else `~/.codex-oss`; a relative path is taken from `cwd`.
 fn home_root(env: &Env, user_home: Option<&Path>, cwd: &Path) -> Result<PathBuf, SettingsError> {
     match env.get(EnvVars::CODEX_OSS_HOME) {
-        Some(dir) => Ok(absolute(cwd, dir)),
+        Some(dir) => Ok(cwd.join(dir)),
         None => user_home.map(|home| home.join(".codex-oss")).ok_or_else(|| {
             SettingsError(format!(
                 "cannot find your home directory: set {} to where codex-oss may keep its files, e.g. /var/tmp/codex-oss",
@@ -361,13 +375,23 @@ fn home_root(env: &Env, user_home: Option<&Path>, cwd: &Path) -> Result<PathBuf,
     }
 }
 
-fn absolute(cwd: &Path, path: &str) -> PathBuf {
-    let path = Path::new(path);
-    if path.is_relative() {
-        cwd.join(path)
-    } else {
-        path.to_owned()
-    }
+/// The variable `name` as `read` takes it, when it is set; a value `read` refuses is an
+/// error that shows the value and goes on with `expected`.
+fn var<T>(
+    env: &Env,
+    name: &str,
+    read: impl Fn(&str) -> Option<T>,
+    expected: &str,
+) -> Result<Option<T>, SettingsError> {
+    env.get(name)
+        .map(|value| read(value).ok_or_else(|| SettingsError(format!("{name}={value}{expected}"))))
+        .transpose()
+}
+
+/// True for an http(s) URL with a host.
+fn is_http_url(url: &str) -> bool {
+    reqwest::Url::parse(url)
+        .is_ok_and(|url| matches!(url.scheme(), "http" | "https") && url.host().is_some())
 }
 
 /// `CODEX_OSS_HOST`, else `CODEX_OSS_PORT`, else a loopback `OLLAMA_HOST`: codex-oss's
@@ -386,18 +410,14 @@ fn bind(env: &Env, notices: &mut Vec<Notice>) -> Result<Bind, SettingsError> {
         }
         return Ok(Bind::Host(host.to_owned()));
     }
-    if let Some(port) = env.get(EnvVars::CODEX_OSS_PORT) {
-        return port
-            .parse::<u16>()
-            .ok()
-            .filter(|p| *p != 0)
-            .map(Bind::Port)
-            .ok_or_else(|| {
-                SettingsError(format!(
-                    "{}={port} is not a port number: use one from 1 to 65535 such as 11434, or unset it",
-                    EnvVars::CODEX_OSS_PORT
-                ))
-            });
+    let port = var(
+        env,
+        EnvVars::CODEX_OSS_PORT,
+        |port| port.parse().ok().filter(|p| *p != 0),
+        " is not a port number: use one from 1 to 65535 such as 11434, or unset it",
+    )?;
+    if let Some(port) = port {
+        return Ok(Bind::Port(port));
     }
     if let Some(host) = env.get(EnvVars::OLLAMA_HOST) {
         if is_loopback_host(host_of(host)) {
@@ -485,17 +505,14 @@ fn go_duration_nanos(text: &str) -> Option<i128> {
 
 /// `OLLAMA_CONTEXT_LENGTH`, else config.toml, else by memory.
 fn context_length(env: &Env, config: Option<u32>, memory: u64) -> Result<u32, SettingsError> {
-    if let Some(value) = env.get(EnvVars::OLLAMA_CONTEXT_LENGTH) {
-        return value
-            .parse()
-            .ok()
-            .filter(|n| *n >= SMALLEST_CONTEXT)
-            .ok_or_else(|| {
-                SettingsError(format!(
-                    "{}={value}: expected a number of tokens of at least {SMALLEST_CONTEXT}, such as 32768",
-                    EnvVars::OLLAMA_CONTEXT_LENGTH
-                ))
-            });
+    let from_env = var(
+        env,
+        EnvVars::OLLAMA_CONTEXT_LENGTH,
+        |value| value.parse().ok().filter(|n| *n >= SMALLEST_CONTEXT),
+        &format!(": expected a number of tokens of at least {SMALLEST_CONTEXT}, such as 32768"),
+    )?;
+    if let Some(n) = from_env {
+        return Ok(n);
     }
     if let Some(n) = config {
         return if n >= SMALLEST_CONTEXT {
@@ -520,14 +537,12 @@ fn base_url(env: &Env, config: Option<&str>) -> Result<Option<String>, SettingsE
         (None, Some(url)) => (url, format!("base_url = \"{url}\" in config.toml")),
         (None, None) => return Ok(None),
     };
-    match reqwest::Url::parse(url) {
-        Ok(parsed) if matches!(parsed.scheme(), "http" | "https") && parsed.host().is_some() => {
-            Ok(Some(url.to_owned()))
-        }
-        _ => Err(SettingsError(format!(
+    if !is_http_url(url) {
+        return Err(SettingsError(format!(
             "{name} is not an http URL: use the server's address such as http://127.0.0.1:11434/v1 or https://gpu-box.example:8000/v1, or unset it"
-        ))),
+        )));
     }
+    Ok(Some(url.to_owned()))
 }
 
 /// The API key of a team's server, kept out of `Debug` output so that no log line or
@@ -540,13 +555,6 @@ pub struct ApiKey {
 }
 
 impl ApiKey {
-    pub fn new(var: &str, value: Option<&str>) -> ApiKey {
-        ApiKey {
-            var: var.to_owned(),
-            value: value.map(str::to_owned),
-        }
-    }
-
     /// The key, for an `Authorization` header and nothing else.
     pub fn secret(&self) -> Option<&str> {
         self.value.as_deref()
@@ -576,36 +584,10 @@ fn api_key(env: &Env, config: Option<String>) -> Result<ApiKey, SettingsError> {
             "api_key_env = \"{var}\" in config.toml is not a variable name: name the variable that holds the key, such as TEAM_LLM_KEY"
         )));
     }
-    Ok(ApiKey::new(&var, env.get(&var)))
-}
-
-/// `CODEX_OSS_GPU`, else `auto`.
-fn gpu_mode(env: &Env) -> Result<GpuMode, SettingsError> {
-    let Some(value) = env.get(EnvVars::CODEX_OSS_GPU) else {
-        return Ok(GpuMode::Auto);
-    };
-    GpuMode::parse(value).ok_or_else(|| {
-        SettingsError(format!(
-            "{}={value}: expected auto (look for a GPU), cuda (use the NVIDIA GPU, fetching its libraries) or none (the CPU only)",
-            EnvVars::CODEX_OSS_GPU
-        ))
+    Ok(ApiKey {
+        value: env.get(&var).map(str::to_owned),
+        var,
     })
-}
-
-/// `CODEX_OSS_PAYLOAD_MIRROR`, checked to be an http(s) URL.
-fn payload_mirror(env: &Env) -> Result<Option<String>, SettingsError> {
-    let Some(url) = env.get(EnvVars::CODEX_OSS_PAYLOAD_MIRROR) else {
-        return Ok(None);
-    };
-    match reqwest::Url::parse(url) {
-        Ok(parsed) if matches!(parsed.scheme(), "http" | "https") && parsed.host().is_some() => {
-            Ok(Some(url.to_owned()))
-        }
-        _ => Err(SettingsError(format!(
-            "{}={url} is not an http URL: use the base URL the release assets are under, such as https://mirror.example.com/ollama/v0.32.15/, or unset it",
-            EnvVars::CODEX_OSS_PAYLOAD_MIRROR
-        ))),
-    }
 }
 
 /// The stores a missing model may be imported from: `CODEX_OSS_IMPORT=0` turns this
@@ -620,11 +602,9 @@ fn import_from(
         EnvVars::CODEX_OSS_IMPORT,
         "import models from other Ollama stores",
     )?;
-    Ok(if enabled && !models_set {
-        candidate_stores(user_home)
-    } else {
-        Vec::new()
-    })
+    Ok((enabled && !models_set)
+        .then(|| candidate_stores(user_home))
+        .unwrap_or_default())
 }
 
 /// A variable that turns something off with `0` (on by default, or with `1`).
@@ -636,24 +616,6 @@ fn switch(env: &Env, name: &str, what: &str) -> Result<bool, SettingsError> {
             "{name}={other}: expected 0 (do not {what}) or 1"
         ))),
     }
-}
-
-/// `CODEX_OSS_PULL_TIMEOUT` in seconds, else 300.
-fn pull_timeout(env: &Env) -> Result<Duration, SettingsError> {
-    let Some(value) = env.get(EnvVars::CODEX_OSS_PULL_TIMEOUT) else {
-        return Ok(PULL_IDLE_TIMEOUT);
-    };
-    value
-        .parse::<u64>()
-        .ok()
-        .filter(|s| *s > 0)
-        .map(Duration::from_secs)
-        .ok_or_else(|| {
-            SettingsError(format!(
-                "{}={value}: expected a number of seconds such as 300",
-                EnvVars::CODEX_OSS_PULL_TIMEOUT
-            ))
-        })
 }
 
 pub fn total_memory() -> u64 {

@@ -167,25 +167,18 @@ impl Report {
         // The unpacked copies stay leased while the report is made.
         let mut leases = Vec::new();
         for payload in [payload::ollama(), payload::codex()].into_iter().flatten() {
-            let mut report = PayloadReport {
+            let unpacked = payload.ensure_unpacked(home);
+            if unpacked.is_ok() && payload.name == "ollama" {
+                ollama_place = Some(Place::of_embedded(payload, home));
+            }
+            payloads.push(PayloadReport {
                 name: payload.name,
                 version: payload.version,
-                ok: false,
-                path: None,
-                error: None,
-            };
-            match payload.ensure_unpacked(home) {
-                Ok(unpacked) => {
-                    if payload.name == "ollama" {
-                        ollama_place = Some(Place::of_embedded(payload, home));
-                    }
-                    report.ok = true;
-                    report.path = Some(unpacked.executable.clone());
-                    leases.push(unpacked);
-                }
-                Err(err) => report.error = Some(err.to_string()),
-            }
-            payloads.push(report);
+                ok: unpacked.is_ok(),
+                path: unpacked.as_ref().ok().map(|u| u.executable.clone()),
+                error: unpacked.as_ref().err().map(ToString::to_string),
+            });
+            leases.extend(unpacked.ok());
         }
         let servers = crate::shared::running(home)
             .into_iter()
@@ -233,15 +226,12 @@ impl Report {
     fn print(&self) {
         out!("home: {}", self.home.display());
         for payload in &self.payloads {
-            let label = format!(
-                "{} {}",
-                if payload.name == "ollama" {
-                    "Ollama"
-                } else {
-                    "Codex"
-                },
-                payload.version
-            );
+            let name = if payload.name == "ollama" {
+                "Ollama"
+            } else {
+                "Codex"
+            };
+            let label = format!("{name} {}", payload.version);
             match (&payload.path, &payload.error) {
                 (Some(path), _) => out!("{label}: ok, {}", path.display()),
                 (None, error) => out!("{label}: {}", error.as_deref().unwrap_or("not unpacked")),
@@ -305,12 +295,12 @@ impl Report {
             model.store.display()
         );
         let needs = |bytes: Option<u64>, enough: Option<bool>, short: &str| match (bytes, enough) {
-            (Some(bytes), Some(true)) => {
-                format!("; {} needs about {}: enough", model.name, gb(bytes))
-            }
-            (Some(bytes), Some(false)) => {
-                format!("; {} needs about {}: {short}", model.name, gb(bytes))
-            }
+            (Some(bytes), Some(enough)) => format!(
+                "; {} needs about {}: {}",
+                model.name,
+                gb(bytes),
+                if enough { "enough" } else { short }
+            ),
             _ => String::new(),
         };
         let disk = &self.disk;
@@ -467,13 +457,13 @@ pub fn compute_line(
     match (used, log) {
         (_, None) => "no Ollama has run yet".to_owned(),
         (None, Some(_)) => "the latest Ollama log does not say".to_owned(),
-        (Some(used), Some(_)) => match cpu_because {
-            Some(why) => format!(
-                "{} at the latest Ollama start, because {why}",
-                used.describe()
-            ),
-            None => format!("{} at the latest Ollama start", used.describe()),
-        },
+        (Some(used), Some(_)) => format!(
+            "{} at the latest Ollama start{}",
+            used.describe(),
+            cpu_because
+                .map(|why| format!(", because {why}"))
+                .unwrap_or_default()
+        ),
     }
 }
 
@@ -481,26 +471,12 @@ fn model_report(settings: &Settings) -> ModelReport {
     let store = settings.home.models();
     let needs = crate::model::needs(&settings.model);
     ModelReport {
-        downloaded: manifest_path(&store, &settings.model).is_file(),
+        downloaded: crate::import::manifest_path(&store, &settings.model).is_file(),
         name: settings.model.clone(),
         store,
         needs_disk_bytes: needs.as_ref().map(|n| n.disk),
         needs_memory_bytes: needs.as_ref().map(|n| n.memory),
     }
-}
-
-/// Where Ollama keeps a model's manifest: `manifests/registry.ollama.ai/library/gpt-oss/20b`.
-fn manifest_path(store: &Path, model: &str) -> PathBuf {
-    let canonical = crate::model::canonical(model);
-    let (name, tag) = canonical.rsplit_once(':').unwrap_or((&canonical, "latest"));
-    let parts: Vec<&str> = name.split('/').collect();
-    let mut path = store.join("manifests");
-    match parts[..] {
-        [only] => path.extend(["registry.ollama.ai", "library", only]),
-        [namespace, only] => path.extend(["registry.ollama.ai", namespace, only]),
-        _ => path.extend(parts),
-    }
-    path.join(tag)
 }
 
 fn disk_report(model: &ModelReport) -> Disk {
@@ -554,11 +530,8 @@ pub fn latest_log(dir: &Path) -> Option<PathBuf> {
 
 fn last_lines(path: &Path, n: usize) -> Vec<String> {
     let text = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..]
-        .iter()
-        .map(|l| (*l).to_owned())
-        .collect()
+    let lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    lines[lines.len().saturating_sub(n)..].to_vec()
 }
 
 /// `13.5 GB`.
@@ -587,18 +560,17 @@ fn go_duration(duration: std::time::Duration) -> String {
         return format!("{}ms", duration.as_millis());
     }
     let secs = duration.as_secs();
-    let parts = [(secs / 3600, "h"), (secs / 60 % 60, "m"), (secs % 60, "s")];
-    let mut text = String::new();
-    for (n, unit) in parts.iter().filter(|(n, _)| *n != 0) {
-        text.push_str(&n.to_string());
-        text.push_str(unit);
-    }
-    text
+    [(secs / 3600, "h"), (secs / 60 % 60, "m"), (secs % 60, "s")]
+        .iter()
+        .filter(|(n, _)| *n != 0)
+        .map(|(n, unit)| format!("{n}{unit}"))
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::import::manifest_path;
 
     #[test]
     fn model_manifests_where_ollama_keeps_them() {

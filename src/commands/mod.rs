@@ -56,19 +56,14 @@ pub fn dispatch(invocation: Invocation) -> Result<ExitCode> {
 /// notices they carry are printed once, here.
 fn settings(model_flag: Option<String>) -> Result<Settings> {
     let settings = Settings::load(model_flag)?;
-    announce(&settings.notices);
-    settings.home.ensure()?;
-    Ok(settings)
-}
-
-/// Prints the notices gathered while resolving the settings.
-fn announce(notices: &[Notice]) {
-    for notice in notices {
+    for notice in &settings.notices {
         match notice {
             Notice::Info(text) => crate::ui::info(text),
             Notice::Warning(text) => crate::ui::warn(text),
         }
     }
+    settings.home.ensure()?;
+    Ok(settings)
 }
 
 /// Makes sure Ollama has `model`: taken from another Ollama's store that has it (see
