@@ -178,14 +178,9 @@ impl GpuMode {
 /// Other stores where the user's own Ollama keeps models, most likely first: the user's
 /// (`~/.ollama/models`) and the Linux service's.
 pub fn candidate_stores(user_home: Option<&Path>) -> Vec<PathBuf> {
-    let mut stores = Vec::new();
-    if let Some(home) = user_home {
-        stores.push(home.join(".ollama").join("models"));
-    }
-    if cfg!(target_os = "linux") {
-        stores.push(PathBuf::from("/usr/share/ollama/.ollama/models"));
-    }
-    stores
+    let service = cfg!(target_os = "linux").then(|| "/usr/share/ollama/.ollama/models".into());
+    let user = user_home.map(|home| home.join(".ollama").join("models"));
+    user.into_iter().chain(service).collect()
 }
 
 /// Something to tell the user about their settings before the run.
@@ -281,15 +276,14 @@ impl Settings {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => anyhow::bail!("could not read {}: {e}", config_path.display()),
         };
-        let inputs = Inputs {
+        Ok(Settings::resolve(&Inputs {
             env: &env,
             user_home,
             cwd,
             config: config.as_deref(),
             memory: total_memory(),
             model_flag,
-        };
-        Ok(Settings::resolve(&inputs)?)
+        })?)
     }
 
     /// Resolves every setting from `inputs` alone.
@@ -511,23 +505,15 @@ fn context_length(env: &Env, config: Option<u32>, memory: u64) -> Result<u32, Se
         |value| value.parse().ok().filter(|n| *n >= SMALLEST_CONTEXT),
         &format!(": expected a number of tokens of at least {SMALLEST_CONTEXT}, such as 32768"),
     )?;
-    if let Some(n) = from_env {
-        return Ok(n);
+    match (from_env, config) {
+        (Some(n), _) => Ok(n),
+        (None, Some(n)) if n < SMALLEST_CONTEXT => Err(SettingsError(format!(
+            "context_length = {n} in config.toml: expected at least {SMALLEST_CONTEXT}, such as 32768"
+        ))),
+        (None, Some(n)) => Ok(n),
+        (None, None) if memory >= LARGE_CONTEXT_MEMORY => Ok(LARGE_CONTEXT),
+        (None, None) => Ok(MIN_CONTEXT),
     }
-    if let Some(n) = config {
-        return if n >= SMALLEST_CONTEXT {
-            Ok(n)
-        } else {
-            Err(SettingsError(format!(
-                "context_length = {n} in config.toml: expected at least {SMALLEST_CONTEXT}, such as 32768"
-            )))
-        };
-    }
-    Ok(if memory >= LARGE_CONTEXT_MEMORY {
-        LARGE_CONTEXT
-    } else {
-        MIN_CONTEXT
-    })
 }
 
 /// `CODEX_OSS_BASE_URL`, else `base_url` in config.toml, checked to be an http(s) URL.

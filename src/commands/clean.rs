@@ -74,10 +74,8 @@ pub fn run(args: &CleanArgs) -> Result<ExitCode> {
 /// it, when it holds them: they took a long download, and the next run needs them.
 fn ollama_with_gpu_libraries(home: &Home) -> Option<(String, u64)> {
     let payload = payload::ollama()?;
-    let dir = payload.dir_name();
-    let place = crate::gpu::Place::of_embedded(payload, home);
-    let record = place.record()?;
-    Some((dir, record.bytes()))
+    let record = crate::gpu::Place::of_embedded(payload, home).record()?;
+    Some((payload.dir_name(), record.bytes()))
 }
 
 /// Removes every log codex-oss wrote but those of the servers running now; other files

@@ -400,10 +400,8 @@ impl RemoteReport {
                     Some(other) => other,
                     None => "unknown engine",
                 };
-                match &self.version {
-                    Some(version) => format!("{engine} {version}, OpenAI-compatible"),
-                    None => format!("{engine}, OpenAI-compatible"),
-                }
+                let version = self.version.as_deref().map(|v| format!(" {v}"));
+                format!("{engine}{}, OpenAI-compatible", version.unwrap_or_default())
             }
             (None, _) => "not usable".to_owned(),
         };

@@ -37,12 +37,9 @@ pub fn print(verbose: bool) {
 fn notices_beside(exe: Option<&Path>) -> Option<PathBuf> {
     let exe = exe?;
     let real = exe.canonicalize().unwrap_or_else(|_| exe.to_path_buf());
-    let dirs: Vec<PathBuf> = [exe, real.as_path()]
+    [exe, real.as_path()]
         .into_iter()
         .filter_map(Path::parent)
-        .map(Path::to_path_buf)
-        .collect();
-    dirs.iter()
         .flat_map(|dir| {
             [
                 dir.join(NOTICES),
