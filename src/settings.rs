@@ -983,42 +983,33 @@ mod tests {
     #[test]
     fn config_errors_name_the_file_line_column_and_what_was_expected() {
         let env = Env::default();
-        let err = resolve_with(
-            &env,
-            Some("model = \"a\"\ncontext_length = \"big\"\n"),
-            0,
-            None,
-        )
-        .expect_err("a string for a number");
-        let text = err.to_string();
         let file = Path::new("/home/u").join(".codex-oss").join("config.toml");
-        assert!(
-            text.starts_with(&format!("{}:2:18: ", file.display())),
-            "{text}"
-        );
-        assert!(text.contains("expected"), "{text}");
-        assert!(!text.contains('\n'), "{text}");
-
-        let err = resolve_with(&env, Some("model = \"a\"\nmodle = \"b\"\n"), 0, None)
-            .expect_err("an unknown key");
-        let text = err.to_string();
-        assert!(
-            text.starts_with(&format!("{}:2:1: ", file.display())),
-            "{text}"
-        );
-        assert!(text.contains("unknown field `modle`"), "{text}");
-        assert!(
-            text.contains("`model`") && text.contains("`context_length`"),
-            "{text}"
-        );
-
-        let err = resolve_with(&env, Some("model = \n"), 0, None).expect_err("no value");
-        assert!(
-            err.to_string()
-                .starts_with(&format!("{}:1:", file.display())),
-            "{err}"
-        );
-
+        for (config, at, says) in [
+            // A string for a number.
+            (
+                "model = \"a\"\ncontext_length = \"big\"\n",
+                "2:18: ",
+                &["expected"][..],
+            ),
+            // An unknown key.
+            (
+                "model = \"a\"\nmodle = \"b\"\n",
+                "2:1: ",
+                &["unknown field `modle`", "`model`", "`context_length`"],
+            ),
+            // No value.
+            ("model = \n", "1:", &[]),
+        ] {
+            let text = resolve_with(&env, Some(config), 0, None)
+                .expect_err(config)
+                .to_string();
+            assert!(
+                text.starts_with(&format!("{}:{at}", file.display())),
+                "{text}"
+            );
+            assert!(says.iter().all(|part| text.contains(part)), "{text}");
+            assert!(!text.contains('\n'), "{text}");
+        }
         let err =
             resolve_with(&env, Some("context_length = 10\n"), 0, None).expect_err("too small");
         assert!(err.to_string().contains("32768"), "{err}");

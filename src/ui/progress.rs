@@ -46,14 +46,14 @@ impl Progress {
     /// A progress of `total` bytes (unknown: `None`) that draws `message` on its bar.
     pub fn new(look: Look, total: Option<u64>, message: impl Into<Cow<'static, str>>) -> Progress {
         let terminal = super::stderr_is_terminal();
-        let bar = if terminal {
-            let bar = ProgressBar::with_draw_target(total, ProgressDrawTarget::stderr());
-            bar.set_style(ProgressStyle::with_template(look.template()).expect("valid template"));
-            bar.set_message(message);
-            bar
+        let target = if terminal {
+            ProgressDrawTarget::stderr()
         } else {
-            ProgressBar::hidden()
+            ProgressDrawTarget::hidden()
         };
+        let bar = ProgressBar::with_draw_target(total, target);
+        bar.set_style(ProgressStyle::with_template(look.template()).expect("valid template"));
+        bar.set_message(message);
         Progress {
             bar,
             terminal,
