@@ -315,13 +315,21 @@ impl Settings {
             ": expected auto (look for a GPU), cuda (use the NVIDIA GPU, fetching its libraries) or none (the CPU only)",
         )?
         .unwrap_or_default();
+        let import = switch(
+            env,
+            EnvVars::CODEX_OSS_IMPORT,
+            "import models from other Ollama stores",
+        )?;
         let chosen_model = inputs
             .model_flag
             .clone()
             .or_else(|| env.get(EnvVars::CODEX_OSS_MODEL).map(str::to_owned))
             .or(config.model);
         Ok(Settings {
-            import_from: import_from(env, inputs.user_home.as_deref(), models.is_some())?,
+            // A user-set `OLLAMA_MODELS` is codex-oss's store already.
+            import_from: (import && models.is_none())
+                .then(|| candidate_stores(inputs.user_home.as_deref()))
+                .unwrap_or_default(),
             home: Home::new(root, models),
             model_chosen: chosen_model.is_some(),
             model: chosen_model.unwrap_or_else(|| DEFAULT_MODEL.to_owned()),
@@ -574,23 +582,6 @@ fn api_key(env: &Env, config: Option<String>) -> Result<ApiKey, SettingsError> {
         value: env.get(&var).map(str::to_owned),
         var,
     })
-}
-
-/// The stores a missing model may be imported from: `CODEX_OSS_IMPORT=0` turns this
-/// off, and a user-set `OLLAMA_MODELS` is codex-oss's store already.
-fn import_from(
-    env: &Env,
-    user_home: Option<&Path>,
-    models_set: bool,
-) -> Result<Vec<PathBuf>, SettingsError> {
-    let enabled = switch(
-        env,
-        EnvVars::CODEX_OSS_IMPORT,
-        "import models from other Ollama stores",
-    )?;
-    Ok((enabled && !models_set)
-        .then(|| candidate_stores(user_home))
-        .unwrap_or_default())
 }
 
 /// A variable that turns something off with `0` (on by default, or with `1`).

@@ -12,7 +12,6 @@ use std::process::ExitCode;
 use anyhow::Result;
 use serde::Serialize;
 
-use crate::cli::DoctorArgs;
 use crate::gpu::{self, Place};
 use crate::payload;
 use crate::server::Compute;
@@ -139,7 +138,7 @@ struct LogReport {
     last_lines: Vec<String>,
 }
 
-pub fn run(args: &DoctorArgs) -> Result<ExitCode> {
+pub fn run(json: bool) -> Result<ExitCode> {
     let settings = super::settings(None)?;
     let mut report = Report::gather(&settings);
     if let Some(url) = &settings.base_url {
@@ -147,7 +146,7 @@ pub fn run(args: &DoctorArgs) -> Result<ExitCode> {
         report.healthy &= server.error.is_none();
         report.server = Some(server);
     }
-    if args.json {
+    if json {
         out!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         report.print();

@@ -35,11 +35,11 @@ pub fn dispatch(invocation: Invocation) -> Result<ExitCode> {
             let _ = <Cli as clap::CommandFactory>::command().print_help();
             Ok(ExitCode::SUCCESS)
         }
-        Some(Command::Doctor(args)) => doctor::run(&args),
+        Some(Command::Doctor { json }) => doctor::run(json),
         Some(Command::Gpu(command)) => block_on(gpu::run(command)),
         Some(Command::Serve) => block_on(serve::run()),
         Some(Command::Models(command)) => block_on(models::run(command)),
-        Some(Command::Clean(args)) => clean::run(&args),
+        Some(Command::Clean { models }) => clean::run(models),
         Some(Command::Update(args)) => update::run(&args),
         Some(Command::Completions { shell }) => {
             let mut command = <Cli as clap::CommandFactory>::command();

@@ -37,9 +37,9 @@ pub fn print(verbose: bool) {
 fn notices_beside(exe: Option<&Path>) -> Option<PathBuf> {
     let exe = exe?;
     let real = exe.canonicalize().unwrap_or_else(|_| exe.to_path_buf());
-    [exe, real.as_path()]
+    [exe.to_path_buf(), real]
         .into_iter()
-        .filter_map(Path::parent)
+        .filter_map(|path| path.parent().map(Path::to_path_buf))
         .flat_map(|dir| {
             [
                 dir.join(NOTICES),
