@@ -327,9 +327,11 @@ impl Settings {
             .or(config.model);
         Ok(Settings {
             // A user-set `OLLAMA_MODELS` is codex-oss's store already.
-            import_from: (import && models.is_none())
-                .then(|| candidate_stores(inputs.user_home.as_deref()))
-                .unwrap_or_default(),
+            import_from: if import && models.is_none() {
+                candidate_stores(inputs.user_home.as_deref())
+            } else {
+                Vec::new()
+            },
             home: Home::new(root, models),
             model_chosen: chosen_model.is_some(),
             model: chosen_model.unwrap_or_else(|| DEFAULT_MODEL.to_owned()),
@@ -514,11 +516,10 @@ fn context_length(env: &Env, config: Option<u32>, memory: u64) -> Result<u32, Se
         &format!(": expected a number of tokens of at least {SMALLEST_CONTEXT}, such as 32768"),
     )?;
     match (from_env, config) {
-        (Some(n), _) => Ok(n),
         (None, Some(n)) if n < SMALLEST_CONTEXT => Err(SettingsError(format!(
             "context_length = {n} in config.toml: expected at least {SMALLEST_CONTEXT}, such as 32768"
         ))),
-        (None, Some(n)) => Ok(n),
+        (Some(n), _) | (None, Some(n)) => Ok(n),
         (None, None) if memory >= LARGE_CONTEXT_MEMORY => Ok(LARGE_CONTEXT),
         (None, None) => Ok(MIN_CONTEXT),
     }

@@ -554,11 +554,13 @@ fn go_duration(duration: std::time::Duration) -> String {
         return format!("{}ms", duration.as_millis());
     }
     let secs = duration.as_secs();
-    [(secs / 3600, "h"), (secs / 60 % 60, "m"), (secs % 60, "s")]
-        .iter()
-        .filter(|(n, _)| *n != 0)
-        .map(|(n, unit)| format!("{n}{unit}"))
-        .collect()
+    let parts = [(secs / 3600, "h"), (secs / 60 % 60, "m"), (secs % 60, "s")];
+    let mut text = String::new();
+    for (n, unit) in parts.iter().filter(|(n, _)| *n != 0) {
+        text.push_str(&n.to_string());
+        text.push_str(unit);
+    }
+    text
 }
 
 #[cfg(test)]
