@@ -333,10 +333,7 @@ impl Report {
 /// Probes the server at `url` (on a runtime of its own: the rest of doctor is blocking).
 fn remote_report(settings: &Settings, url: &str) -> Result<RemoteReport> {
     use crate::remote::{self, Kind, RemoteError};
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let probed = runtime.block_on(remote::probe(url, &settings.api_key));
+    let probed = super::block_on(async { Ok(remote::probe(url, &settings.api_key).await) })?;
     let mut report = RemoteReport {
         url: url.to_owned(),
         key_variable: settings.api_key.var.clone(),

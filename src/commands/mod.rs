@@ -101,7 +101,7 @@ async fn import_model(
 
 /// A current-thread runtime: child processes are started from the main thread, which
 /// matters for Linux's parent-death signal (see `platform::die_with_launcher`).
-fn block_on<F: std::future::Future<Output = Result<ExitCode>>>(future: F) -> Result<ExitCode> {
+fn block_on<T>(future: impl std::future::Future<Output = Result<T>>) -> Result<T> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
