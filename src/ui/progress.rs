@@ -39,7 +39,6 @@ pub struct Progress {
     terminal: bool,
     /// Without a terminal: the last tenth said of each part (`tenth`).
     tenths: HashMap<String, u64>,
-    ended: bool,
 }
 
 impl Progress {
@@ -58,7 +57,6 @@ impl Progress {
             bar,
             terminal,
             tenths: HashMap::new(),
-            ended: false,
         }
     }
 
@@ -110,21 +108,19 @@ impl Progress {
 
     /// Done: the bar is cleared away.
     pub fn finish(&mut self) {
-        self.ended = true;
         self.bar.finish_and_clear();
     }
 
     /// Stopped short: the bar stays as it stood, above the error that follows.
     pub fn abandon(&mut self) {
-        self.ended = true;
         self.bar.abandon();
     }
 }
 
 impl Drop for Progress {
     fn drop(&mut self) {
-        if !self.ended {
-            self.abandon();
+        if !self.bar.is_finished() {
+            self.bar.abandon();
         }
     }
 }
