@@ -295,9 +295,9 @@ impl Report {
         );
         let needs = |bytes: Option<u64>, enough: Option<bool>, short: &str| match (bytes, enough) {
             (Some(bytes), Some(enough)) => format!(
-                "; {} needs about {}: {}",
+                "; {} needs about {} GB: {}",
                 model.name,
-                gb(bytes),
+                bytes / 1_000_000_000,
                 if enough { "enough" } else { short }
             ),
             _ => String::new(),
@@ -523,11 +523,6 @@ fn last_lines(path: &Path, n: usize) -> Vec<String> {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<String> = text.lines().map(str::to_owned).collect();
     lines[lines.len().saturating_sub(n)..].to_vec()
-}
-
-/// `13.5 GB`.
-fn gb(bytes: u64) -> String {
-    format!("{} GB", bytes / 1_000_000_000)
 }
 
 /// What the shared server does after its last run, for `doctor`.
