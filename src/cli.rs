@@ -36,7 +36,11 @@ pub enum Command {
     /// Update codex-oss, and with it the embedded Ollama and Codex.
     Update(UpdateArgs),
     /// Check the installation, the unpacked payloads, the model and the machine.
-    Doctor(DoctorArgs),
+    Doctor {
+        /// Print the report as one JSON object, with stable field names, for scripts.
+        #[arg(long)]
+        json: bool,
+    },
     /// Fetch, remove or show the NVIDIA GPU libraries of the embedded Ollama.
     #[command(subcommand)]
     Gpu(GpuCommand),
@@ -46,7 +50,11 @@ pub enum Command {
     /// Run the embedded Ollama in the foreground (for other clients), until Ctrl-C.
     Serve,
     /// Remove unpacked payloads, logs and (with --models) downloaded models.
-    Clean(CleanArgs),
+    Clean {
+        /// Also delete downloaded models (they are large and slow to download again).
+        #[arg(long)]
+        models: bool,
+    },
     /// Print a shell completion script.
     Completions {
         /// The shell: bash, zsh, fish, elvish or powershell.
@@ -83,13 +91,6 @@ pub struct UpdateArgs {
     pub allow_downgrade: bool,
 }
 
-#[derive(Debug, Args)]
-pub struct DoctorArgs {
-    /// Print the report as one JSON object, with stable field names, for scripts.
-    #[arg(long)]
-    pub json: bool,
-}
-
 /// On Linux and Windows the embedded Ollama carries only its CPU libraries; with an
 /// NVIDIA GPU, a run fetches the CUDA libraries from the pinned Ollama release (checked
 /// against its SHA-256) before it starts Ollama. These commands do it by hand.
@@ -105,13 +106,6 @@ pub enum GpuCommand {
     Remove,
     /// Show the GPU found, the libraries, and the device Ollama used last.
     Status,
-}
-
-#[derive(Debug, Args)]
-pub struct CleanArgs {
-    /// Also delete downloaded models (they are large and slow to download again).
-    #[arg(long)]
-    pub models: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -204,23 +198,15 @@ fn is_launcher_word(word: &str) -> bool {
 
 /// Splits the launcher's own commands from Codex's.
 pub fn parse(args: Vec<OsString>) -> Invocation {
-    let first = args.get(1).and_then(|a| a.to_str());
-    match first {
-        Some(crate::platform::WATCHDOG_COMMAND) => Invocation::Watchdog(
-            args.get(2)
-                .and_then(|a| a.to_str())
-                .unwrap_or_default()
-                .to_owned(),
-        ),
-        Some(crate::shared::KEEPER_COMMAND) => {
-            let arg = |i: usize| {
-                args.get(i)
-                    .and_then(|a| a.to_str())
-                    .unwrap_or_default()
-                    .to_owned()
-            };
-            Invocation::Keeper(arg(2), arg(3))
+    let arg = |i: usize| args.get(i).and_then(|a| a.to_str());
+    match arg(1) {
+        Some(crate::platform::WATCHDOG_COMMAND) => {
+            Invocation::Watchdog(arg(2).unwrap_or_default().to_owned())
         }
+        Some(crate::shared::KEEPER_COMMAND) => Invocation::Keeper(
+            arg(2).unwrap_or_default().to_owned(),
+            arg(3).unwrap_or_default().to_owned(),
+        ),
         Some(word) if is_launcher_word(word) => Invocation::Launcher(Cli::parse_from(args)),
         _ => Invocation::Codex(args.into_iter().skip(1).collect()),
     }

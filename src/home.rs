@@ -101,10 +101,8 @@ impl Home {
     pub fn ensure(&self) -> Result<()> {
         self.claim()?;
         self.secure()?;
-        for (dir, label) in [(self.run(), "run"), (self.logs(), "logs")] {
-            create_private_dir(&dir, label)?;
-        }
-        Ok(())
+        create_private_dir(&self.run(), "run")?;
+        create_private_dir(&self.logs(), "logs")
     }
 
     /// Makes sure the home is codex-oss's before anything is written or removed in it. A
@@ -176,23 +174,20 @@ impl Home {
         foreign
     }
 
-    /// The directories codex-oss runs programs from or takes records from.
-    fn trusted_dirs(&self) -> [PathBuf; 4] {
-        [
-            self.root.clone(),
-            self.payload_dir("ollama"),
-            self.payload_dir("codex"),
-            self.run(),
-        ]
-    }
-
     /// Refuses a home that another user owns (codex-oss runs programs from it). Where
     /// group or others may write, takes that away and unpacks the payloads again, since
     /// what is there may have been changed by someone else. A filesystem that ignores
     /// permissions (vfat, some network shares) gets a warning and is used as it is.
     pub fn secure(&self) -> Result<()> {
+        // The directories codex-oss runs programs from or takes records from.
+        let trusted = [
+            self.root.clone(),
+            self.payload_dir("ollama"),
+            self.payload_dir("codex"),
+            self.run(),
+        ];
         let mut tightened = false;
-        for dir in self.trusted_dirs() {
+        for dir in trusted {
             let Ok(meta) = std::fs::metadata(&dir) else {
                 continue;
             };
@@ -260,17 +255,11 @@ impl Home {
 
 /// True for a log codex-oss writes: `ollama-<unix time>-<pid>.log` (see `server`).
 pub fn is_own_log(name: &str) -> bool {
-    let Some(stem) = name
-        .strip_prefix("ollama-")
+    let number = |n: &str| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit());
+    name.strip_prefix("ollama-")
         .and_then(|rest| rest.strip_suffix(".log"))
-    else {
-        return false;
-    };
-    stem.split_once('-').is_some_and(|(secs, pid)| {
-        [secs, pid]
-            .iter()
-            .all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
-    })
+        .and_then(|stem| stem.split_once('-'))
+        .is_some_and(|(secs, pid)| number(secs) && number(pid))
 }
 
 /// True for a name codex-oss writes in a payload's folder (`<home>/ollama`, `<home>/codex`): an unpacked copy
@@ -298,19 +287,15 @@ pub fn is_version_dir(name: &str) -> bool {
 
 /// The entries of `dir` with their names (none when it cannot be read).
 fn entries(dir: &Path) -> Vec<(PathBuf, String)> {
-    std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .flatten()
-                .map(|entry| {
-                    (
-                        entry.path(),
-                        entry.file_name().to_string_lossy().into_owned(),
-                    )
-                })
-                .collect()
+    let entries = std::fs::read_dir(dir).into_iter().flatten().flatten();
+    entries
+        .map(|entry| {
+            (
+                entry.path(),
+                entry.file_name().to_string_lossy().into_owned(),
+            )
         })
-        .unwrap_or_default()
+        .collect()
 }
 
 /// Creates `dir` (and parents) with mode 0700 on Unix; the error names the path and what to do.

@@ -178,14 +178,9 @@ impl GpuMode {
 /// Other stores where the user's own Ollama keeps models, most likely first: the user's
 /// (`~/.ollama/models`) and the Linux service's.
 pub fn candidate_stores(user_home: Option<&Path>) -> Vec<PathBuf> {
-    let mut stores = Vec::new();
-    if let Some(home) = user_home {
-        stores.push(home.join(".ollama").join("models"));
-    }
-    if cfg!(target_os = "linux") {
-        stores.push(PathBuf::from("/usr/share/ollama/.ollama/models"));
-    }
-    stores
+    let service = cfg!(target_os = "linux").then(|| "/usr/share/ollama/.ollama/models".into());
+    let user = user_home.map(|home| home.join(".ollama").join("models"));
+    user.into_iter().chain(service).collect()
 }
 
 /// Something to tell the user about their settings before the run.
@@ -281,28 +276,28 @@ impl Settings {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => anyhow::bail!("could not read {}: {e}", config_path.display()),
         };
-        let inputs = Inputs {
+        Ok(Settings::resolve(&Inputs {
             env: &env,
             user_home,
             cwd,
             config: config.as_deref(),
             memory: total_memory(),
             model_flag,
-        };
-        Ok(Settings::resolve(&inputs)?)
+        })?)
     }
 
     /// Resolves every setting from `inputs` alone.
     pub fn resolve(inputs: &Inputs<'_>) -> Result<Settings, SettingsError> {
         let env = inputs.env;
         let root = home_root(env, inputs.user_home.as_deref(), &inputs.cwd)?;
-        let config = match inputs.config {
-            Some(text) => ConfigFile::parse(&Home::config_path(&root), text)?,
-            None => ConfigFile::default(),
-        };
+        let config = inputs
+            .config
+            .map(|text| ConfigFile::parse(&Home::config_path(&root), text))
+            .transpose()?
+            .unwrap_or_default();
         let models = env
             .get(EnvVars::OLLAMA_MODELS)
-            .map(|dir| absolute(&inputs.cwd, dir));
+            .map(|dir| inputs.cwd.join(dir));
         let mut notices = Vec::new();
         let bind = bind(env, &mut notices)?;
         if let Some(filter) = env.get(EnvVars::CODEX_OSS_LOG) {
@@ -313,14 +308,30 @@ impl Settings {
                 )));
             }
         }
-        let gpu = gpu_mode(env)?;
+        let gpu = var(
+            env,
+            EnvVars::CODEX_OSS_GPU,
+            GpuMode::parse,
+            ": expected auto (look for a GPU), cuda (use the NVIDIA GPU, fetching its libraries) or none (the CPU only)",
+        )?
+        .unwrap_or_default();
+        let import = switch(
+            env,
+            EnvVars::CODEX_OSS_IMPORT,
+            "import models from other Ollama stores",
+        )?;
         let chosen_model = inputs
             .model_flag
             .clone()
             .or_else(|| env.get(EnvVars::CODEX_OSS_MODEL).map(str::to_owned))
             .or(config.model);
         Ok(Settings {
-            import_from: import_from(env, inputs.user_home.as_deref(), models.is_some())?,
+            // A user-set `OLLAMA_MODELS` is codex-oss's store already.
+            import_from: if import && models.is_none() {
+                candidate_stores(inputs.user_home.as_deref())
+            } else {
+                Vec::new()
+            },
             home: Home::new(root, models),
             model_chosen: chosen_model.is_some(),
             model: chosen_model.unwrap_or_else(|| DEFAULT_MODEL.to_owned()),
@@ -328,13 +339,15 @@ impl Settings {
             bind,
             base_url: base_url(env, config.base_url.as_deref())?,
             api_key: api_key(env, config.api_key_env)?,
-            ollama: env
-                .get(EnvVars::CODEX_OSS_OLLAMA)
-                .map(|p| absolute(&inputs.cwd, p)),
-            codex: env
-                .get(EnvVars::CODEX_OSS_CODEX)
-                .map(|p| absolute(&inputs.cwd, p)),
-            pull_timeout: pull_timeout(env)?,
+            ollama: env.get(EnvVars::CODEX_OSS_OLLAMA).map(|p| inputs.cwd.join(p)),
+            codex: env.get(EnvVars::CODEX_OSS_CODEX).map(|p| inputs.cwd.join(p)),
+            pull_timeout: var(
+                env,
+                EnvVars::CODEX_OSS_PULL_TIMEOUT,
+                |s| s.parse().ok().filter(|s| *s > 0).map(Duration::from_secs),
+                ": expected a number of seconds such as 300",
+            )?
+            .unwrap_or(PULL_IDLE_TIMEOUT),
             share: switch(
                 env,
                 EnvVars::CODEX_OSS_SHARE,
@@ -342,7 +355,12 @@ impl Settings {
             )?,
             gpu,
             server_env: server_env(env, gpu),
-            payload_mirror: payload_mirror(env)?,
+            payload_mirror: var(
+                env,
+                EnvVars::CODEX_OSS_PAYLOAD_MIRROR,
+                |url| is_http_url(url).then(|| url.to_owned()),
+                " is not an http URL: use the base URL the release assets are under, such as https://mirror.example.com/ollama/v0.32.15/, or unset it",
+            )?,
             notices,
         })
     }
@@ -351,7 +369,7 @@ impl Settings {
 /// `CODEX_OSS_HOME`, else `~/.codex-oss`; a relative path is taken from `cwd`.
 fn home_root(env: &Env, user_home: Option<&Path>, cwd: &Path) -> Result<PathBuf, SettingsError> {
     match env.get(EnvVars::CODEX_OSS_HOME) {
-        Some(dir) => Ok(absolute(cwd, dir)),
+        Some(dir) => Ok(cwd.join(dir)),
         None => user_home.map(|home| home.join(".codex-oss")).ok_or_else(|| {
             SettingsError(format!(
                 "cannot find your home directory: set {} to where codex-oss may keep its files, e.g. /var/tmp/codex-oss",
@@ -361,13 +379,23 @@ fn home_root(env: &Env, user_home: Option<&Path>, cwd: &Path) -> Result<PathBuf,
     }
 }
 
-fn absolute(cwd: &Path, path: &str) -> PathBuf {
-    let path = Path::new(path);
-    if path.is_relative() {
-        cwd.join(path)
-    } else {
-        path.to_owned()
-    }
+/// The variable `name` as `read` takes it, when it is set; a value `read` refuses is an
+/// error that shows the value and goes on with `expected`.
+fn var<T>(
+    env: &Env,
+    name: &str,
+    read: impl Fn(&str) -> Option<T>,
+    expected: &str,
+) -> Result<Option<T>, SettingsError> {
+    env.get(name)
+        .map(|value| read(value).ok_or_else(|| SettingsError(format!("{name}={value}{expected}"))))
+        .transpose()
+}
+
+/// True for an http(s) URL with a host.
+fn is_http_url(url: &str) -> bool {
+    reqwest::Url::parse(url)
+        .is_ok_and(|url| matches!(url.scheme(), "http" | "https") && url.host().is_some())
 }
 
 /// `CODEX_OSS_HOST`, else `CODEX_OSS_PORT`, else a loopback `OLLAMA_HOST`: codex-oss's
@@ -386,18 +414,14 @@ fn bind(env: &Env, notices: &mut Vec<Notice>) -> Result<Bind, SettingsError> {
         }
         return Ok(Bind::Host(host.to_owned()));
     }
-    if let Some(port) = env.get(EnvVars::CODEX_OSS_PORT) {
-        return port
-            .parse::<u16>()
-            .ok()
-            .filter(|p| *p != 0)
-            .map(Bind::Port)
-            .ok_or_else(|| {
-                SettingsError(format!(
-                    "{}={port} is not a port number: use one from 1 to 65535 such as 11434, or unset it",
-                    EnvVars::CODEX_OSS_PORT
-                ))
-            });
+    let port = var(
+        env,
+        EnvVars::CODEX_OSS_PORT,
+        |port| port.parse().ok().filter(|p| *p != 0),
+        " is not a port number: use one from 1 to 65535 such as 11434, or unset it",
+    )?;
+    if let Some(port) = port {
+        return Ok(Bind::Port(port));
     }
     if let Some(host) = env.get(EnvVars::OLLAMA_HOST) {
         if is_loopback_host(host_of(host)) {
@@ -485,32 +509,20 @@ fn go_duration_nanos(text: &str) -> Option<i128> {
 
 /// `OLLAMA_CONTEXT_LENGTH`, else config.toml, else by memory.
 fn context_length(env: &Env, config: Option<u32>, memory: u64) -> Result<u32, SettingsError> {
-    if let Some(value) = env.get(EnvVars::OLLAMA_CONTEXT_LENGTH) {
-        return value
-            .parse()
-            .ok()
-            .filter(|n| *n >= SMALLEST_CONTEXT)
-            .ok_or_else(|| {
-                SettingsError(format!(
-                    "{}={value}: expected a number of tokens of at least {SMALLEST_CONTEXT}, such as 32768",
-                    EnvVars::OLLAMA_CONTEXT_LENGTH
-                ))
-            });
+    let from_env = var(
+        env,
+        EnvVars::OLLAMA_CONTEXT_LENGTH,
+        |value| value.parse().ok().filter(|n| *n >= SMALLEST_CONTEXT),
+        &format!(": expected a number of tokens of at least {SMALLEST_CONTEXT}, such as 32768"),
+    )?;
+    match (from_env, config) {
+        (None, Some(n)) if n < SMALLEST_CONTEXT => Err(SettingsError(format!(
+            "context_length = {n} in config.toml: expected at least {SMALLEST_CONTEXT}, such as 32768"
+        ))),
+        (Some(n), _) | (None, Some(n)) => Ok(n),
+        (None, None) if memory >= LARGE_CONTEXT_MEMORY => Ok(LARGE_CONTEXT),
+        (None, None) => Ok(MIN_CONTEXT),
     }
-    if let Some(n) = config {
-        return if n >= SMALLEST_CONTEXT {
-            Ok(n)
-        } else {
-            Err(SettingsError(format!(
-                "context_length = {n} in config.toml: expected at least {SMALLEST_CONTEXT}, such as 32768"
-            )))
-        };
-    }
-    Ok(if memory >= LARGE_CONTEXT_MEMORY {
-        LARGE_CONTEXT
-    } else {
-        MIN_CONTEXT
-    })
 }
 
 /// `CODEX_OSS_BASE_URL`, else `base_url` in config.toml, checked to be an http(s) URL.
@@ -520,14 +532,12 @@ fn base_url(env: &Env, config: Option<&str>) -> Result<Option<String>, SettingsE
         (None, Some(url)) => (url, format!("base_url = \"{url}\" in config.toml")),
         (None, None) => return Ok(None),
     };
-    match reqwest::Url::parse(url) {
-        Ok(parsed) if matches!(parsed.scheme(), "http" | "https") && parsed.host().is_some() => {
-            Ok(Some(url.to_owned()))
-        }
-        _ => Err(SettingsError(format!(
+    if !is_http_url(url) {
+        return Err(SettingsError(format!(
             "{name} is not an http URL: use the server's address such as http://127.0.0.1:11434/v1 or https://gpu-box.example:8000/v1, or unset it"
-        ))),
+        )));
     }
+    Ok(Some(url.to_owned()))
 }
 
 /// The API key of a team's server, kept out of `Debug` output so that no log line or
@@ -540,13 +550,6 @@ pub struct ApiKey {
 }
 
 impl ApiKey {
-    pub fn new(var: &str, value: Option<&str>) -> ApiKey {
-        ApiKey {
-            var: var.to_owned(),
-            value: value.map(str::to_owned),
-        }
-    }
-
     /// The key, for an `Authorization` header and nothing else.
     pub fn secret(&self) -> Option<&str> {
         self.value.as_deref()
@@ -576,54 +579,9 @@ fn api_key(env: &Env, config: Option<String>) -> Result<ApiKey, SettingsError> {
             "api_key_env = \"{var}\" in config.toml is not a variable name: name the variable that holds the key, such as TEAM_LLM_KEY"
         )));
     }
-    Ok(ApiKey::new(&var, env.get(&var)))
-}
-
-/// `CODEX_OSS_GPU`, else `auto`.
-fn gpu_mode(env: &Env) -> Result<GpuMode, SettingsError> {
-    let Some(value) = env.get(EnvVars::CODEX_OSS_GPU) else {
-        return Ok(GpuMode::Auto);
-    };
-    GpuMode::parse(value).ok_or_else(|| {
-        SettingsError(format!(
-            "{}={value}: expected auto (look for a GPU), cuda (use the NVIDIA GPU, fetching its libraries) or none (the CPU only)",
-            EnvVars::CODEX_OSS_GPU
-        ))
-    })
-}
-
-/// `CODEX_OSS_PAYLOAD_MIRROR`, checked to be an http(s) URL.
-fn payload_mirror(env: &Env) -> Result<Option<String>, SettingsError> {
-    let Some(url) = env.get(EnvVars::CODEX_OSS_PAYLOAD_MIRROR) else {
-        return Ok(None);
-    };
-    match reqwest::Url::parse(url) {
-        Ok(parsed) if matches!(parsed.scheme(), "http" | "https") && parsed.host().is_some() => {
-            Ok(Some(url.to_owned()))
-        }
-        _ => Err(SettingsError(format!(
-            "{}={url} is not an http URL: use the base URL the release assets are under, such as https://mirror.example.com/ollama/v0.32.15/, or unset it",
-            EnvVars::CODEX_OSS_PAYLOAD_MIRROR
-        ))),
-    }
-}
-
-/// The stores a missing model may be imported from: `CODEX_OSS_IMPORT=0` turns this
-/// off, and a user-set `OLLAMA_MODELS` is codex-oss's store already.
-fn import_from(
-    env: &Env,
-    user_home: Option<&Path>,
-    models_set: bool,
-) -> Result<Vec<PathBuf>, SettingsError> {
-    let enabled = switch(
-        env,
-        EnvVars::CODEX_OSS_IMPORT,
-        "import models from other Ollama stores",
-    )?;
-    Ok(if enabled && !models_set {
-        candidate_stores(user_home)
-    } else {
-        Vec::new()
+    Ok(ApiKey {
+        value: env.get(&var).map(str::to_owned),
+        var,
     })
 }
 
@@ -636,24 +594,6 @@ fn switch(env: &Env, name: &str, what: &str) -> Result<bool, SettingsError> {
             "{name}={other}: expected 0 (do not {what}) or 1"
         ))),
     }
-}
-
-/// `CODEX_OSS_PULL_TIMEOUT` in seconds, else 300.
-fn pull_timeout(env: &Env) -> Result<Duration, SettingsError> {
-    let Some(value) = env.get(EnvVars::CODEX_OSS_PULL_TIMEOUT) else {
-        return Ok(PULL_IDLE_TIMEOUT);
-    };
-    value
-        .parse::<u64>()
-        .ok()
-        .filter(|s| *s > 0)
-        .map(Duration::from_secs)
-        .ok_or_else(|| {
-            SettingsError(format!(
-                "{}={value}: expected a number of seconds such as 300",
-                EnvVars::CODEX_OSS_PULL_TIMEOUT
-            ))
-        })
 }
 
 pub fn total_memory() -> u64 {
@@ -773,14 +713,10 @@ mod tests {
             (Some("-1"), Some(None)),
             (Some("-1m"), Some(None)),
             (Some("soon"), secs(300)),
+            (Some("300ms"), Some(Some(Duration::from_millis(300)))),
         ] {
             assert_eq!(Some(keep(value)), expected, "{value:?}");
         }
-        assert_eq!(
-            keep(Some("300ms")),
-            Some(Duration::from_millis(300)),
-            "300ms"
-        );
     }
 
     #[test]
@@ -1035,42 +971,33 @@ mod tests {
     #[test]
     fn config_errors_name_the_file_line_column_and_what_was_expected() {
         let env = Env::default();
-        let err = resolve_with(
-            &env,
-            Some("model = \"a\"\ncontext_length = \"big\"\n"),
-            0,
-            None,
-        )
-        .expect_err("a string for a number");
-        let text = err.to_string();
         let file = Path::new("/home/u").join(".codex-oss").join("config.toml");
-        assert!(
-            text.starts_with(&format!("{}:2:18: ", file.display())),
-            "{text}"
-        );
-        assert!(text.contains("expected"), "{text}");
-        assert!(!text.contains('\n'), "{text}");
-
-        let err = resolve_with(&env, Some("model = \"a\"\nmodle = \"b\"\n"), 0, None)
-            .expect_err("an unknown key");
-        let text = err.to_string();
-        assert!(
-            text.starts_with(&format!("{}:2:1: ", file.display())),
-            "{text}"
-        );
-        assert!(text.contains("unknown field `modle`"), "{text}");
-        assert!(
-            text.contains("`model`") && text.contains("`context_length`"),
-            "{text}"
-        );
-
-        let err = resolve_with(&env, Some("model = \n"), 0, None).expect_err("no value");
-        assert!(
-            err.to_string()
-                .starts_with(&format!("{}:1:", file.display())),
-            "{err}"
-        );
-
+        for (config, at, says) in [
+            // A string for a number.
+            (
+                "model = \"a\"\ncontext_length = \"big\"\n",
+                "2:18: ",
+                &["expected"][..],
+            ),
+            // An unknown key.
+            (
+                "model = \"a\"\nmodle = \"b\"\n",
+                "2:1: ",
+                &["unknown field `modle`", "`model`", "`context_length`"],
+            ),
+            // No value.
+            ("model = \n", "1:", &[]),
+        ] {
+            let text = resolve_with(&env, Some(config), 0, None)
+                .expect_err(config)
+                .to_string();
+            assert!(
+                text.starts_with(&format!("{}:{at}", file.display())),
+                "{text}"
+            );
+            assert!(says.iter().all(|part| text.contains(part)), "{text}");
+            assert!(!text.contains('\n'), "{text}");
+        }
         let err =
             resolve_with(&env, Some("context_length = 10\n"), 0, None).expect_err("too small");
         assert!(err.to_string().contains("32768"), "{err}");

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Result};
+use anyhow::{bail, ensure, Result};
 
 use crate::env_vars::EnvVars;
 use crate::home::Home;
@@ -54,12 +54,11 @@ fn find(
     (var, program, switch): (&str, &str, &str),
 ) -> Result<Tool> {
     if let Some(path) = chosen.map(Path::to_path_buf) {
-        if !path.is_file() {
-            bail!(
-                "{var}={} is not a file: point it at a {program} executable or unset it",
-                path.display()
-            );
-        }
+        ensure!(
+            path.is_file(),
+            "{var}={} is not a file: point it at a {program} executable or unset it",
+            path.display()
+        );
         return Ok(Tool {
             path,
             _unpacked: None,

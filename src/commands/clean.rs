@@ -6,12 +6,11 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 
-use crate::cli::CleanArgs;
 use crate::home::Home;
 use crate::payload;
 use crate::settings::Settings;
 
-pub fn run(args: &CleanArgs) -> Result<ExitCode> {
+pub fn run(delete_models: bool) -> Result<ExitCode> {
     let settings = Settings::load(None)?;
     let home = settings.home;
     if !home.root().exists() {
@@ -22,7 +21,7 @@ pub fn run(args: &CleanArgs) -> Result<ExitCode> {
     home.claim()?;
     home.secure()?;
     let models = home.models();
-    if args.models && models != home.own_models() {
+    if delete_models && models != home.own_models() {
         // A store the user pointed at: perhaps their own Ollama's, with files of theirs.
         bail!(
             "OLLAMA_MODELS={} is not codex-oss's own model store, so `clean --models` leaves it alone: remove models there with `codex-oss models rm NAME`, or unset OLLAMA_MODELS to clean {}",
@@ -49,7 +48,7 @@ pub fn run(args: &CleanArgs) -> Result<ExitCode> {
     // Copies left by imports that were killed (their process is gone); a running
     // import's own is kept.
     crate::import::remove_stale_partials(&models.join("blobs"));
-    if args.models {
+    if delete_models {
         // What Ollama writes in a store; anything else there is not codex-oss's.
         for dir in ["blobs", "manifests"].map(|name| models.join(name)) {
             if dir.exists() {
@@ -74,10 +73,8 @@ pub fn run(args: &CleanArgs) -> Result<ExitCode> {
 /// it, when it holds them: they took a long download, and the next run needs them.
 fn ollama_with_gpu_libraries(home: &Home) -> Option<(String, u64)> {
     let payload = payload::ollama()?;
-    let dir = payload.dir_name();
-    let place = crate::gpu::Place::of_embedded(payload, home);
-    let record = place.record()?;
-    Some((dir, record.bytes()))
+    let record = crate::gpu::Place::of_embedded(payload, home).record()?;
+    Some((payload.dir_name(), record.bytes()))
 }
 
 /// Removes every log codex-oss wrote but those of the servers running now; other files

@@ -12,7 +12,6 @@ use std::process::ExitCode;
 use anyhow::Result;
 use serde::Serialize;
 
-use crate::cli::DoctorArgs;
 use crate::gpu::{self, Place};
 use crate::payload;
 use crate::server::Compute;
@@ -139,7 +138,7 @@ struct LogReport {
     last_lines: Vec<String>,
 }
 
-pub fn run(args: &DoctorArgs) -> Result<ExitCode> {
+pub fn run(json: bool) -> Result<ExitCode> {
     let settings = super::settings(None)?;
     let mut report = Report::gather(&settings);
     if let Some(url) = &settings.base_url {
@@ -147,7 +146,7 @@ pub fn run(args: &DoctorArgs) -> Result<ExitCode> {
         report.healthy &= server.error.is_none();
         report.server = Some(server);
     }
-    if args.json {
+    if json {
         out!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         report.print();
@@ -167,25 +166,18 @@ impl Report {
         // The unpacked copies stay leased while the report is made.
         let mut leases = Vec::new();
         for payload in [payload::ollama(), payload::codex()].into_iter().flatten() {
-            let mut report = PayloadReport {
+            let unpacked = payload.ensure_unpacked(home);
+            if unpacked.is_ok() && payload.name == "ollama" {
+                ollama_place = Some(Place::of_embedded(payload, home));
+            }
+            payloads.push(PayloadReport {
                 name: payload.name,
                 version: payload.version,
-                ok: false,
-                path: None,
-                error: None,
-            };
-            match payload.ensure_unpacked(home) {
-                Ok(unpacked) => {
-                    if payload.name == "ollama" {
-                        ollama_place = Some(Place::of_embedded(payload, home));
-                    }
-                    report.ok = true;
-                    report.path = Some(unpacked.executable.clone());
-                    leases.push(unpacked);
-                }
-                Err(err) => report.error = Some(err.to_string()),
-            }
-            payloads.push(report);
+                ok: unpacked.is_ok(),
+                path: unpacked.as_ref().ok().map(|u| u.executable.clone()),
+                error: unpacked.as_ref().err().map(ToString::to_string),
+            });
+            leases.extend(unpacked.ok());
         }
         let servers = crate::shared::running(home)
             .into_iter()
@@ -233,15 +225,12 @@ impl Report {
     fn print(&self) {
         out!("home: {}", self.home.display());
         for payload in &self.payloads {
-            let label = format!(
-                "{} {}",
-                if payload.name == "ollama" {
-                    "Ollama"
-                } else {
-                    "Codex"
-                },
-                payload.version
-            );
+            let name = if payload.name == "ollama" {
+                "Ollama"
+            } else {
+                "Codex"
+            };
+            let label = format!("{name} {}", payload.version);
             match (&payload.path, &payload.error) {
                 (Some(path), _) => out!("{label}: ok, {}", path.display()),
                 (None, error) => out!("{label}: {}", error.as_deref().unwrap_or("not unpacked")),
@@ -305,12 +294,12 @@ impl Report {
             model.store.display()
         );
         let needs = |bytes: Option<u64>, enough: Option<bool>, short: &str| match (bytes, enough) {
-            (Some(bytes), Some(true)) => {
-                format!("; {} needs about {}: enough", model.name, gb(bytes))
-            }
-            (Some(bytes), Some(false)) => {
-                format!("; {} needs about {}: {short}", model.name, gb(bytes))
-            }
+            (Some(bytes), Some(enough)) => format!(
+                "; {} needs about {} GB: {}",
+                model.name,
+                bytes / 1_000_000_000,
+                if enough { "enough" } else { short }
+            ),
             _ => String::new(),
         };
         let disk = &self.disk;
@@ -344,10 +333,7 @@ impl Report {
 /// Probes the server at `url` (on a runtime of its own: the rest of doctor is blocking).
 fn remote_report(settings: &Settings, url: &str) -> Result<RemoteReport> {
     use crate::remote::{self, Kind, RemoteError};
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let probed = runtime.block_on(remote::probe(url, &settings.api_key));
+    let probed = super::block_on(async { Ok(remote::probe(url, &settings.api_key).await) })?;
     let mut report = RemoteReport {
         url: url.to_owned(),
         key_variable: settings.api_key.var.clone(),
@@ -410,10 +396,8 @@ impl RemoteReport {
                     Some(other) => other,
                     None => "unknown engine",
                 };
-                match &self.version {
-                    Some(version) => format!("{engine} {version}, OpenAI-compatible"),
-                    None => format!("{engine}, OpenAI-compatible"),
-                }
+                let version = self.version.as_deref().map(|v| format!(" {v}"));
+                format!("{engine}{}, OpenAI-compatible", version.unwrap_or_default())
             }
             (None, _) => "not usable".to_owned(),
         };
@@ -467,13 +451,13 @@ pub fn compute_line(
     match (used, log) {
         (_, None) => "no Ollama has run yet".to_owned(),
         (None, Some(_)) => "the latest Ollama log does not say".to_owned(),
-        (Some(used), Some(_)) => match cpu_because {
-            Some(why) => format!(
-                "{} at the latest Ollama start, because {why}",
-                used.describe()
-            ),
-            None => format!("{} at the latest Ollama start", used.describe()),
-        },
+        (Some(used), Some(_)) => format!(
+            "{} at the latest Ollama start{}",
+            used.describe(),
+            cpu_because
+                .map(|why| format!(", because {why}"))
+                .unwrap_or_default()
+        ),
     }
 }
 
@@ -481,26 +465,12 @@ fn model_report(settings: &Settings) -> ModelReport {
     let store = settings.home.models();
     let needs = crate::model::needs(&settings.model);
     ModelReport {
-        downloaded: manifest_path(&store, &settings.model).is_file(),
+        downloaded: crate::import::manifest_path(&store, &settings.model).is_file(),
         name: settings.model.clone(),
         store,
         needs_disk_bytes: needs.as_ref().map(|n| n.disk),
         needs_memory_bytes: needs.as_ref().map(|n| n.memory),
     }
-}
-
-/// Where Ollama keeps a model's manifest: `manifests/registry.ollama.ai/library/gpt-oss/20b`.
-fn manifest_path(store: &Path, model: &str) -> PathBuf {
-    let canonical = crate::model::canonical(model);
-    let (name, tag) = canonical.rsplit_once(':').unwrap_or((&canonical, "latest"));
-    let parts: Vec<&str> = name.split('/').collect();
-    let mut path = store.join("manifests");
-    match parts[..] {
-        [only] => path.extend(["registry.ollama.ai", "library", only]),
-        [namespace, only] => path.extend(["registry.ollama.ai", namespace, only]),
-        _ => path.extend(parts),
-    }
-    path.join(tag)
 }
 
 fn disk_report(model: &ModelReport) -> Disk {
@@ -544,26 +514,15 @@ pub fn latest_log(dir: &Path) -> Option<PathBuf> {
         .flatten()
         .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|x| x == "log"))
-        .filter_map(|p| {
-            let modified = std::fs::metadata(&p).and_then(|m| m.modified()).ok()?;
-            Some((modified, p))
-        })
+        .filter_map(|p| Some((std::fs::metadata(&p).and_then(|m| m.modified()).ok()?, p)))
         .max()
         .map(|(_, p)| p)
 }
 
 fn last_lines(path: &Path, n: usize) -> Vec<String> {
     let text = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..]
-        .iter()
-        .map(|l| (*l).to_owned())
-        .collect()
-}
-
-/// `13.5 GB`.
-fn gb(bytes: u64) -> String {
-    format!("{} GB", bytes / 1_000_000_000)
+    let lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    lines[lines.len().saturating_sub(n)..].to_vec()
 }
 
 /// What the shared server does after its last run, for `doctor`.
@@ -599,6 +558,7 @@ fn go_duration(duration: std::time::Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::import::manifest_path;
 
     #[test]
     fn model_manifests_where_ollama_keeps_them() {

@@ -35,11 +35,11 @@ pub fn dispatch(invocation: Invocation) -> Result<ExitCode> {
             let _ = <Cli as clap::CommandFactory>::command().print_help();
             Ok(ExitCode::SUCCESS)
         }
-        Some(Command::Doctor(args)) => doctor::run(&args),
+        Some(Command::Doctor { json }) => doctor::run(json),
         Some(Command::Gpu(command)) => block_on(gpu::run(command)),
         Some(Command::Serve) => block_on(serve::run()),
         Some(Command::Models(command)) => block_on(models::run(command)),
-        Some(Command::Clean(args)) => clean::run(&args),
+        Some(Command::Clean { models }) => clean::run(models),
         Some(Command::Update(args)) => update::run(&args),
         Some(Command::Completions { shell }) => {
             let mut command = <Cli as clap::CommandFactory>::command();
@@ -56,19 +56,14 @@ pub fn dispatch(invocation: Invocation) -> Result<ExitCode> {
 /// notices they carry are printed once, here.
 fn settings(model_flag: Option<String>) -> Result<Settings> {
     let settings = Settings::load(model_flag)?;
-    announce(&settings.notices);
-    settings.home.ensure()?;
-    Ok(settings)
-}
-
-/// Prints the notices gathered while resolving the settings.
-fn announce(notices: &[Notice]) {
-    for notice in notices {
+    for notice in &settings.notices {
         match notice {
             Notice::Info(text) => crate::ui::info(text),
             Notice::Warning(text) => crate::ui::warn(text),
         }
     }
+    settings.home.ensure()?;
+    Ok(settings)
 }
 
 /// Makes sure Ollama has `model`: taken from another Ollama's store that has it (see
@@ -106,7 +101,7 @@ async fn import_model(
 
 /// A current-thread runtime: child processes are started from the main thread, which
 /// matters for Linux's parent-death signal (see `platform::die_with_launcher`).
-fn block_on<F: std::future::Future<Output = Result<ExitCode>>>(future: F) -> Result<ExitCode> {
+fn block_on<T>(future: impl std::future::Future<Output = Result<T>>) -> Result<T> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -3,7 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::payload::{self, Payload};
+use crate::env_vars::EnvVars;
+use crate::payload;
 
 /// The notices of everything a release redistributes (Ollama, Codex and its helpers, the
 /// Rust crates), as the archives, the MSI and Homebrew install it.
@@ -11,14 +12,16 @@ const NOTICES: &str = "THIRD-PARTY-NOTICES.txt";
 
 pub fn print(verbose: bool) {
     out!("codex-oss {}", env!("CARGO_PKG_VERSION"));
-    out!(
-        "ollama {}",
-        describe(payload::ollama(), "CODEX_OSS_OLLAMA or `ollama` on PATH")
-    );
-    out!(
-        "codex {}",
-        describe(payload::codex(), "CODEX_OSS_CODEX or `codex` on PATH")
-    );
+    let embedded = [
+        ("ollama", EnvVars::CODEX_OSS_OLLAMA, payload::ollama()),
+        ("codex", EnvVars::CODEX_OSS_CODEX, payload::codex()),
+    ];
+    for (name, var, payload) in embedded {
+        match payload {
+            Some(p) => out!("{name} {} (embedded)", p.version),
+            None => out!("{name} not embedded (uses {var} or `{name}` on PATH)"),
+        }
+    }
     if verbose {
         out!("license: Apache-2.0");
         match notices_beside(std::env::current_exe().ok().as_deref()) {
@@ -37,12 +40,9 @@ pub fn print(verbose: bool) {
 fn notices_beside(exe: Option<&Path>) -> Option<PathBuf> {
     let exe = exe?;
     let real = exe.canonicalize().unwrap_or_else(|_| exe.to_path_buf());
-    let dirs: Vec<PathBuf> = [exe, real.as_path()]
+    [exe.to_path_buf(), real]
         .into_iter()
-        .filter_map(Path::parent)
-        .map(Path::to_path_buf)
-        .collect();
-    dirs.iter()
+        .filter_map(|path| path.parent().map(Path::to_path_buf))
         .flat_map(|dir| {
             [
                 dir.join(NOTICES),
@@ -50,11 +50,4 @@ fn notices_beside(exe: Option<&Path>) -> Option<PathBuf> {
             ]
         })
         .find(|candidate| candidate.is_file())
-}
-
-fn describe(payload: Option<&Payload>, fallback: &str) -> String {
-    match payload {
-        Some(p) => format!("{} (embedded)", p.version),
-        None => format!("not embedded (uses {fallback})"),
-    }
 }

@@ -34,65 +34,61 @@ impl Look {
 
 /// A bar on a terminal, plain lines otherwise.
 pub struct Progress {
-    bar: Option<ProgressBar>,
+    /// A hidden bar, that draws nothing, without a terminal.
+    bar: ProgressBar,
+    terminal: bool,
     /// Without a terminal: the last tenth said of each part (`tenth`).
     tenths: HashMap<String, u64>,
-    ended: bool,
 }
 
 impl Progress {
     /// A progress of `total` bytes (unknown: `None`) that draws `message` on its bar.
     pub fn new(look: Look, total: Option<u64>, message: impl Into<Cow<'static, str>>) -> Progress {
-        let bar = super::stderr_is_terminal().then(|| {
-            let bar = ProgressBar::with_draw_target(total, ProgressDrawTarget::stderr());
-            bar.set_style(ProgressStyle::with_template(look.template()).expect("valid template"));
-            bar.set_message(message);
-            bar
-        });
+        let terminal = super::stderr_is_terminal();
+        let target = if terminal {
+            ProgressDrawTarget::stderr()
+        } else {
+            ProgressDrawTarget::hidden()
+        };
+        let bar = ProgressBar::with_draw_target(total, target);
+        bar.set_style(ProgressStyle::with_template(look.template()).expect("valid template"));
+        bar.set_message(message);
         Progress {
             bar,
+            terminal,
             tenths: HashMap::new(),
-            ended: false,
         }
     }
 
     /// The bar's message.
     pub fn set_message(&self, message: impl Into<Cow<'static, str>>) {
-        if let Some(bar) = &self.bar {
-            bar.set_message(message);
-        }
+        self.bar.set_message(message);
     }
 
     /// The bar's length, once known.
     pub fn set_length(&self, total: u64) {
-        if let Some(bar) = &self.bar {
-            bar.set_length(total);
-        }
+        self.bar.set_length(total);
     }
 
     /// Where the bar stands.
     pub fn set_position(&self, done: u64) {
-        if let Some(bar) = &self.bar {
-            bar.set_position(done);
-        }
+        self.bar.set_position(done);
     }
 
     /// Moves the bar on by `bytes`.
     pub fn inc(&self, bytes: u64) {
-        if let Some(bar) = &self.bar {
-            bar.inc(bytes);
-        }
+        self.bar.inc(bytes);
     }
 
     /// True when a bar is drawn (and plain lines are not printed).
     pub fn is_bar(&self) -> bool {
-        self.bar.is_some()
+        self.terminal
     }
 
     /// Without a terminal: `<what>: N% of <total>` the first time, and again each time
     /// `part` (one of several downloads, or "") reaches a further tenth.
     pub fn tenth(&mut self, part: &str, what: &str, done: u64, total: u64) {
-        if self.bar.is_some() {
+        if self.terminal {
             return;
         }
         let percent = done * 100 / total.max(1);
@@ -105,32 +101,26 @@ impl Progress {
 
     /// Without a terminal: a line of its own.
     pub fn line(&self, text: impl std::fmt::Display) {
-        if self.bar.is_none() {
+        if !self.terminal {
             super::info(text);
         }
     }
 
     /// Done: the bar is cleared away.
     pub fn finish(&mut self) {
-        self.ended = true;
-        if let Some(bar) = &self.bar {
-            bar.finish_and_clear();
-        }
+        self.bar.finish_and_clear();
     }
 
     /// Stopped short: the bar stays as it stood, above the error that follows.
     pub fn abandon(&mut self) {
-        self.ended = true;
-        if let Some(bar) = &self.bar {
-            bar.abandon();
-        }
+        self.bar.abandon();
     }
 }
 
 impl Drop for Progress {
     fn drop(&mut self) {
-        if !self.ended {
-            self.abandon();
+        if !self.bar.is_finished() {
+            self.bar.abandon();
         }
     }
 }
