@@ -98,7 +98,13 @@ impl ServerSettings {
             self.env.keys().chain(other.env.keys()).collect();
         for name in names {
             if self.env.get(name) != other.env.get(name) {
-                found.push(format!("{name} {}", describe_value(other.env.get(name))));
+                // How the other server has it, without its value (it may be a secret).
+                let how = if other.env.contains_key(name) {
+                    "set otherwise"
+                } else {
+                    "unset"
+                };
+                found.push(format!("{name} {how}"));
             }
         }
         found
@@ -239,31 +245,25 @@ impl Shared {
         })
         .await
         .context("waiting for the shared server's lock stopped")??;
-        let path = record_path(home, &key);
-        if let Some((keeper, serving)) = live_server(&path).await? {
-            tracing::info!("joining the shared Ollama at {}", serving.addr);
-            return Ok(Some(Shared::new(home, &key, keeper, serving, lease)));
-        }
-        // No record, or its keeper is gone: never act on it (the new keeper's replaces it).
-        explain_new_server(home, &wanted);
-        let (keeper, serving) = start_keeper(home, &key).await?;
-        Ok(Some(Shared::new(home, &key, keeper, serving, lease)))
-    }
-
-    fn new(
-        home: &Home,
-        key: &str,
-        keeper: ProcessIdentity,
-        serving: Serving,
-        lease: Lease,
-    ) -> Shared {
-        Shared {
-            exit_note: exit_path(home, key, keeper.pid),
+        let (keeper, serving) = match live_server(&record_path(home, &key)).await? {
+            Some((keeper, serving)) => {
+                tracing::info!("joining the shared Ollama at {}", serving.addr);
+                (keeper, serving)
+            }
+            None => {
+                // No record, or its keeper is gone: never act on it (the new keeper's
+                // replaces it).
+                explain_new_server(home, &wanted);
+                start_keeper(home, &key).await?
+            }
+        };
+        Ok(Some(Shared {
+            exit_note: exit_path(home, &key, keeper.pid),
             addr: serving.addr,
             log: serving.log,
             keeper,
             _lease: lease,
-        }
+        }))
     }
 
     /// `http://127.0.0.1:PORT`
@@ -287,15 +287,6 @@ impl Shared {
             .filter(|s| !s.is_empty())
             .unwrap_or_else(|| server::UNKNOWN_EXIT.to_owned());
         server::died_message(&status, &self.log)
-    }
-}
-
-/// How another server has a variable, without its value (it may be a secret).
-fn describe_value(value: Option<&String>) -> &'static str {
-    if value.is_some() {
-        "set otherwise"
-    } else {
-        "unset"
     }
 }
 
@@ -355,15 +346,8 @@ async fn answers(addr: SocketAddr) -> bool {
 
 /// Says why a second server starts while another runs with other settings.
 fn explain_new_server(home: &Home, wanted: &ServerSettings) {
-    let Ok(entries) = std::fs::read_dir(dir(home)) else {
-        return;
-    };
-    let other = entries
-        .flatten()
-        .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
-        .filter_map(|e| read_record(&e.path()))
-        .filter(|r| r.keeper.is_alive())
-        .map(|r| wanted.differences(&r.settings))
+    let other = live_records(home)
+        .map(|(_, r)| wanted.differences(&r.settings))
         .filter(|d| !d.is_empty())
         .min_by_key(Vec::len);
     // The nearest server: the fewest settings apart.
@@ -510,7 +494,11 @@ async fn keep_inner(home_root: &str, key: &str) -> Result<()> {
     let keep_alive = settings.keep_alive();
     let mut idle_since = None;
     let (ended_tx, mut ended) = tokio::sync::mpsc::unbounded_channel();
-    let mut watch = LeaseWatch::new(leases_dir(home, key), ended_tx);
+    let mut watch = LeaseWatch {
+        dir: leases_dir(home, key),
+        watched: std::collections::HashSet::new(),
+        ended: ended_tx,
+    };
     watch.scan();
     let reason = loop {
         tokio::select! {
@@ -524,17 +512,11 @@ async fn keep_inner(home_root: &str, key: &str) -> Result<()> {
                 break format!("the server stopped ({status})");
             }
             _ = signals.recv() => break "a signal".to_owned(),
-            Some(()) = ended.recv() => {
-                if time_to_stop(home, key, &me, keep_alive, &mut idle_since) {
-                    break "no launcher uses it any more".to_owned();
-                }
-            }
-            () = tokio::time::sleep(LEASE_POLL) => {
-                watch.scan();
-                if time_to_stop(home, key, &me, keep_alive, &mut idle_since) {
-                    break "no launcher uses it any more".to_owned();
-                }
-            }
+            Some(()) = ended.recv() => {}
+            () = tokio::time::sleep(LEASE_POLL) => watch.scan(),
+        }
+        if time_to_stop(home, key, &me, keep_alive, &mut idle_since) {
+            break "no launcher uses it any more".to_owned();
         }
     };
     tracing::info!("stopping the shared Ollama: {reason}");
@@ -554,7 +536,7 @@ fn time_to_stop(
     keep_alive: Option<Duration>,
     idle_since: &mut Option<std::time::Instant>,
 ) -> bool {
-    if leases_dir(home, key).is_dir() && live_leases(&leases_dir(home, key)) > 0 {
+    if live_leases(&leases_dir(home, key)) > 0 {
         *idle_since = None;
         return false;
     }
@@ -599,14 +581,6 @@ struct LeaseWatch {
 }
 
 impl LeaseWatch {
-    fn new(dir: PathBuf, ended: tokio::sync::mpsc::UnboundedSender<()>) -> LeaseWatch {
-        LeaseWatch {
-            dir,
-            watched: std::collections::HashSet::new(),
-            ended,
-        }
-    }
-
     /// Starts waiting on the leases that appeared since the last look.
     fn scan(&mut self) {
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
@@ -647,11 +621,10 @@ fn live_leases(dir: &Path) -> usize {
         let Ok(file) = lock::open(&path) else {
             continue;
         };
-        match lock::try_take(&file, lock::Mode::Exclusive, &path) {
-            Ok(lock::Taken::Held) => {
-                let _ = std::fs::remove_file(&path);
-            }
-            _ => live += 1,
+        if lock::try_take(&file, lock::Mode::Exclusive, &path).ok() == Some(lock::Taken::Held) {
+            let _ = std::fs::remove_file(&path);
+        } else {
+            live += 1;
         }
     }
     live
@@ -671,25 +644,29 @@ fn write_record(path: &Path, record: &Record) -> Result<()> {
 
 /// The shared servers running now, with their live leases: for `doctor`.
 pub fn running(home: &Home) -> Vec<(String, usize, PathBuf)> {
-    let Ok(entries) = std::fs::read_dir(dir(home)) else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
-        .filter_map(|e| {
-            let record = read_record(&e.path())?;
+    live_records(home)
+        .filter_map(|(path, record)| {
             let serving = record.serving?;
-            let key = e.path().file_stem()?.to_string_lossy().into_owned();
-            record.keeper.is_alive().then(|| {
-                (
-                    format!("http://{}", serving.addr),
-                    live_leases(&leases_dir(home, &key)),
-                    serving.log,
-                )
-            })
+            let key = path.file_stem()?.to_string_lossy().into_owned();
+            Some((
+                format!("http://{}", serving.addr),
+                live_leases(&leases_dir(home, &key)),
+                serving.log,
+            ))
         })
         .collect()
+}
+
+/// The records of the keepers alive now, with their paths.
+fn live_records(home: &Home) -> impl Iterator<Item = (PathBuf, Record)> {
+    std::fs::read_dir(dir(home))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|path| path.extension().is_some_and(|x| x == "json"))
+        .filter_map(|path| read_record(&path).map(|record| (path, record)))
+        .filter(|(_, record)| record.keeper.is_alive())
 }
 
 #[cfg(test)]
