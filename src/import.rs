@@ -98,8 +98,7 @@ fn import_from(
     let mut progress = Progress::new(Look::Bytes, Some(total), format!("checking {model}"));
     let mut copied = 0;
     for layer in &runnable.blobs {
-        let name = layer
-            .blob_name()
+        let name = store::blob_name(&layer.digest)
             .with_context(|| format!("a layer has an unexpected digest {:?}", layer.digest))?;
         let dest = blobs.join(&name);
         if std::fs::metadata(&dest).is_ok_and(|m| m.len() == layer.size) {

@@ -71,16 +71,12 @@ pub struct TagModel {
 }
 
 #[derive(Deserialize, Default)]
+#[serde(default)]
 struct PullLine {
-    #[serde(default)]
     status: String,
-    #[serde(default)]
     digest: Option<String>,
-    #[serde(default)]
     total: Option<u64>,
-    #[serde(default)]
     completed: Option<u64>,
-    #[serde(default)]
     error: Option<String>,
 }
 

@@ -55,10 +55,8 @@ pub struct OpenAiServer {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Served {
     pub id: String,
-    #[serde(default)]
     pub owned_by: Option<String>,
     /// The context window it is served with (vLLM, `SGLang`).
-    #[serde(default)]
     pub max_model_len: Option<u32>,
 }
 

@@ -26,7 +26,6 @@
 //! and a record is removed only by the keeper it names.
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -175,43 +174,27 @@ fn read_record(path: &Path) -> Option<Record> {
     serde_json::from_slice(&std::fs::read(path).ok()?).ok()
 }
 
-/// This launcher's claim on a shared server; the lock goes with the process.
-struct Lease {
-    path: PathBuf,
-    _file: File,
-}
-
-impl Lease {
-    /// `None` on a filesystem without locks: nobody could tell the lease is alive.
-    fn take(dir: &Path) -> Result<Option<Lease>> {
-        crate::home::make_private_dir(dir)
-            .with_context(|| format!("could not create {}", dir.display()))?;
-        // Locked under a name the keeper ignores, then renamed: the keeper never sees an
-        // unlocked lease of a live launcher.
-        let (file, new) = tempfile::Builder::new()
-            .prefix(&format!("{}-", std::process::id()))
-            .suffix(".new")
-            .tempfile_in(dir)
-            .with_context(|| format!("could not create a lease in {}", dir.display()))?
-            .keep()
-            .context("could not keep the lease file")?;
-        let path = new.with_extension("lease");
-        match lock::try_take(&file, lock::Mode::Exclusive, &new)? {
-            lock::Taken::Held => {
-                std::fs::rename(&new, &path).context("could not name the lease")?;
-                Ok(Some(Lease { path, _file: file }))
-            }
-            lock::Taken::Busy | lock::Taken::NoLocks => {
-                let _ = std::fs::remove_file(&new);
-                Ok(None)
-            }
-        }
-    }
-}
-
-impl Drop for Lease {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
+/// This launcher's lease on a shared server in `dir`; `None` on a filesystem without
+/// locks: nobody could tell the lease is alive.
+fn take_lease(dir: &Path) -> Result<Option<lock::Claim>> {
+    crate::home::make_private_dir(dir)
+        .with_context(|| format!("could not create {}", dir.display()))?;
+    // Locked under a name the keeper ignores, then renamed: the keeper never sees an
+    // unlocked lease of a live launcher.
+    let (file, new) = tempfile::Builder::new()
+        .prefix(&format!("{}-", std::process::id()))
+        .suffix(".new")
+        .tempfile_in(dir)
+        .with_context(|| format!("could not create a lease in {}", dir.display()))?
+        .keep()
+        .context("could not keep the lease file")?;
+    let path = new.with_extension("lease");
+    if lock::try_take(&file, lock::Mode::Exclusive, &new)? == lock::Taken::Held {
+        std::fs::rename(&new, &path).context("could not name the lease")?;
+        Ok(Some(lock::Claim { path, file }))
+    } else {
+        let _ = std::fs::remove_file(&new);
+        Ok(None)
     }
 }
 
@@ -221,7 +204,7 @@ pub struct Shared {
     log: PathBuf,
     keeper: ProcessIdentity,
     exit_note: PathBuf,
-    _lease: Lease,
+    _lease: lock::Claim,
 }
 
 impl Shared {
@@ -231,7 +214,7 @@ impl Shared {
         let home = &settings.home;
         let wanted = ServerSettings::of(settings, executable);
         let key = wanted.key();
-        let Some(lease) = Lease::take(&leases_dir(home, &key))? else {
+        let Some(lease) = take_lease(&leases_dir(home, &key))? else {
             return Ok(None);
         };
         let lock_file = lock_path(home, &key);
@@ -468,21 +451,15 @@ async fn keep_inner(home_root: &str, key: &str) -> Result<()> {
     };
     // "Starting": a launcher that comes now waits for this keeper.
     write_record(&path, &record)?;
-    let started = Server::start(server::Config {
+    let mut server = Server::start(server::Config {
         executable: &tool.path,
         home,
         bind: settings.bind.clone(),
         context_length: settings.context_length,
         env: &settings.server_env,
     })
-    .await;
-    let mut server = match started {
-        Ok(server) => server,
-        Err(err) => {
-            remove_own_record(&path, &me);
-            return Err(err);
-        }
-    };
+    .await
+    .inspect_err(|_| remove_own_record(&path, &me))?;
     record.serving = Some(Serving {
         addr: server.addr(),
         log: server.log_path().to_owned(),
@@ -552,9 +529,6 @@ fn time_to_stop(
 fn last_one_gone(home: &Home, key: &str, me: &ProcessIdentity) -> bool {
     if !leases_dir(home, key).is_dir() {
         return true; // the home was deleted: nobody can hold a lease any more
-    }
-    if live_leases(&leases_dir(home, key)) > 0 {
-        return false;
     }
     let path = lock_path(home, key);
     let Ok(file) = lock::open(&path) else {
@@ -682,7 +656,7 @@ mod tests {
     #[ignore = "a helper process of the lease test"]
     fn lease_holder() {
         if let Some(dir) = std::env::var_os(LEASES) {
-            let _lease = Lease::take(Path::new(&dir)).unwrap().expect("a lease");
+            let _lease = take_lease(Path::new(&dir)).unwrap().expect("a lease");
             std::thread::sleep(Duration::from_secs(120));
         }
     }
@@ -702,7 +676,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let leases = dir.path().join("key.leases");
         assert_eq!(live_leases(&leases), 0);
-        let ours = Lease::take(&leases).unwrap().expect("locks work here");
+        let ours = take_lease(&leases).unwrap().expect("locks work here");
         assert_eq!(live_leases(&leases), 1);
 
         let mut holder = std::process::Command::new(std::env::current_exe().unwrap())
