@@ -227,7 +227,7 @@ fn config_value(user: &[OsString], key: &str) -> Option<String> {
         .filter_map(|setting| setting.split_once('='))
         .filter(|(k, _)| k.trim() == key)
         .map(|(_, v)| v.trim().trim_matches('"').to_owned())
-        .last()
+        .next_back()
 }
 
 /// Each value given to the option `-NAME`/`--LONG`, in order, as clap reads them: `-m
@@ -254,10 +254,7 @@ fn option_values<'a>(user: &'a [OsString], name: char, long: &str) -> Vec<Option
 
 /// The model the user chose on Codex's command line, if any.
 pub fn user_model(user: &[OsString]) -> Option<String> {
-    let given = option_values(user, 'm', "--model")
-        .into_iter()
-        .last()
-        .flatten();
+    let given = option_values(user, 'm', "--model").pop().flatten();
     given
         .map(str::to_owned)
         .or_else(|| config_value(user, "model"))

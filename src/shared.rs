@@ -228,17 +228,14 @@ impl Shared {
         })
         .await
         .context("waiting for the shared server's lock stopped")??;
-        let (keeper, serving) = match live_server(&record_path(home, &key)).await? {
-            Some((keeper, serving)) => {
-                tracing::info!("joining the shared Ollama at {}", serving.addr);
-                (keeper, serving)
-            }
-            None => {
-                // No record, or its keeper is gone: never act on it (the new keeper's
-                // replaces it).
-                explain_new_server(home, &wanted);
-                start_keeper(home, &key).await?
-            }
+        let found = live_server(&record_path(home, &key)).await?;
+        let (keeper, serving) = if let Some((keeper, serving)) = found {
+            tracing::info!("joining the shared Ollama at {}", serving.addr);
+            (keeper, serving)
+        } else {
+            // No record, or its keeper is gone: never act on it (the new keeper's replaces it).
+            explain_new_server(home, &wanted);
+            start_keeper(home, &key).await?
         };
         Ok(Some(Shared {
             exit_note: exit_path(home, &key, keeper.pid),
