@@ -99,24 +99,19 @@ pub fn is_gpt_oss(model: &str) -> bool {
 /// embedded Ollama, on this machine").
 pub fn json(model: &str, context_length: u32, place: &str) -> String {
     let gpt_oss = is_gpt_oss(model);
-    let levels = if gpt_oss {
-        vec![
-            Effort {
-                effort: "low",
-                description: "Fastest answers, least thinking",
-            },
-            Effort {
-                effort: "medium",
-                description: "Balances speed and depth of reasoning",
-            },
-            Effort {
-                effort: "high",
-                description: "Thinks longest, for hard problems",
-            },
-        ]
-    } else {
-        Vec::new()
-    };
+    // The efforts Ollama maps, for gpt-oss only.
+    let levels = [
+        ("low", "Fastest answers, least thinking"),
+        ("medium", "Balances speed and depth of reasoning"),
+        ("high", "Thinks longest, for hard problems"),
+    ]
+    .into_iter()
+    .filter(|_| gpt_oss)
+    .map(|(effort, description)| Effort {
+        effort,
+        description,
+    })
+    .collect();
     let catalog = Catalog {
         models: [ModelInfo {
             slug: model,

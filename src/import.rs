@@ -98,8 +98,7 @@ fn import_from(
     let mut progress = Progress::new(Look::Bytes, Some(total), format!("checking {model}"));
     let mut copied = 0;
     for layer in &runnable.blobs {
-        let name = layer
-            .blob_name()
+        let name = store::blob_name(&layer.digest)
             .with_context(|| format!("a layer has an unexpected digest {:?}", layer.digest))?;
         let dest = blobs.join(&name);
         if std::fs::metadata(&dest).is_ok_and(|m| m.len() == layer.size) {
@@ -116,13 +115,12 @@ fn import_from(
     std::fs::create_dir_all(manifest_dest.parent().unwrap_or(ours))
         .and_then(|()| crate::files::write_atomically(&manifest_dest, &runnable.manifest))
         .with_context(|| format!("could not write {}", manifest_dest.display()))?;
+    let from = store.to_path_buf();
     Ok(if copied == 0 {
-        Imported::Linked {
-            from: store.to_path_buf(),
-        }
+        Imported::Linked { from }
     } else {
         Imported::Copied {
-            from: store.to_path_buf(),
+            from,
             bytes: copied,
         }
     })
@@ -144,7 +142,7 @@ fn bring(source: &Path, dest: &Path, name: &str, progress: &Progress, stop: &Sto
     };
     let (partial, got, copied) = if let Some(link) = linked {
         // Reading through the link checks the very bytes Ollama will read.
-        let got = hash_file(link.path(), progress, stop)?;
+        let (got, _) = hash_copy(link.path(), None, progress, stop)?;
         (link, got, 0)
     } else {
         if !std::fs::metadata(source)?.is_file() {
@@ -156,7 +154,7 @@ fn bring(source: &Path, dest: &Path, name: &str, progress: &Progress, stop: &Sto
                 .create_new(true)
                 .open(path)
         })?;
-        let (got, copied) = copy_hashed(source, &mut to, progress, stop)?;
+        let (got, copied) = hash_copy(source, Some(&mut to), progress, stop)?;
         (copy, got, copied)
     };
     if got != want {
@@ -173,24 +171,11 @@ fn may_link(path: &Path) -> bool {
         .is_ok_and(|m| m.file_type().is_file() && crate::platform::exposure(&m).is_none())
 }
 
-fn hash_file(path: &Path, progress: &Progress, stop: &Stop) -> io::Result<String> {
-    let mut file = File::open(path)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0; 1 << 20];
-    loop {
-        stop.check()?;
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            return Ok(crate::files::hex(&hasher.finalize()));
-        }
-        hasher.update(&buf[..n]);
-        progress.inc(n as u64);
-    }
-}
-
-fn copy_hashed(
+/// Hashes `source`, copying it into `to` (then synced) when there is one; returns the
+/// hash and the bytes read.
+fn hash_copy(
     source: &Path,
-    to: &mut File,
+    mut to: Option<&mut File>,
     progress: &Progress,
     stop: &Stop,
 ) -> io::Result<(String, u64)> {
@@ -202,11 +187,15 @@ fn copy_hashed(
         stop.check()?;
         let n = from.read(&mut buf)?;
         if n == 0 {
-            to.sync_all()?;
+            if let Some(to) = to {
+                to.sync_all()?;
+            }
             return Ok((crate::files::hex(&hasher.finalize()), total));
         }
         hasher.update(&buf[..n]);
-        to.write_all(&buf[..n])?;
+        if let Some(to) = to.as_mut() {
+            to.write_all(&buf[..n])?;
+        }
         total += n as u64;
         progress.inc(n as u64);
     }

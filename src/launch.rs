@@ -186,15 +186,14 @@ pub fn take_flag(user: &mut Vec<OsString>, flag: &str) -> bool {
 }
 
 /// The arguments before a lone `--` (after it everything is a prompt).
-fn options(user: &[OsString]) -> impl Iterator<Item = (usize, &str)> {
+fn options(user: &[OsString]) -> impl Iterator<Item = &str> {
     user.iter()
         .take_while(|a| a.as_os_str() != OsStr::new("--"))
-        .enumerate()
-        .filter_map(|(i, a)| a.to_str().map(|s| (i, s)))
+        .filter_map(|a| a.to_str())
 }
 
 fn has_flag(user: &[OsString], names: &[&str]) -> bool {
-    options(user).any(|(_, a)| {
+    options(user).any(|a| {
         names
             .iter()
             .any(|n| a == *n || a.starts_with(&format!("{n}=")))
@@ -204,7 +203,7 @@ fn has_flag(user: &[OsString], names: &[&str]) -> bool {
 /// True when the user turns Codex's `feature` on or off themselves (`--enable F`,
 /// `--disable F`, `--enable=F`, `-c features.F=...`).
 fn sets_feature(user: &[OsString], feature: &str) -> bool {
-    let args: Vec<&str> = options(user).map(|(_, a)| a).collect();
+    let args: Vec<&str> = options(user).collect();
     let named = args
         .windows(2)
         .any(|pair| matches!(pair[0], "--enable" | "--disable") && pair[1] == feature)
@@ -222,50 +221,43 @@ fn has_config(user: &[OsString], key: &str) -> bool {
 }
 
 fn config_value(user: &[OsString], key: &str) -> Option<String> {
-    let args: Vec<(usize, &str)> = options(user).collect();
-    let mut found = None;
-    for (pos, (_, arg)) in args.iter().enumerate() {
-        let setting = match *arg {
-            "-c" | "--config" => args.get(pos + 1).map(|(_, v)| *v),
-            other => other
-                .strip_prefix("--config=")
-                .or_else(|| attached_short(other, 'c')),
-        };
-        if let Some((k, v)) = setting.and_then(|s| s.split_once('=')) {
-            if k.trim() == key {
-                found = Some(v.trim().trim_matches('"').to_owned());
-            }
-        }
-    }
-    found
+    option_values(user, 'c', "--config")
+        .into_iter()
+        .flatten()
+        .filter_map(|setting| setting.split_once('='))
+        .filter(|(k, _)| k.trim() == key)
+        .map(|(_, v)| v.trim().trim_matches('"').to_owned())
+        .next_back()
 }
 
-/// The value of a short option written together with it, as clap reads it: `-mVALUE`
-/// or `-m=VALUE`.
-fn attached_short(arg: &str, name: char) -> Option<&str> {
-    let value = arg.strip_prefix('-')?.strip_prefix(name)?;
-    let value = value.strip_prefix('=').unwrap_or(value);
-    (!value.is_empty()).then_some(value)
+/// Each value given to the option `-NAME`/`--LONG`, in order, as clap reads them: `-m
+/// VALUE`, `--model VALUE`, `--model=VALUE`, `-mVALUE` or `-m=VALUE`; `None` for one
+/// without a value at the end.
+fn option_values<'a>(user: &'a [OsString], name: char, long: &str) -> Vec<Option<&'a str>> {
+    let args: Vec<&str> = options(user).collect();
+    let short = format!("-{name}");
+    let equals = format!("{long}=");
+    let mut values = Vec::new();
+    for (pos, arg) in args.iter().enumerate() {
+        if *arg == short || *arg == long {
+            values.push(args.get(pos + 1).copied());
+        } else if let Some(value) = arg.strip_prefix(&equals).or_else(|| {
+            let value = arg.strip_prefix(&short)?;
+            let value = value.strip_prefix('=').unwrap_or(value);
+            (!value.is_empty()).then_some(value)
+        }) {
+            values.push(Some(value));
+        }
+    }
+    values
 }
 
 /// The model the user chose on Codex's command line, if any.
 pub fn user_model(user: &[OsString]) -> Option<String> {
-    let args: Vec<(usize, &str)> = options(user).collect();
-    let mut found = None;
-    for (pos, (_, arg)) in args.iter().enumerate() {
-        match *arg {
-            "-m" | "--model" => found = args.get(pos + 1).map(|(_, v)| (*v).to_owned()),
-            other => {
-                if let Some(v) = other
-                    .strip_prefix("--model=")
-                    .or_else(|| attached_short(other, 'm'))
-                {
-                    found = Some(v.to_owned());
-                }
-            }
-        }
-    }
-    found.or_else(|| config_value(user, "model"))
+    let given = option_values(user, 'm', "--model").pop().flatten();
+    given
+        .map(str::to_owned)
+        .or_else(|| config_value(user, "model"))
 }
 
 /// Runs Codex to the end and returns its exit status.

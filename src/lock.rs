@@ -9,7 +9,7 @@
 
 use std::fs::{File, TryLockError};
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -90,6 +90,22 @@ pub fn wait(path: &Path, mode: Mode, what: &str, patience: Duration) -> io::Resu
         std::thread::sleep(POLL);
     }
     Ok(file)
+}
+
+/// A file of this process's own whose lock it holds (a launcher's lease, a server's
+/// record): the lock goes with the process, however it ends; the file is removed when
+/// dropped.
+#[derive(Debug)]
+pub struct Claim {
+    pub path: PathBuf,
+    #[allow(dead_code, reason = "held for its lock, never read")]
+    pub file: File,
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
 }
 
 static WARNED: AtomicBool = AtomicBool::new(false);

@@ -71,16 +71,12 @@ pub struct TagModel {
 }
 
 #[derive(Deserialize, Default)]
+#[serde(default)]
 struct PullLine {
-    #[serde(default)]
     status: String,
-    #[serde(default)]
     digest: Option<String>,
-    #[serde(default)]
     total: Option<u64>,
-    #[serde(default)]
     completed: Option<u64>,
-    #[serde(default)]
     error: Option<String>,
 }
 
@@ -130,12 +126,6 @@ impl Ollama {
             .any(|m| canonical(&m.name) == want))
     }
 
-    /// Pulls `model` after checking `models_dir` has room for it.
-    pub async fn pull_checked(&self, model: &str, models_dir: &Path) -> Result<()> {
-        preflight(model, models_dir)?;
-        self.pull(model, models_dir).await
-    }
-
     pub async fn delete(&self, model: &str) -> Result<()> {
         let resp = self
             .client
@@ -148,8 +138,10 @@ impl Ollama {
         Ok(())
     }
 
-    /// Streams `/api/pull`, drawing progress, until success or a clear error.
-    pub async fn pull(&self, model: &str, models_dir: &Path) -> Result<()> {
+    /// Pulls `model` after checking `models_dir` has room for it: streams `/api/pull`,
+    /// drawing progress, until success or a clear error.
+    pub async fn pull_checked(&self, model: &str, models_dir: &Path) -> Result<()> {
+        preflight(model, models_dir)?;
         let resp = self
             .client
             .post(format!("{}/api/pull", self.base))
@@ -157,82 +149,89 @@ impl Ollama {
             .send()
             .await
             .map_err(|e| anyhow::anyhow!("could not start pulling {model}: {}", describe(&e)))?;
-        let idle_timeout = self.pull_timeout;
         let resp = check_status(resp, &format!("pull {model}")).await?;
         let mut progress = Progress::new(model);
-        let mut stream = resp.bytes_stream();
-        let mut buffer = Vec::new();
-        let mut space_checked = false;
-        loop {
-            let next = tokio::time::timeout(idle_timeout, stream.next()).await;
-            let chunk = match next {
-                Err(_) => {
-                    progress.abandon();
-                    bail!(
-                        "Ollama sent nothing for {} s while pulling {model}; check the network (or raise CODEX_OSS_PULL_TIMEOUT), then run codex-oss again to resume the download",
-                        idle_timeout.as_secs()
-                    );
-                }
-                Ok(None) => break,
-                Ok(Some(Ok(chunk))) => chunk,
-                Ok(Some(Err(e))) => {
-                    progress.abandon();
-                    bail!(
-                        "lost the connection to Ollama while pulling {model} ({}); run codex-oss again to resume the download",
-                        describe(&e)
-                    );
-                }
-            };
-            buffer.extend_from_slice(&chunk);
-            if buffer.len() > PULL_LINE_LIMIT && !buffer.contains(&b'\n') {
-                progress.abandon();
-                bail!(
-                    "Ollama sent a progress line of over {} KiB while pulling {model}: the server does not speak Ollama's API",
-                    PULL_LINE_LIMIT / 1024
-                );
-            }
-            while let Some(end) = buffer.iter().position(|b| *b == b'\n') {
-                let line: Vec<u8> = buffer.drain(..=end).collect();
-                let line = String::from_utf8_lossy(&line).trim().to_owned();
-                if line.is_empty() {
-                    continue;
-                }
-                let parsed: PullLine = serde_json::from_str(&line).map_err(|_| {
-                    progress.abandon();
-                    anyhow::anyhow!(
-                        "Ollama sent a malformed progress line while pulling {model}: {}",
-                        truncate(&line, 120)
-                    )
-                })?;
-                if let Some(error) = parsed.error {
-                    progress.abandon();
-                    if error.contains("file does not exist") {
-                        // Ollama's words for a name the registry does not have.
-                        bail!("Ollama could not pull {model}: there is no such model in Ollama's library; check the name, e.g. gpt-oss:20b");
-                    }
-                    bail!("Ollama could not pull {model}: {error}");
-                }
-                if !space_checked {
-                    if let Some(total) = parsed.total {
-                        space_checked = true;
-                        check_space_for(
-                            model,
-                            total.saturating_sub(parsed.completed.unwrap_or(0)),
-                            models_dir,
-                        )
-                        .inspect_err(|_| progress.abandon())?;
-                    }
-                }
-                if parsed.status == "success" {
-                    progress.finish();
-                    return Ok(());
-                }
-                progress.update(&parsed);
-            }
+        let pulled = follow_pull(resp, model, models_dir, self.pull_timeout, &mut progress).await;
+        if pulled.is_ok() {
+            progress.shown.finish();
+            say!("pulled {model}");
+        } else {
+            progress.shown.abandon();
         }
-        progress.abandon();
-        bail!("Ollama ended the download of {model} before it finished; run codex-oss again to resume it")
+        pulled
     }
+}
+
+/// Reads the progress lines of a pull, drawing them, until `success` or a clear error.
+async fn follow_pull(
+    resp: reqwest::Response,
+    model: &str,
+    models_dir: &Path,
+    idle_timeout: Duration,
+    progress: &mut Progress,
+) -> Result<()> {
+    let mut stream = resp.bytes_stream();
+    let mut buffer = Vec::new();
+    let mut space_checked = false;
+    loop {
+        let next = tokio::time::timeout(idle_timeout, stream.next()).await;
+        let chunk = match next {
+            Err(_) => bail!(
+                "Ollama sent nothing for {} s while pulling {model}; check the network (or raise CODEX_OSS_PULL_TIMEOUT), then run codex-oss again to resume the download",
+                idle_timeout.as_secs()
+            ),
+            Ok(None) => break,
+            Ok(Some(Ok(chunk))) => chunk,
+            Ok(Some(Err(e))) => bail!(
+                "lost the connection to Ollama while pulling {model} ({}); run codex-oss again to resume the download",
+                describe(&e)
+            ),
+        };
+        buffer.extend_from_slice(&chunk);
+        if buffer.len() > PULL_LINE_LIMIT && !buffer.contains(&b'\n') {
+            bail!(
+                "Ollama sent a progress line of over {} KiB while pulling {model}: the server does not speak Ollama's API",
+                PULL_LINE_LIMIT / 1024
+            );
+        }
+        while let Some(end) = buffer.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = buffer.drain(..=end).collect();
+            let line = String::from_utf8_lossy(&line).trim().to_owned();
+            if line.is_empty() {
+                continue;
+            }
+            let parsed: PullLine = serde_json::from_str(&line).map_err(|_| {
+                anyhow::anyhow!(
+                    "Ollama sent a malformed progress line while pulling {model}: {}",
+                    truncate(&line, 120)
+                )
+            })?;
+            if let Some(error) = parsed.error {
+                if error.contains("file does not exist") {
+                    // Ollama's words for a name the registry does not have.
+                    bail!("Ollama could not pull {model}: there is no such model in Ollama's library; check the name, e.g. gpt-oss:20b");
+                }
+                bail!("Ollama could not pull {model}: {error}");
+            }
+            if !space_checked {
+                if let Some(total) = parsed.total {
+                    space_checked = true;
+                    check_space_for(
+                        model,
+                        total.saturating_sub(parsed.completed.unwrap_or(0)),
+                        models_dir,
+                    )?;
+                }
+            }
+            if parsed.status == "success" {
+                return Ok(());
+            }
+            progress.update(&parsed);
+        }
+    }
+    bail!(
+        "Ollama ended the download of {model} before it finished; run codex-oss again to resume it"
+    )
 }
 
 /// Turns an HTTP error status into a message, with Ollama's `{"error": ...}` text.
@@ -312,7 +311,8 @@ fn downloaded_partially(models_dir: &Path) -> u64 {
 }
 
 fn check_space_for(model: &str, bytes: u64, models_dir: &Path) -> Result<()> {
-    let Some(free) = free_space(models_dir) else {
+    // Free space on the filesystem (statvfs; `GetDiskFreeSpaceEx` on Windows).
+    let Ok(free) = fs4::available_space(models_dir) else {
         return Ok(());
     };
     if free < bytes {
@@ -324,11 +324,6 @@ fn check_space_for(model: &str, bytes: u64, models_dir: &Path) -> Result<()> {
         );
     }
     Ok(())
-}
-
-/// Free space on the filesystem holding `dir` (statvfs; `GetDiskFreeSpaceEx` on Windows).
-fn free_space(dir: &Path) -> Option<u64> {
-    fs4::available_space(dir).ok()
 }
 
 /// The pull's progress: Ollama's lines drawn on the bar, or said as plain lines.
@@ -375,15 +370,6 @@ impl Progress {
             }
         }
         self.last_status.clone_from(&line.status);
-    }
-
-    fn finish(&mut self) {
-        self.shown.finish();
-        say!("pulled {}", self.model);
-    }
-
-    fn abandon(&mut self) {
-        self.shown.abandon();
     }
 }
 

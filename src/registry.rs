@@ -11,7 +11,6 @@
 //! namespace), leads its own process tree, and runs the Ollama executable this
 //! launcher would run. A record that fails any of these is removed and never acted on.
 
-use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -29,53 +28,39 @@ struct Record {
     log: PathBuf,
 }
 
-/// This launcher's record; removed when dropped.
-#[derive(Debug)]
-pub struct Registration {
-    path: PathBuf,
-    _lock: File,
-}
-
-impl Drop for Registration {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-    }
-}
-
 fn servers_dir(home: &Home) -> PathBuf {
     home.run().join("servers")
 }
 
-impl Registration {
-    /// Records a started server. Failing to record is not fatal: the other safeguards remain.
-    pub fn new(
-        home: &Home,
-        server_pid: u32,
-        executable: &Path,
-        log: &Path,
-    ) -> Option<Registration> {
-        let record = Record {
-            launcher: ProcessIdentity::of(std::process::id())?,
-            server: ProcessIdentity::of(server_pid)?,
-            executable: executable.to_owned(),
-            log: log.to_owned(),
-        };
-        let dir = servers_dir(home);
-        crate::home::make_private_dir(&dir).ok()?;
-        let (mut file, path) = tempfile::Builder::new()
-            .prefix(&format!("{}-", std::process::id()))
-            .suffix(".json")
-            .tempfile_in(&dir)
-            .ok()?
-            .keep()
-            .ok()?;
-        // A new file of our own: nobody else can hold its lock.
-        if lock::try_take(&file, lock::Mode::Exclusive, &path).ok()? == lock::Taken::Busy {
-            return None;
-        }
-        file.write_all(&serde_json::to_vec(&record).ok()?).ok()?;
-        Some(Registration { path, _lock: file })
+/// Records a started server, as long as the claim lives. Failing to record is not fatal:
+/// the other safeguards remain.
+pub fn register(
+    home: &Home,
+    server_pid: u32,
+    executable: &Path,
+    log: &Path,
+) -> Option<lock::Claim> {
+    let record = Record {
+        launcher: ProcessIdentity::of(std::process::id())?,
+        server: ProcessIdentity::of(server_pid)?,
+        executable: executable.to_owned(),
+        log: log.to_owned(),
+    };
+    let dir = servers_dir(home);
+    crate::home::make_private_dir(&dir).ok()?;
+    let (mut file, path) = tempfile::Builder::new()
+        .prefix(&format!("{}-", std::process::id()))
+        .suffix(".json")
+        .tempfile_in(&dir)
+        .ok()?
+        .keep()
+        .ok()?;
+    // A new file of our own: nobody else can hold its lock.
+    if lock::try_take(&file, lock::Mode::Exclusive, &path).ok()? == lock::Taken::Busy {
+        return None;
     }
+    file.write_all(&serde_json::to_vec(&record).ok()?).ok()?;
+    Some(lock::Claim { path, file })
 }
 
 /// Stops servers whose launcher is gone, and removes their records. `executable` is the
@@ -93,12 +78,9 @@ pub fn stop_stale(home: &Home, executable: &Path) {
         if lock::try_take(&file, lock::Mode::Exclusive, &path).ok() != Some(lock::Taken::Held) {
             continue; // its launcher is alive (or this filesystem cannot tell)
         }
-        let record = std::fs::read(&path)
-            .ok()
-            .and_then(|bytes| serde_json::from_slice::<Record>(&bytes).ok());
         // A record from another boot, another pid namespace or an older codex-oss is
         // removed without acting on it: its pids mean nothing here.
-        if let Some(record) = record {
+        if let Some(record) = read_record(&path) {
             if is_our_server(&record, home, executable) {
                 caution!(
                     "stopping an Ollama server (pid {}) left by an earlier run that ended abruptly",
@@ -125,9 +107,12 @@ pub fn live_logs(home: &Home) -> Vec<PathBuf> {
                 lock::try_take(&file, lock::Mode::Exclusive, path).ok() != Some(lock::Taken::Held)
             })
         })
-        .filter_map(|path| serde_json::from_slice::<Record>(&std::fs::read(path).ok()?).ok())
-        .map(|record| record.log)
+        .filter_map(|path| Some(read_record(&path)?.log))
         .collect()
+}
+
+fn read_record(path: &Path) -> Option<Record> {
+    serde_json::from_slice(&std::fs::read(path).ok()?).ok()
 }
 
 /// True when the record's server is still the process that was started, running the

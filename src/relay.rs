@@ -136,7 +136,8 @@ async fn relay(
         Err(err) => {
             tracing::debug!("relay: {err:#}");
             let body = format!("{{\"error\":\"codex-oss could not reach Ollama: {err}\"}}");
-            let mut response = Response::new(full(Bytes::from(body)));
+            let body = Full::new(Bytes::from(body)).map_err(|never| match never {});
+            let mut response = Response::new(body.boxed());
             *response.status_mut() = StatusCode::BAD_GATEWAY;
             response
         }
@@ -178,10 +179,6 @@ async fn forward(
         .map_ok(Frame::data)
         .map_err(std::io::Error::other);
     Ok(response.body(BodyExt::boxed(StreamBody::new(stream)))?)
-}
-
-fn full(bytes: Bytes) -> Body {
-    Full::new(bytes).map_err(|never| match never {}).boxed()
 }
 
 /// The request with every `developer` message of its `input` turned into a `system`

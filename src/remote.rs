@@ -55,10 +55,8 @@ pub struct OpenAiServer {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Served {
     pub id: String,
-    #[serde(default)]
     pub owned_by: Option<String>,
     /// The context window it is served with (vLLM, `SGLang`).
-    #[serde(default)]
     pub max_model_len: Option<u32>,
 }
 
@@ -123,14 +121,13 @@ pub async fn probe(url: &str, key: &ApiKey) -> Result<Remote, RemoteError> {
             url: url.to_owned(),
             reason: err.to_string(),
         })?;
-    let failed = |err: &reqwest::Error| failure(url, err);
     // Ollama's own API needs no key; a server in front of it may want one (then the
     // OpenAI probe below says so).
     let ollama = client
         .get(format!("{root}/api/version"))
         .send()
         .await
-        .map_err(|e| failed(&e))?;
+        .map_err(|e| failure(url, &e))?;
     if ollama.status().is_success() {
         // LM Studio answers unknown paths with 200 and an error object: only a version
         // makes it Ollama.
@@ -145,23 +142,14 @@ pub async fn probe(url: &str, key: &ApiKey) -> Result<Remote, RemoteError> {
     if let Some(secret) = key.secret() {
         request = request.bearer_auth(secret);
     }
-    let resp = request.send().await.map_err(|e| failed(&e))?;
+    let resp = request.send().await.map_err(|e| failure(url, &e))?;
     let status = resp.status();
     if matches!(status.as_u16(), 401 | 403) {
-        let status = status_text(status);
-        let var = key.var.clone();
+        let (url, status, var) = (url.to_owned(), status_text(status), key.var.clone());
         return Err(if key.is_set() {
-            RemoteError::KeyRefused {
-                url: url.to_owned(),
-                status,
-                var,
-            }
+            RemoteError::KeyRefused { url, status, var }
         } else {
-            RemoteError::NoKey {
-                url: url.to_owned(),
-                status,
-                var,
-            }
+            RemoteError::NoKey { url, status, var }
         });
     }
     let not_openai = |answer: String| RemoteError::NotOpenAi {
@@ -174,15 +162,11 @@ pub async fn probe(url: &str, key: &ApiKey) -> Result<Remote, RemoteError> {
     let text = crate::http::text_capped(resp, 4 * 1024 * 1024).await;
     let list: ModelList = serde_json::from_str(&text)
         .map_err(|_| not_openai(format!("{}, but not a list of models", status_text(status))))?;
-    let version = client
-        .get(format!("{root}/version"))
-        .send()
-        .await
-        .ok()
-        .filter(|r| r.status().is_success());
-    let version = match version {
-        Some(resp) => resp.json::<Version>().await.ok().map(|v| v.version),
-        None => None,
+    let version = match client.get(format!("{root}/version")).send().await {
+        Ok(resp) if resp.status().is_success() => {
+            resp.json::<Version>().await.ok().map(|v| v.version)
+        }
+        _ => None,
     };
     Ok(Remote {
         root,
@@ -205,7 +189,10 @@ fn status_text(status: reqwest::StatusCode) -> String {
 
 /// A request that got no answer: a TLS failure, or nothing reachable.
 fn failure(url: &str, err: &reqwest::Error) -> RemoteError {
-    let causes = causes(err);
+    // The messages of the error's sources, outermost first.
+    let causes: Vec<String> = std::iter::successors(std::error::Error::source(err), |c| c.source())
+        .map(ToString::to_string)
+        .collect();
     let tls = causes.iter().any(|c| {
         let c = c.to_ascii_lowercase();
         c.contains("certificate") || c.contains("tls") || c.contains("handshake")
@@ -220,17 +207,6 @@ fn failure(url: &str, err: &reqwest::Error) -> RemoteError {
         url: url.to_owned(),
         reason: crate::http::describe(err),
     }
-}
-
-/// The messages of an error's sources, outermost first.
-fn causes(err: &reqwest::Error) -> Vec<String> {
-    let mut found = Vec::new();
-    let mut source = std::error::Error::source(err);
-    while let Some(cause) = source {
-        found.push(cause.to_string());
-        source = cause.source();
-    }
-    found
 }
 
 impl OpenAiServer {

@@ -36,7 +36,6 @@ use tokio::sync::watch;
 use crate::env_vars::EnvVars;
 use crate::home::Home;
 use crate::platform;
-use crate::registry::Registration;
 use crate::settings::Bind;
 
 /// How long Ollama gets to answer `/api/version` after starting.
@@ -60,7 +59,7 @@ pub struct Server {
     addr: SocketAddr,
     log: PathBuf,
     exited: Option<ExitStatus>,
-    registration: Option<Registration>,
+    registration: Option<crate::lock::Claim>,
     watchdog: Option<platform::Watchdog>,
 }
 
@@ -73,7 +72,7 @@ impl Server {
         let mut child = spawn(&config)
             .with_context(|| format!("could not start Ollama ({})", config.executable.display()))?;
         let pid = child.id().unwrap_or(0);
-        let registration = Registration::new(config.home, pid, config.executable, &log);
+        let registration = crate::registry::register(config.home, pid, config.executable, &log);
         let watchdog = platform::Watchdog::spawn(pid);
         let listening = pump_output(&mut *child, log_file);
         let mut server = Server {
@@ -170,12 +169,10 @@ impl Server {
 
     /// Resolves when the server exits; `None` if waiting failed.
     pub async fn wait_exit(&mut self) -> Option<ExitStatus> {
-        if let Some(status) = self.exited {
-            return Some(status);
+        if self.exited.is_none() {
+            self.exited = self.child.wait().await.ok();
         }
-        let status = self.child.wait().await.ok();
-        self.exited = status;
-        status
+        self.exited
     }
 
     /// A one-line account of an unexpected exit, with the log to read.

@@ -26,7 +26,6 @@
 //! and a record is removed only by the keeper it names.
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -98,7 +97,13 @@ impl ServerSettings {
             self.env.keys().chain(other.env.keys()).collect();
         for name in names {
             if self.env.get(name) != other.env.get(name) {
-                found.push(format!("{name} {}", describe_value(other.env.get(name))));
+                // How the other server has it, without its value (it may be a secret).
+                let how = if other.env.contains_key(name) {
+                    "set otherwise"
+                } else {
+                    "unset"
+                };
+                found.push(format!("{name} {how}"));
             }
         }
         found
@@ -169,43 +174,27 @@ fn read_record(path: &Path) -> Option<Record> {
     serde_json::from_slice(&std::fs::read(path).ok()?).ok()
 }
 
-/// This launcher's claim on a shared server; the lock goes with the process.
-struct Lease {
-    path: PathBuf,
-    _file: File,
-}
-
-impl Lease {
-    /// `None` on a filesystem without locks: nobody could tell the lease is alive.
-    fn take(dir: &Path) -> Result<Option<Lease>> {
-        crate::home::make_private_dir(dir)
-            .with_context(|| format!("could not create {}", dir.display()))?;
-        // Locked under a name the keeper ignores, then renamed: the keeper never sees an
-        // unlocked lease of a live launcher.
-        let (file, new) = tempfile::Builder::new()
-            .prefix(&format!("{}-", std::process::id()))
-            .suffix(".new")
-            .tempfile_in(dir)
-            .with_context(|| format!("could not create a lease in {}", dir.display()))?
-            .keep()
-            .context("could not keep the lease file")?;
-        let path = new.with_extension("lease");
-        match lock::try_take(&file, lock::Mode::Exclusive, &new)? {
-            lock::Taken::Held => {
-                std::fs::rename(&new, &path).context("could not name the lease")?;
-                Ok(Some(Lease { path, _file: file }))
-            }
-            lock::Taken::Busy | lock::Taken::NoLocks => {
-                let _ = std::fs::remove_file(&new);
-                Ok(None)
-            }
-        }
-    }
-}
-
-impl Drop for Lease {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
+/// This launcher's lease on a shared server in `dir`; `None` on a filesystem without
+/// locks: nobody could tell the lease is alive.
+fn take_lease(dir: &Path) -> Result<Option<lock::Claim>> {
+    crate::home::make_private_dir(dir)
+        .with_context(|| format!("could not create {}", dir.display()))?;
+    // Locked under a name the keeper ignores, then renamed: the keeper never sees an
+    // unlocked lease of a live launcher.
+    let (file, new) = tempfile::Builder::new()
+        .prefix(&format!("{}-", std::process::id()))
+        .suffix(".new")
+        .tempfile_in(dir)
+        .with_context(|| format!("could not create a lease in {}", dir.display()))?
+        .keep()
+        .context("could not keep the lease file")?;
+    let path = new.with_extension("lease");
+    if lock::try_take(&file, lock::Mode::Exclusive, &new)? == lock::Taken::Held {
+        std::fs::rename(&new, &path).context("could not name the lease")?;
+        Ok(Some(lock::Claim { path, file }))
+    } else {
+        let _ = std::fs::remove_file(&new);
+        Ok(None)
     }
 }
 
@@ -215,7 +204,7 @@ pub struct Shared {
     log: PathBuf,
     keeper: ProcessIdentity,
     exit_note: PathBuf,
-    _lease: Lease,
+    _lease: lock::Claim,
 }
 
 impl Shared {
@@ -225,7 +214,7 @@ impl Shared {
         let home = &settings.home;
         let wanted = ServerSettings::of(settings, executable);
         let key = wanted.key();
-        let Some(lease) = Lease::take(&leases_dir(home, &key))? else {
+        let Some(lease) = take_lease(&leases_dir(home, &key))? else {
             return Ok(None);
         };
         let lock_file = lock_path(home, &key);
@@ -239,31 +228,22 @@ impl Shared {
         })
         .await
         .context("waiting for the shared server's lock stopped")??;
-        let path = record_path(home, &key);
-        if let Some((keeper, serving)) = live_server(&path).await? {
+        let found = live_server(&record_path(home, &key)).await?;
+        let (keeper, serving) = if let Some((keeper, serving)) = found {
             tracing::info!("joining the shared Ollama at {}", serving.addr);
-            return Ok(Some(Shared::new(home, &key, keeper, serving, lease)));
-        }
-        // No record, or its keeper is gone: never act on it (the new keeper's replaces it).
-        explain_new_server(home, &wanted);
-        let (keeper, serving) = start_keeper(home, &key).await?;
-        Ok(Some(Shared::new(home, &key, keeper, serving, lease)))
-    }
-
-    fn new(
-        home: &Home,
-        key: &str,
-        keeper: ProcessIdentity,
-        serving: Serving,
-        lease: Lease,
-    ) -> Shared {
-        Shared {
-            exit_note: exit_path(home, key, keeper.pid),
+            (keeper, serving)
+        } else {
+            // No record, or its keeper is gone: never act on it (the new keeper's replaces it).
+            explain_new_server(home, &wanted);
+            start_keeper(home, &key).await?
+        };
+        Ok(Some(Shared {
+            exit_note: exit_path(home, &key, keeper.pid),
             addr: serving.addr,
             log: serving.log,
             keeper,
             _lease: lease,
-        }
+        }))
     }
 
     /// `http://127.0.0.1:PORT`
@@ -287,15 +267,6 @@ impl Shared {
             .filter(|s| !s.is_empty())
             .unwrap_or_else(|| server::UNKNOWN_EXIT.to_owned());
         server::died_message(&status, &self.log)
-    }
-}
-
-/// How another server has a variable, without its value (it may be a secret).
-fn describe_value(value: Option<&String>) -> &'static str {
-    if value.is_some() {
-        "set otherwise"
-    } else {
-        "unset"
     }
 }
 
@@ -355,15 +326,8 @@ async fn answers(addr: SocketAddr) -> bool {
 
 /// Says why a second server starts while another runs with other settings.
 fn explain_new_server(home: &Home, wanted: &ServerSettings) {
-    let Ok(entries) = std::fs::read_dir(dir(home)) else {
-        return;
-    };
-    let other = entries
-        .flatten()
-        .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
-        .filter_map(|e| read_record(&e.path()))
-        .filter(|r| r.keeper.is_alive())
-        .map(|r| wanted.differences(&r.settings))
+    let other = live_records(home)
+        .map(|(_, r)| wanted.differences(&r.settings))
         .filter(|d| !d.is_empty())
         .min_by_key(Vec::len);
     // The nearest server: the fewest settings apart.
@@ -484,21 +448,15 @@ async fn keep_inner(home_root: &str, key: &str) -> Result<()> {
     };
     // "Starting": a launcher that comes now waits for this keeper.
     write_record(&path, &record)?;
-    let started = Server::start(server::Config {
+    let mut server = Server::start(server::Config {
         executable: &tool.path,
         home,
         bind: settings.bind.clone(),
         context_length: settings.context_length,
         env: &settings.server_env,
     })
-    .await;
-    let mut server = match started {
-        Ok(server) => server,
-        Err(err) => {
-            remove_own_record(&path, &me);
-            return Err(err);
-        }
-    };
+    .await
+    .inspect_err(|_| remove_own_record(&path, &me))?;
     record.serving = Some(Serving {
         addr: server.addr(),
         log: server.log_path().to_owned(),
@@ -510,7 +468,11 @@ async fn keep_inner(home_root: &str, key: &str) -> Result<()> {
     let keep_alive = settings.keep_alive();
     let mut idle_since = None;
     let (ended_tx, mut ended) = tokio::sync::mpsc::unbounded_channel();
-    let mut watch = LeaseWatch::new(leases_dir(home, key), ended_tx);
+    let mut watch = LeaseWatch {
+        dir: leases_dir(home, key),
+        watched: std::collections::HashSet::new(),
+        ended: ended_tx,
+    };
     watch.scan();
     let reason = loop {
         tokio::select! {
@@ -524,17 +486,11 @@ async fn keep_inner(home_root: &str, key: &str) -> Result<()> {
                 break format!("the server stopped ({status})");
             }
             _ = signals.recv() => break "a signal".to_owned(),
-            Some(()) = ended.recv() => {
-                if time_to_stop(home, key, &me, keep_alive, &mut idle_since) {
-                    break "no launcher uses it any more".to_owned();
-                }
-            }
-            () = tokio::time::sleep(LEASE_POLL) => {
-                watch.scan();
-                if time_to_stop(home, key, &me, keep_alive, &mut idle_since) {
-                    break "no launcher uses it any more".to_owned();
-                }
-            }
+            Some(()) = ended.recv() => {}
+            () = tokio::time::sleep(LEASE_POLL) => watch.scan(),
+        }
+        if time_to_stop(home, key, &me, keep_alive, &mut idle_since) {
+            break "no launcher uses it any more".to_owned();
         }
     };
     tracing::info!("stopping the shared Ollama: {reason}");
@@ -554,7 +510,7 @@ fn time_to_stop(
     keep_alive: Option<Duration>,
     idle_since: &mut Option<std::time::Instant>,
 ) -> bool {
-    if leases_dir(home, key).is_dir() && live_leases(&leases_dir(home, key)) > 0 {
+    if live_leases(&leases_dir(home, key)) > 0 {
         *idle_since = None;
         return false;
     }
@@ -570,9 +526,6 @@ fn time_to_stop(
 fn last_one_gone(home: &Home, key: &str, me: &ProcessIdentity) -> bool {
     if !leases_dir(home, key).is_dir() {
         return true; // the home was deleted: nobody can hold a lease any more
-    }
-    if live_leases(&leases_dir(home, key)) > 0 {
-        return false;
     }
     let path = lock_path(home, key);
     let Ok(file) = lock::open(&path) else {
@@ -599,14 +552,6 @@ struct LeaseWatch {
 }
 
 impl LeaseWatch {
-    fn new(dir: PathBuf, ended: tokio::sync::mpsc::UnboundedSender<()>) -> LeaseWatch {
-        LeaseWatch {
-            dir,
-            watched: std::collections::HashSet::new(),
-            ended,
-        }
-    }
-
     /// Starts waiting on the leases that appeared since the last look.
     fn scan(&mut self) {
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
@@ -647,11 +592,10 @@ fn live_leases(dir: &Path) -> usize {
         let Ok(file) = lock::open(&path) else {
             continue;
         };
-        match lock::try_take(&file, lock::Mode::Exclusive, &path) {
-            Ok(lock::Taken::Held) => {
-                let _ = std::fs::remove_file(&path);
-            }
-            _ => live += 1,
+        if lock::try_take(&file, lock::Mode::Exclusive, &path).ok() == Some(lock::Taken::Held) {
+            let _ = std::fs::remove_file(&path);
+        } else {
+            live += 1;
         }
     }
     live
@@ -671,25 +615,29 @@ fn write_record(path: &Path, record: &Record) -> Result<()> {
 
 /// The shared servers running now, with their live leases: for `doctor`.
 pub fn running(home: &Home) -> Vec<(String, usize, PathBuf)> {
-    let Ok(entries) = std::fs::read_dir(dir(home)) else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
-        .filter_map(|e| {
-            let record = read_record(&e.path())?;
+    live_records(home)
+        .filter_map(|(path, record)| {
             let serving = record.serving?;
-            let key = e.path().file_stem()?.to_string_lossy().into_owned();
-            record.keeper.is_alive().then(|| {
-                (
-                    format!("http://{}", serving.addr),
-                    live_leases(&leases_dir(home, &key)),
-                    serving.log,
-                )
-            })
+            let key = path.file_stem()?.to_string_lossy().into_owned();
+            Some((
+                format!("http://{}", serving.addr),
+                live_leases(&leases_dir(home, &key)),
+                serving.log,
+            ))
         })
         .collect()
+}
+
+/// The records of the keepers alive now, with their paths.
+fn live_records(home: &Home) -> impl Iterator<Item = (PathBuf, Record)> {
+    std::fs::read_dir(dir(home))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|path| path.extension().is_some_and(|x| x == "json"))
+        .filter_map(|path| read_record(&path).map(|record| (path, record)))
+        .filter(|(_, record)| record.keeper.is_alive())
 }
 
 #[cfg(test)]
@@ -705,7 +653,7 @@ mod tests {
     #[ignore = "a helper process of the lease test"]
     fn lease_holder() {
         if let Some(dir) = std::env::var_os(LEASES) {
-            let _lease = Lease::take(Path::new(&dir)).unwrap().expect("a lease");
+            let _lease = take_lease(Path::new(&dir)).unwrap().expect("a lease");
             std::thread::sleep(Duration::from_secs(120));
         }
     }
@@ -725,7 +673,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let leases = dir.path().join("key.leases");
         assert_eq!(live_leases(&leases), 0);
-        let ours = Lease::take(&leases).unwrap().expect("locks work here");
+        let ours = take_lease(&leases).unwrap().expect("locks work here");
         assert_eq!(live_leases(&leases), 1);
 
         let mut holder = std::process::Command::new(std::env::current_exe().unwrap())

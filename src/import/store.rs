@@ -162,20 +162,14 @@ impl<'a> Name<'a> {
 /// ollama/ollama's `manifest/manifest.go` (a reference entry has `digest` instead of
 /// `config` and `layers`).
 #[derive(Deserialize, Clone, Default)]
+#[serde(default, rename_all = "camelCase")]
 struct Document {
-    #[serde(rename = "mediaType", default)]
     media_type: String,
-    #[serde(default)]
     config: Layer,
-    #[serde(default)]
     layers: Vec<Layer>,
-    #[serde(default)]
     runner: String,
-    #[serde(default)]
     format: String,
-    #[serde(default)]
     manifests: Vec<Document>,
-    #[serde(default)]
     digest: String,
 }
 
@@ -192,26 +186,18 @@ impl Document {
 /// A config or layer (`manifest.Layer`): what codex-oss needs of it, and the rest of
 /// its fields (`from`, `name`) kept as they are.
 #[derive(Deserialize, Serialize, Clone, Default, Debug)]
+#[serde(default, rename_all = "camelCase")]
 pub struct Layer {
-    #[serde(rename = "mediaType", default)]
     pub media_type: String,
-    #[serde(default)]
     pub digest: String,
-    #[serde(default)]
     pub size: u64,
     #[serde(flatten)]
     rest: serde_json::Map<String, serde_json::Value>,
 }
 
-impl Layer {
-    /// `sha256:<hex>` -> `sha256-<hex>`; `None` for anything else (never a path).
-    pub fn blob_name(&self) -> Option<String> {
-        blob_name(&self.digest)
-    }
-}
-
-/// `sha256:<hex>` (or `sha256-<hex>`, as `BlobsPath` accepts) -> `sha256-<hex>`.
-fn blob_name(digest: &str) -> Option<String> {
+/// `sha256:<hex>` (or `sha256-<hex>`, as `BlobsPath` accepts) -> `sha256-<hex>`; `None`
+/// for anything else (never a path).
+pub fn blob_name(digest: &str) -> Option<String> {
     let hex = digest
         .strip_prefix("sha256:")
         .or_else(|| digest.strip_prefix("sha256-"))?;
@@ -222,10 +208,9 @@ fn blob_name(digest: &str) -> Option<String> {
 /// The plain manifest written into codex-oss's store, fields in `manifest.Manifest`'s
 /// order.
 #[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
 struct Plain<'a> {
-    #[serde(rename = "schemaVersion")]
     schema_version: u32,
-    #[serde(rename = "mediaType")]
     media_type: &'static str,
     config: &'a Layer,
     layers: Vec<&'a Layer>,
@@ -285,7 +270,8 @@ fn read_tag(store: &Path, path: &Path) -> Result<Vec<u8>> {
             )
         })?;
     let blob = store.join("blobs").join(&name);
-    if !same_file(&target, &blob) {
+    // `target` is canonical already.
+    if !std::fs::canonicalize(&blob).is_ok_and(|blob| blob == target) {
         bail!(
             "its manifest {} links to {}, outside its blobs folder",
             path.display(),
@@ -295,13 +281,6 @@ fn read_tag(store: &Path, path: &Path) -> Result<Vec<u8>> {
     let bytes = read_small(&blob)?;
     check_digest(&bytes, &name)?;
     Ok(bytes)
-}
-
-fn same_file(a: &Path, b: &Path) -> bool {
-    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
-        (Ok(a), Ok(b)) => a == b,
-        _ => false,
-    }
 }
 
 fn read_small(path: &Path) -> Result<Vec<u8>> {
@@ -455,9 +434,7 @@ fn is_gguf(store: &Path, child: &Document) -> bool {
     if !format.is_empty() {
         return format == "gguf";
     }
-    child
-        .config
-        .blob_name()
+    blob_name(&child.config.digest)
         .and_then(|name| read_small(&store.join("blobs").join(name)).ok())
         .and_then(|bytes| serde_json::from_slice::<Config>(&bytes).ok())
         .is_some_and(|c| ["gguf", "ggml"].contains(&c.model_format.to_ascii_lowercase().as_str()))
@@ -511,11 +488,11 @@ mod tests {
             digest: digest.to_owned(),
             ..Layer::default()
         };
-        assert!(layer("sha256:../../etc/passwd").blob_name().is_none());
-        assert!(layer("md5:abcd").blob_name().is_none());
+        assert!(blob_name(&layer("sha256:../../etc/passwd").digest).is_none());
+        assert!(blob_name(&layer("md5:abcd").digest).is_none());
         let good = format!("sha256:{}", "a".repeat(64));
         assert_eq!(
-            layer(&good).blob_name(),
+            blob_name(&layer(&good).digest),
             Some(format!("sha256-{}", "a".repeat(64)))
         );
     }

@@ -56,18 +56,14 @@ pub enum Received {
 }
 
 impl Received {
-    /// The conventional signal number, for the `128 + n` exit status.
-    pub fn number(self) -> u8 {
-        match self {
-            Received::Interrupt => 2,
-            Received::Terminate => 15,
-            Received::Hangup => 1,
-        }
-    }
-
-    /// The launcher's exit status after this signal: `128 + n`.
+    /// The launcher's exit status after this signal: `128 + n`, with its conventional
+    /// number.
     pub fn exit_code(self) -> std::process::ExitCode {
-        std::process::ExitCode::from(128 + self.number())
+        std::process::ExitCode::from(match self {
+            Received::Interrupt => 128 + 2,
+            Received::Terminate => 128 + 15,
+            Received::Hangup => 128 + 1,
+        })
     }
 }
 
