@@ -1,5 +1,5 @@
 //! Small file operations several modules share: hashing, hexadecimal names, file
-//! times, comparing directories, and writing a file so that readers see the old
+//! times, comparing directories, reading a JSON record, and writing a file so that readers see the old
 //! content or the new one, never a part of it.
 
 use std::io::{self, Write};
@@ -41,6 +41,11 @@ pub fn same_dir(a: &Path, b: &Path) -> bool {
         (Ok(a), Ok(b)) => a == b,
         _ => a == b,
     }
+}
+
+/// The JSON file at `path` as a `T`; `None` when it is missing, unreadable or not one.
+pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Option<T> {
+    serde_json::from_slice(&std::fs::read(path).ok()?).ok()
 }
 
 /// Replaces `path` with `bytes` in one rename: a temporary file beside it, written

@@ -23,6 +23,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::files::read_json;
 use crate::home::{is_version_dir, make_private_dir, Home};
 use crate::lock;
 use crate::platform;
@@ -185,9 +186,7 @@ impl Payload {
         }) {
             return false;
         }
-        let manifest = std::fs::read(dest.join(MANIFEST))
-            .ok()
-            .and_then(|text| serde_json::from_slice::<Manifest>(&text).ok());
+        let manifest = read_json::<Manifest>(&dest.join(MANIFEST));
         manifest.is_some_and(|manifest| {
             manifest.sha256 == self.sha256
                 && manifest.version == self.version

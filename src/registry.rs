@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::files::read_json;
 use crate::home::Home;
 use crate::lock;
 use crate::platform::{self, ProcessIdentity};
@@ -80,7 +81,7 @@ pub fn stop_stale(home: &Home, executable: &Path) {
         }
         // A record from another boot, another pid namespace or an older codex-oss is
         // removed without acting on it: its pids mean nothing here.
-        if let Some(record) = read_record(&path) {
+        if let Some(record) = read_json::<Record>(&path) {
             if is_our_server(&record, home, executable) {
                 caution!(
                     "stopping an Ollama server (pid {}) left by an earlier run that ended abruptly",
@@ -107,12 +108,8 @@ pub fn live_logs(home: &Home) -> Vec<PathBuf> {
                 lock::try_take(&file, lock::Mode::Exclusive, path).ok() != Some(lock::Taken::Held)
             })
         })
-        .filter_map(|path| Some(read_record(&path)?.log))
+        .filter_map(|path| Some(read_json::<Record>(&path)?.log))
         .collect()
-}
-
-fn read_record(path: &Path) -> Option<Record> {
-    serde_json::from_slice(&std::fs::read(path).ok()?).ok()
 }
 
 /// True when the record's server is still the process that was started, running the

@@ -36,6 +36,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncBufReadExt;
 
+use crate::files::read_json;
 use crate::home::Home;
 use crate::lock;
 use crate::platform::{self, ProcessIdentity};
@@ -170,10 +171,6 @@ fn remove_old_exit_notes(home: &Home, key: &str) {
     }
 }
 
-fn read_record(path: &Path) -> Option<Record> {
-    serde_json::from_slice(&std::fs::read(path).ok()?).ok()
-}
-
 /// This launcher's lease on a shared server in `dir`; `None` on a filesystem without
 /// locks: nobody could tell the lease is alive.
 fn take_lease(dir: &Path) -> Result<Option<lock::Claim>> {
@@ -277,7 +274,7 @@ async fn live_server(path: &Path) -> Result<Option<(ProcessIdentity, Serving)>> 
     let deadline = std::time::Instant::now() + START_PATIENCE;
     let mut said = false;
     loop {
-        let Some(record) = read_record(path) else {
+        let Some(record) = read_json::<Record>(path) else {
             return Ok(None);
         };
         if !record.keeper.is_alive() {
@@ -366,7 +363,7 @@ async fn start_keeper(home: &Home, key: &str) -> Result<(ProcessIdentity, Servin
     .context("Ollama's keeper did not report within its deadline")?
     .context("could not read from Ollama's keeper")?;
     match first.as_deref() {
-        Some("ready") => read_record(&record_path(home, key))
+        Some("ready") => read_json::<Record>(&record_path(home, key))
             .and_then(|record| Some((record.keeper, record.serving?)))
             .context("Ollama's keeper said it was ready but left no record"),
         Some(line) => bail!("{}", line.strip_prefix("failed: ").unwrap_or(line)),
@@ -603,7 +600,7 @@ fn live_leases(dir: &Path) -> usize {
 
 /// Removes the record at `path` if it names this keeper: another keeper's is its own.
 fn remove_own_record(path: &Path, me: &ProcessIdentity) {
-    if read_record(path).is_some_and(|record| record.keeper == *me) {
+    if read_json::<Record>(path).is_some_and(|record| record.keeper == *me) {
         let _ = std::fs::remove_file(path);
     }
 }
@@ -636,7 +633,7 @@ fn live_records(home: &Home) -> impl Iterator<Item = (PathBuf, Record)> {
         .flatten()
         .map(|e| e.path())
         .filter(|path| path.extension().is_some_and(|x| x == "json"))
-        .filter_map(|path| read_record(&path).map(|record| (path, record)))
+        .filter_map(|path| read_json::<Record>(&path).map(|record| (path, record)))
         .filter(|(_, record)| record.keeper.is_alive())
 }
 

@@ -18,6 +18,7 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 
 use super::Payload;
+use crate::files::read_json;
 use crate::home::{make_private_dir, Home};
 use crate::unpack::{self, FileRecord, Source, Take};
 
@@ -90,7 +91,7 @@ impl Folder {
 
     /// The record of the add-on `name`, intact or not.
     pub fn addon(&self, name: &str) -> Option<AddOn> {
-        serde_json::from_slice(&std::fs::read(record_path(&self.root, name)).ok()?).ok()
+        read_json(&record_path(&self.root, name))
     }
 
     pub fn addon_state(&self, name: &str) -> AddOnState {
@@ -210,10 +211,7 @@ pub fn carry_over(old: &Path, new: &Path) {
         else {
             continue;
         };
-        let Some(record) = std::fs::read(entry.path())
-            .ok()
-            .and_then(|bytes| serde_json::from_slice::<AddOn>(&bytes).ok())
-        else {
+        let Some(record) = read_json::<AddOn>(&entry.path()) else {
             continue;
         };
         if !carry(old, new, name, &record) {
