@@ -521,8 +521,11 @@ pub fn latest_log(dir: &Path) -> Option<PathBuf> {
 
 fn last_lines(path: &Path, n: usize) -> Vec<String> {
     let text = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<String> = text.lines().map(str::to_owned).collect();
-    lines[lines.len().saturating_sub(n)..].to_vec()
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..]
+        .iter()
+        .map(|line| (*line).to_owned())
+        .collect()
 }
 
 /// What the shared server does after its last run, for `doctor`.
