@@ -199,14 +199,10 @@ fn is_launcher_word(word: &str) -> bool {
 /// Splits the launcher's own commands from Codex's.
 pub fn parse(args: Vec<OsString>) -> Invocation {
     let arg = |i: usize| args.get(i).and_then(|a| a.to_str());
+    let owned = |i: usize| arg(i).unwrap_or_default().to_owned();
     match arg(1) {
-        Some(crate::platform::WATCHDOG_COMMAND) => {
-            Invocation::Watchdog(arg(2).unwrap_or_default().to_owned())
-        }
-        Some(crate::shared::KEEPER_COMMAND) => Invocation::Keeper(
-            arg(2).unwrap_or_default().to_owned(),
-            arg(3).unwrap_or_default().to_owned(),
-        ),
+        Some(crate::platform::WATCHDOG_COMMAND) => Invocation::Watchdog(owned(2)),
+        Some(crate::shared::KEEPER_COMMAND) => Invocation::Keeper(owned(2), owned(3)),
         Some(word) if is_launcher_word(word) => Invocation::Launcher(Cli::parse_from(args)),
         _ => Invocation::Codex(args.into_iter().skip(1).collect()),
     }

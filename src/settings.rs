@@ -608,10 +608,6 @@ mod tests {
         resolve_with(&Env::from(env), None, 16 * GIB, None)
     }
 
-    fn error<const N: usize>(env: [(&str, &str); N]) -> String {
-        resolve(env).expect_err("a bad value").to_string()
-    }
-
     #[test]
     fn defaults() {
         let s = resolve([]).unwrap();
@@ -888,7 +884,7 @@ mod tests {
                 "https://",
             ),
         ] {
-            let message = error([env]);
+            let message = resolve([env]).expect_err("a bad value").to_string();
             assert!(
                 message.starts_with(&format!("{}={}", env.0, env.1)),
                 "{message}"
