@@ -48,22 +48,11 @@ impl Env {
             .map(String::as_str)
             .filter(|v| !v.is_empty())
     }
-
-    /// Every variable that is set (to something other than "").
-    pub fn vars(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.0
-            .iter()
-            .filter(|(_, v)| !v.is_empty())
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-    }
 }
 
 impl<const N: usize> From<[(&str, &str); N]> for Env {
     fn from(pairs: [(&str, &str); N]) -> Env {
-        Env(pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect())
+        Env(pairs.map(|(k, v)| (k.to_owned(), v.to_owned())).into())
     }
 }
 
@@ -78,23 +67,6 @@ pub struct ConfigFile {
     /// The name of the variable holding that server's API key (default
     /// `CODEX_OSS_API_KEY`): the key itself never goes into a file.
     pub api_key_env: Option<String>,
-}
-
-impl ConfigFile {
-    /// Parses config.toml's text; an error names the file, the line and the column.
-    pub fn parse(path: &Path, text: &str) -> Result<ConfigFile, SettingsError> {
-        toml::from_str(text).map_err(|err| {
-            // 1-based line and column of where the error starts (1:1 when it says nowhere).
-            let before = &text[..err.span().map_or(0, |span| span.start.min(text.len()))];
-            let line = before.matches('\n').count() + 1;
-            let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-            SettingsError(format!(
-                "{}:{line}:{column}: {}; fix it or remove the file",
-                path.display(),
-                err.message().trim().replace('\n', " ")
-            ))
-        })
-    }
 }
 
 /// Where the embedded Ollama should listen.
@@ -267,11 +239,21 @@ impl Settings {
     pub fn resolve(inputs: &Inputs<'_>) -> Result<Settings, SettingsError> {
         let env = inputs.env;
         let root = home_root(env, inputs.user_home.as_deref(), &inputs.cwd)?;
-        let config = inputs
-            .config
-            .map(|text| ConfigFile::parse(&Home::config_path(&root), text))
-            .transpose()?
-            .unwrap_or_default();
+        // An error in config.toml names the file, the line and the column.
+        let config: ConfigFile = match inputs.config {
+            None => ConfigFile::default(),
+            Some(text) => toml::from_str(text).map_err(|err| {
+                // 1-based line and column of where the error starts (1:1 when it says nowhere).
+                let before = &text[..err.span().map_or(0, |span| span.start.min(text.len()))];
+                let line = before.matches('\n').count() + 1;
+                let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+                SettingsError(format!(
+                    "{}:{line}:{column}: {}; fix it or remove the file",
+                    Home::config_path(&root).display(),
+                    err.message().trim().replace('\n', " ")
+                ))
+            })?,
+        };
         let models = env
             .get(EnvVars::OLLAMA_MODELS)
             .map(|dir| inputs.cwd.join(dir));
@@ -429,15 +411,14 @@ fn server_env(env: &Env, gpu: GpuMode) -> BTreeMap<String, String> {
         EnvVars::OLLAMA_CONTEXT_LENGTH,
         EnvVars::OLLAMA_ORIGINS,
     ];
-    let mut vars: BTreeMap<String, String> = env
-        .vars()
-        .filter(|(name, _)| {
-            (name.starts_with("OLLAMA_") && !SET_BY_CODEX_OSS.contains(name))
-                || EnvVars::GPU_VISIBILITY.contains(name)
-                || EnvVars::SERVER_NETWORK.contains(name)
-        })
-        .map(|(name, value)| (name.to_owned(), value.to_owned()))
-        .collect();
+    let mut vars = env.0.clone();
+    vars.retain(|name, value| {
+        let name = name.as_str();
+        !value.is_empty()
+            && ((name.starts_with("OLLAMA_") && !SET_BY_CODEX_OSS.contains(&name))
+                || EnvVars::GPU_VISIBILITY.contains(&name)
+                || EnvVars::SERVER_NETWORK.contains(&name))
+    });
     vars.entry(EnvVars::OLLAMA_NOPRUNE.to_owned())
         .or_insert_with(|| "1".to_owned());
     if gpu == GpuMode::None {
