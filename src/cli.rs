@@ -199,14 +199,10 @@ fn is_launcher_word(word: &str) -> bool {
 /// Splits the launcher's own commands from Codex's.
 pub fn parse(args: Vec<OsString>) -> Invocation {
     let arg = |i: usize| args.get(i).and_then(|a| a.to_str());
+    let owned = |i: usize| arg(i).unwrap_or_default().to_owned();
     match arg(1) {
-        Some(crate::platform::WATCHDOG_COMMAND) => {
-            Invocation::Watchdog(arg(2).unwrap_or_default().to_owned())
-        }
-        Some(crate::shared::KEEPER_COMMAND) => Invocation::Keeper(
-            arg(2).unwrap_or_default().to_owned(),
-            arg(3).unwrap_or_default().to_owned(),
-        ),
+        Some(crate::platform::WATCHDOG_COMMAND) => Invocation::Watchdog(owned(2)),
+        Some(crate::shared::KEEPER_COMMAND) => Invocation::Keeper(owned(2), owned(3)),
         Some(word) if is_launcher_word(word) => Invocation::Launcher(Cli::parse_from(args)),
         _ => Invocation::Codex(args.into_iter().skip(1).collect()),
     }
@@ -222,19 +218,9 @@ mod tests {
 
     #[test]
     fn codex_arguments_pass_through_untouched() {
-        let args = os(&[
-            "codex-oss",
-            "exec",
-            "--full-auto",
-            "-m",
-            "x",
-            "fix the test",
-        ]);
-        match parse(args) {
-            Invocation::Codex(rest) => assert_eq!(
-                rest,
-                os(&["exec", "--full-auto", "-m", "x", "fix the test"])
-            ),
+        let rest = os(&["exec", "--full-auto", "-m", "x", "fix the test"]);
+        match parse([os(&["codex-oss"]), rest.clone()].concat()) {
+            Invocation::Codex(got) => assert_eq!(got, rest),
             other => panic!("expected Codex, got {other:?}"),
         }
     }
@@ -244,20 +230,11 @@ mod tests {
         for sub in <Cli as clap::CommandFactory>::command().get_subcommands() {
             assert!(is_launcher_word(sub.get_name()), "{}", sub.get_name());
         }
-        for word in [
-            "exec",
-            "resume",
-            "login",
-            "--full-auto",
-            "-m",
-            "mcp",
-            "apply",
-        ] {
-            assert!(!is_launcher_word(word), "{word} belongs to Codex");
-        }
-        // Codex's own words are Codex's, but for the three the launcher takes first.
-        for (word, _) in CODEX_SUBCOMMANDS {
-            let shadowed = matches!(*word, "update" | "doctor" | "help");
+        // Codex's words (its flags, its subcommands) are Codex's, but for the three
+        // subcommands the launcher takes first.
+        let subcommands = CODEX_SUBCOMMANDS.iter().map(|(word, _)| *word);
+        for word in ["--full-auto", "-m"].into_iter().chain(subcommands) {
+            let shadowed = matches!(word, "update" | "doctor" | "help");
             assert_eq!(is_launcher_word(word), shadowed, "{word}");
         }
     }

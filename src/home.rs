@@ -289,12 +289,7 @@ pub fn is_version_dir(name: &str) -> bool {
 fn entries(dir: &Path) -> Vec<(PathBuf, String)> {
     let entries = std::fs::read_dir(dir).into_iter().flatten().flatten();
     entries
-        .map(|entry| {
-            (
-                entry.path(),
-                entry.file_name().to_string_lossy().into_owned(),
-            )
-        })
+        .map(|e| (e.path(), e.file_name().to_string_lossy().into_owned()))
         .collect()
 }
 
@@ -319,32 +314,29 @@ mod tests {
 
     #[test]
     fn only_codex_oss_names_are_its_own() {
-        assert!(is_own_log("ollama-1700000000-42.log"));
-        for name in [
-            "notes.txt",
-            "ollama.log",
-            "ollama-1-.log",
-            "ollama-a-1.log",
-            "x-1-2.log",
+        // (name, a log of codex-oss's, an entry of codex-oss's in a payload's folder)
+        for (name, log, entry) in [
+            ("ollama-1700000000-42.log", true, false),
+            ("notes.txt", false, false),
+            ("ollama.log", false, false),
+            ("ollama-1-.log", false, false),
+            ("ollama-a-1.log", false, false),
+            ("x-1-2.log", false, false),
+            ("0.32.15-e29129a33be1", false, true),
+            (".0.32.15-e29129a33be1.lease", false, true),
+            (".tmp-Ab12", false, true),
+            (".trash-x", false, true),
+            ("myproject", false, false),
+            ("0.32.15", false, false),
+            ("v-E29129A33BE1", false, false),
+            (".myproject.lease", false, false),
+            ("-e29129a33be1", false, false),
         ] {
-            assert!(!is_own_log(name), "{name}");
-        }
-        for name in [
-            "0.32.15-e29129a33be1",
-            ".0.32.15-e29129a33be1.lease",
-            ".tmp-Ab12",
-            ".trash-x",
-        ] {
-            assert!(is_own_entry(name), "{name}");
-        }
-        for name in [
-            "myproject",
-            "0.32.15",
-            "v-E29129A33BE1",
-            ".myproject.lease",
-            "-e29129a33be1",
-        ] {
-            assert!(!is_own_entry(name), "{name}");
+            assert_eq!(
+                (is_own_log(name), is_own_entry(name)),
+                (log, entry),
+                "{name}"
+            );
         }
     }
 }

@@ -42,33 +42,17 @@ pub struct SettingsError(String);
 pub struct Env(BTreeMap<String, String>);
 
 impl Env {
-    /// The process's environment (variables that are not Unicode are skipped).
-    pub fn from_process() -> Env {
-        Env(std::env::vars().collect())
-    }
-
     pub fn get(&self, name: &str) -> Option<&str> {
         self.0
             .get(name)
             .map(String::as_str)
             .filter(|v| !v.is_empty())
     }
-
-    /// Every variable that is set (to something other than "").
-    pub fn vars(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.0
-            .iter()
-            .filter(|(_, v)| !v.is_empty())
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-    }
 }
 
 impl<const N: usize> From<[(&str, &str); N]> for Env {
     fn from(pairs: [(&str, &str); N]) -> Env {
-        Env(pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect())
+        Env(pairs.map(|(k, v)| (k.to_owned(), v.to_owned())).into())
     }
 }
 
@@ -83,30 +67,6 @@ pub struct ConfigFile {
     /// The name of the variable holding that server's API key (default
     /// `CODEX_OSS_API_KEY`): the key itself never goes into a file.
     pub api_key_env: Option<String>,
-}
-
-impl ConfigFile {
-    /// Parses config.toml's text; an error names the file, the line and the column.
-    pub fn parse(path: &Path, text: &str) -> Result<ConfigFile, SettingsError> {
-        toml::from_str(text).map_err(|err| {
-            let (line, column) = err
-                .span()
-                .map_or((1, 1), |span| line_and_column(text, span.start));
-            SettingsError(format!(
-                "{}:{line}:{column}: {}; fix it or remove the file",
-                path.display(),
-                err.message().trim().replace('\n', " ")
-            ))
-        })
-    }
-}
-
-/// 1-based line and column of a byte offset.
-fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    (line, column)
 }
 
 /// Where the embedded Ollama should listen.
@@ -162,17 +122,6 @@ pub enum GpuMode {
     Auto,
     Cuda,
     None,
-}
-
-impl GpuMode {
-    pub fn parse(text: &str) -> Option<GpuMode> {
-        match text.trim().to_ascii_lowercase().as_str() {
-            "auto" => Some(GpuMode::Auto),
-            "cuda" => Some(GpuMode::Cuda),
-            "none" => Some(GpuMode::None),
-            _ => None,
-        }
-    }
 }
 
 /// Other stores where the user's own Ollama keeps models, most likely first: the user's
@@ -266,7 +215,7 @@ impl Settings {
 
     /// The settings of this process: its environment, config.toml and memory.
     pub fn load(model_flag: Option<String>) -> anyhow::Result<Settings> {
-        let env = Env::from_process();
+        let env = Env(std::env::vars().collect());
         let cwd = std::env::current_dir()?;
         let user_home = dirs::home_dir();
         let root = home_root(&env, user_home.as_deref(), &cwd)?;
@@ -290,28 +239,42 @@ impl Settings {
     pub fn resolve(inputs: &Inputs<'_>) -> Result<Settings, SettingsError> {
         let env = inputs.env;
         let root = home_root(env, inputs.user_home.as_deref(), &inputs.cwd)?;
-        let config = inputs
-            .config
-            .map(|text| ConfigFile::parse(&Home::config_path(&root), text))
-            .transpose()?
-            .unwrap_or_default();
+        // An error in config.toml names the file, the line and the column.
+        let config: ConfigFile = match inputs.config {
+            None => ConfigFile::default(),
+            Some(text) => toml::from_str(text).map_err(|err| {
+                // 1-based line and column of where the error starts (1:1 when it says nowhere).
+                let before = &text[..err.span().map_or(0, |span| span.start.min(text.len()))];
+                let line = before.matches('\n').count() + 1;
+                let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+                SettingsError(format!(
+                    "{}:{line}:{column}: {}; fix it or remove the file",
+                    Home::config_path(&root).display(),
+                    err.message().trim().replace('\n', " ")
+                ))
+            })?,
+        };
         let models = env
             .get(EnvVars::OLLAMA_MODELS)
             .map(|dir| inputs.cwd.join(dir));
         let mut notices = Vec::new();
         let bind = bind(env, &mut notices)?;
-        if let Some(filter) = env.get(EnvVars::CODEX_OSS_LOG) {
-            if tracing_subscriber::EnvFilter::try_new(filter).is_err() {
-                notices.push(Notice::Warning(format!(
-                    "{}={filter} is not a log filter: use warn, info or debug",
-                    EnvVars::CODEX_OSS_LOG
-                )));
-            }
+        let log = env.get(EnvVars::CODEX_OSS_LOG);
+        if let Some(filter) = log.filter(|f| tracing_subscriber::EnvFilter::try_new(f).is_err()) {
+            notices.push(Notice::Warning(format!(
+                "{}={filter} is not a log filter: use warn, info or debug",
+                EnvVars::CODEX_OSS_LOG
+            )));
         }
         let gpu = var(
             env,
             EnvVars::CODEX_OSS_GPU,
-            GpuMode::parse,
+            |text| match text.trim().to_ascii_lowercase().as_str() {
+                "auto" => Some(GpuMode::Auto),
+                "cuda" => Some(GpuMode::Cuda),
+                "none" => Some(GpuMode::None),
+                _ => None,
+            },
             ": expected auto (look for a GPU), cuda (use the NVIDIA GPU, fetching its libraries) or none (the CPU only)",
         )?
         .unwrap_or_default();
@@ -414,13 +377,12 @@ fn bind(env: &Env, notices: &mut Vec<Notice>) -> Result<Bind, SettingsError> {
         }
         return Ok(Bind::Host(host.to_owned()));
     }
-    let port = var(
+    if let Some(port) = var(
         env,
         EnvVars::CODEX_OSS_PORT,
         |port| port.parse().ok().filter(|p| *p != 0),
         " is not a port number: use one from 1 to 65535 such as 11434, or unset it",
-    )?;
-    if let Some(port) = port {
+    )? {
         return Ok(Bind::Port(port));
     }
     if let Some(host) = env.get(EnvVars::OLLAMA_HOST) {
@@ -449,15 +411,14 @@ fn server_env(env: &Env, gpu: GpuMode) -> BTreeMap<String, String> {
         EnvVars::OLLAMA_CONTEXT_LENGTH,
         EnvVars::OLLAMA_ORIGINS,
     ];
-    let mut vars: BTreeMap<String, String> = env
-        .vars()
-        .filter(|(name, _)| {
-            (name.starts_with("OLLAMA_") && !SET_BY_CODEX_OSS.contains(name))
-                || EnvVars::GPU_VISIBILITY.contains(name)
-                || EnvVars::SERVER_NETWORK.contains(name)
-        })
-        .map(|(name, value)| (name.to_owned(), value.to_owned()))
-        .collect();
+    let mut vars = env.0.clone();
+    vars.retain(|name, value| {
+        let name = name.as_str();
+        !value.is_empty()
+            && ((name.starts_with("OLLAMA_") && !SET_BY_CODEX_OSS.contains(&name))
+                || EnvVars::GPU_VISIBILITY.contains(&name)
+                || EnvVars::SERVER_NETWORK.contains(&name))
+    });
     vars.entry(EnvVars::OLLAMA_NOPRUNE.to_owned())
         .or_insert_with(|| "1".to_owned());
     if gpu == GpuMode::None {
@@ -628,10 +589,6 @@ mod tests {
         resolve_with(&Env::from(env), None, 16 * GIB, None)
     }
 
-    fn error<const N: usize>(env: [(&str, &str); N]) -> String {
-        resolve(env).expect_err("a bad value").to_string()
-    }
-
     #[test]
     fn defaults() {
         let s = resolve([]).unwrap();
@@ -650,13 +607,15 @@ mod tests {
             Some(&PathBuf::from("/home/u/.ollama/models"))
         );
         assert!(s.notices.is_empty());
-        let large = resolve_with(&Env::default(), None, 32 * GIB, None).unwrap();
-        assert_eq!(large.context_length, 65_536);
-        // What a machine sold with 32 GB reports.
-        let sold_as_32 = resolve_with(&Env::default(), None, 31 * GIB + 300 * 1024 * 1024, None);
-        assert_eq!(sold_as_32.unwrap().context_length, 65_536);
-        let small = resolve_with(&Env::default(), None, 24 * GIB, None).unwrap();
-        assert_eq!(small.context_length, 32_768);
+        // 31.3 GiB: what a machine sold with 32 GB reports.
+        for (memory, context) in [
+            (32 * GIB, 65_536),
+            (31 * GIB + 300 * 1024 * 1024, 65_536),
+            (24 * GIB, 32_768),
+        ] {
+            let s = resolve_with(&Env::default(), None, memory, None).unwrap();
+            assert_eq!(s.context_length, context, "{memory}");
+        }
     }
 
     #[test]
@@ -676,21 +635,15 @@ mod tests {
             ("API_TOKEN", "secret"),
         ])
         .unwrap();
-        let env: Vec<(&str, &str)> = s
-            .server_env
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        assert_eq!(
-            env,
-            [
-                ("CUDA_VISIBLE_DEVICES", "1"),
-                ("HTTPS_PROXY", "http://proxy:3128"),
-                ("OLLAMA_FLASH_ATTENTION", "1"),
-                ("OLLAMA_KEEP_ALIVE", "1h"),
-                ("OLLAMA_NOPRUNE", "1"),
-            ]
-        );
+        let expected = [
+            ("CUDA_VISIBLE_DEVICES", "1"),
+            ("HTTPS_PROXY", "http://proxy:3128"),
+            ("OLLAMA_FLASH_ATTENTION", "1"),
+            ("OLLAMA_KEEP_ALIVE", "1h"),
+            ("OLLAMA_NOPRUNE", "1"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()));
+        assert_eq!(s.server_env, BTreeMap::from(expected));
         let s = resolve([("OLLAMA_NOPRUNE", "false")]).unwrap();
         assert_eq!(s.server_env["OLLAMA_NOPRUNE"], "false");
     }
@@ -791,17 +744,16 @@ mod tests {
             ("CODEX_OSS_MODEL", "from-env"),
             ("OLLAMA_CONTEXT_LENGTH", "12288"),
         ]);
-        let s = resolve_with(&env, Some(config), 64 * GIB, Some("from-flag")).unwrap();
-        assert_eq!((s.model.as_str(), s.context_length), ("from-flag", 12288));
-        let s = resolve_with(&env, Some(config), 64 * GIB, None).unwrap();
-        assert_eq!((s.model.as_str(), s.context_length), ("from-env", 12288));
-        let s = resolve_with(&Env::default(), Some(config), 64 * GIB, None).unwrap();
-        assert_eq!((s.model.as_str(), s.context_length), ("from-config", 16384));
-        let s = resolve_with(&Env::default(), None, 64 * GIB, None).unwrap();
-        assert_eq!(
-            (s.model.as_str(), s.context_length),
-            ("gpt-oss:20b", 65_536)
-        );
+        let none = Env::default();
+        for (env, config, flag, expected) in [
+            (&env, Some(config), Some("from-flag"), ("from-flag", 12288)),
+            (&env, Some(config), None, ("from-env", 12288)),
+            (&none, Some(config), None, ("from-config", 16384)),
+            (&none, None, None, ("gpt-oss:20b", 65_536)),
+        ] {
+            let s = resolve_with(env, config, 64 * GIB, flag).unwrap();
+            assert_eq!((s.model.as_str(), s.context_length), expected);
+        }
     }
 
     #[test]
@@ -822,13 +774,8 @@ mod tests {
             ("CODEX_OSS_BASE_URL", "http://10.0.0.2:8000"),
             ("CODEX_OSS_API_KEY", "k-9"),
         ]);
-        let s = resolve_with(
-            &env,
-            Some("base_url = \"https://gpu:8000/v1\"\n"),
-            0,
-            Some("m"),
-        )
-        .unwrap();
+        let config = "base_url = \"https://gpu:8000/v1\"\n";
+        let s = resolve_with(&env, Some(config), 0, Some("m")).unwrap();
         assert_eq!(s.base_url.as_deref(), Some("http://10.0.0.2:8000"));
         assert_eq!(
             (s.api_key.var.as_str(), s.api_key.secret()),
@@ -897,20 +844,15 @@ mod tests {
 
     #[test]
     fn bad_values_name_the_variable_and_a_valid_example() {
+        let url = "http://127.0.0.1:11434/v1";
         for (env, example) in [
             (("CODEX_OSS_PORT", "abc"), "11434"),
             (("CODEX_OSS_PORT", "0"), "11434"),
             (("CODEX_OSS_PORT", "70000"), "11434"),
             (("OLLAMA_CONTEXT_LENGTH", "lots"), "32768"),
             (("OLLAMA_CONTEXT_LENGTH", "100"), "32768"),
-            (
-                ("CODEX_OSS_BASE_URL", "127.0.0.1:11434"),
-                "http://127.0.0.1:11434/v1",
-            ),
-            (
-                ("CODEX_OSS_BASE_URL", "ftp://x/v1"),
-                "http://127.0.0.1:11434/v1",
-            ),
+            (("CODEX_OSS_BASE_URL", "127.0.0.1:11434"), url),
+            (("CODEX_OSS_BASE_URL", "ftp://x/v1"), url),
             (("CODEX_OSS_PULL_TIMEOUT", "0"), "300"),
             (("CODEX_OSS_PULL_TIMEOUT", "soon"), "300"),
             (("CODEX_OSS_IMPORT", "no"), "expected 0"),
@@ -923,7 +865,7 @@ mod tests {
                 "https://",
             ),
         ] {
-            let message = error([env]);
+            let message = resolve([env]).expect_err("a bad value").to_string();
             assert!(
                 message.starts_with(&format!("{}={}", env.0, env.1)),
                 "{message}"

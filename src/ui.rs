@@ -125,51 +125,30 @@ fn say(line: std::fmt::Arguments<'_>) {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::{Arc, Mutex};
+    use std::sync::Arc;
+
+    use tempfile::NamedTempFile;
 
     use super::*;
 
-    /// Stands in for stderr.
-    #[derive(Clone, Default)]
-    struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-    impl Write for Buffer {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(bytes);
-            Ok(bytes.len())
-        }
-
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl Buffer {
-        fn text(&self) -> String {
-            String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
-        }
-    }
-
     #[test]
     fn user_lines_print_whatever_the_log_filter_says() {
-        let (diagnostics, user) = (Buffer::default(), Buffer::default());
-        let (d, u) = (diagnostics.clone(), user.clone());
-        let subscriber = subscriber(
-            EnvFilter::new("error"),
-            move || d.clone(),
-            move || u.clone(),
-        );
+        // Temporary files stand in for stderr.
+        let file = || Arc::new(NamedTempFile::new().unwrap());
+        let (diagnostics, user) = (file(), file());
+        let subscriber = subscriber(EnvFilter::new("error"), diagnostics.clone(), user.clone());
         tracing::subscriber::with_default(subscriber, || {
             caution!("{} is almost full", "/home");
             tracing::warn!("a filtered diagnostic");
             say!("pulled gpt-oss:20b");
             tracing::error!("a shown diagnostic");
         });
+        let text = |file: &NamedTempFile| std::fs::read_to_string(file.path()).unwrap();
         assert_eq!(
-            user.text(),
+            text(&user),
             "codex-oss: warning: /home is almost full\ncodex-oss: pulled gpt-oss:20b\n"
         );
-        let diagnostics = diagnostics.text();
+        let diagnostics = text(&diagnostics);
         assert!(diagnostics.contains("a shown diagnostic"), "{diagnostics}");
         assert!(!diagnostics.contains("filtered"), "{diagnostics}");
         assert!(!diagnostics.contains("codex-oss"), "{diagnostics}");

@@ -21,17 +21,6 @@ pub enum Look {
     Bytes,
 }
 
-impl Look {
-    fn template(self) -> &'static str {
-        match self {
-            Look::Transfer => {
-                "{msg} {wide_bar} {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}"
-            }
-            Look::Bytes => "{msg} {wide_bar} {bytes}/{total_bytes}",
-        }
-    }
-}
-
 /// A bar on a terminal, plain lines otherwise.
 pub struct Progress {
     /// A hidden bar, that draws nothing, without a terminal.
@@ -50,8 +39,14 @@ impl Progress {
         } else {
             ProgressDrawTarget::hidden()
         };
+        let template = match look {
+            Look::Transfer => {
+                "{msg} {wide_bar} {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}"
+            }
+            Look::Bytes => "{msg} {wide_bar} {bytes}/{total_bytes}",
+        };
         let bar = ProgressBar::with_draw_target(total, target);
-        bar.set_style(ProgressStyle::with_template(look.template()).expect("valid template"));
+        bar.set_style(ProgressStyle::with_template(template).expect("valid template"));
         bar.set_message(message);
         Progress {
             bar,
@@ -60,7 +55,6 @@ impl Progress {
         }
     }
 
-    /// The bar's message.
     pub fn set_message(&self, message: impl Into<Cow<'static, str>>) {
         self.bar.set_message(message);
     }
@@ -70,12 +64,10 @@ impl Progress {
         self.bar.set_length(total);
     }
 
-    /// Where the bar stands.
     pub fn set_position(&self, done: u64) {
         self.bar.set_position(done);
     }
 
-    /// Moves the bar on by `bytes`.
     pub fn inc(&self, bytes: u64) {
         self.bar.inc(bytes);
     }
