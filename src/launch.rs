@@ -11,7 +11,7 @@
 //! Codex stays in the launcher's process group so it owns the terminal; Ctrl-C
 //! reaches it directly. SIGTERM and SIGHUP sent to the launcher are passed on.
 
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsString;
 use std::path::Path;
 use std::process::ExitStatus;
 
@@ -52,7 +52,7 @@ pub const TEAM_PROVIDER: &str = "codex-oss";
 
 /// How long Codex waits for the next event of a stream from a team's server: a busy
 /// server may queue a long prompt for a while before the first token.
-const TEAM_STREAM_IDLE_MS: u32 = 600_000;
+const TEAM_STREAM_IDLE_MS: i64 = 600_000;
 
 /// `model_providers.codex-oss={...}` as one TOML inline table, which is how `-c` reads it.
 fn team_provider(base_url: &str, env_key: Option<&str>) -> String {
@@ -63,10 +63,7 @@ fn team_provider(base_url: &str, env_key: Option<&str>) -> String {
         table.insert("env_key".into(), var.into());
     }
     table.insert("wire_api".into(), "responses".into());
-    table.insert(
-        "stream_idle_timeout_ms".into(),
-        i64::from(TEAM_STREAM_IDLE_MS).into(),
-    );
+    table.insert("stream_idle_timeout_ms".into(), TEAM_STREAM_IDLE_MS.into());
     toml::Value::Table(table).to_string().trim().to_owned()
 }
 
@@ -152,13 +149,11 @@ pub fn codex_args(user: &[OsString], target: &Target<'_>) -> Vec<OsString> {
 /// True when the user sets Codex's `key` on the command line (`-c key=...`) or at the
 /// top of their own Codex config (`$CODEX_HOME/config.toml`, else `~/.codex/config.toml`).
 pub fn user_sets(user: &[OsString], key: &str) -> bool {
-    if has_config(user, key) {
-        return true;
-    }
-    codex_home()
-        .and_then(|dir| std::fs::read_to_string(dir.join("config.toml")).ok())
-        .and_then(|text| text.parse::<toml::Table>().ok())
-        .is_some_and(|table| table.contains_key(key))
+    has_config(user, key)
+        || codex_home()
+            .and_then(|dir| std::fs::read_to_string(dir.join("config.toml")).ok())
+            .and_then(|text| text.parse::<toml::Table>().ok())
+            .is_some_and(|table| table.contains_key(key))
 }
 
 /// Codex's own folder: `$CODEX_HOME`, else `~/.codex`.
@@ -172,15 +167,12 @@ pub fn codex_home() -> Option<std::path::PathBuf> {
 /// Removes the launcher's own `flag` from Codex's arguments (before a lone `--`);
 /// true when it was there.
 pub fn take_flag(user: &mut Vec<OsString>, flag: &str) -> bool {
-    let end = user
-        .iter()
-        .position(|a| a.as_os_str() == OsStr::new("--"))
-        .unwrap_or(user.len());
+    let end = user.iter().position(|a| a == "--").unwrap_or(user.len());
     let before = user.len();
     let mut index = 0;
     user.retain(|arg| {
         index += 1;
-        index > end || arg.as_os_str() != OsStr::new(flag)
+        index > end || arg != flag
     });
     user.len() != before
 }
@@ -188,7 +180,7 @@ pub fn take_flag(user: &mut Vec<OsString>, flag: &str) -> bool {
 /// The arguments before a lone `--` (after it everything is a prompt).
 fn options(user: &[OsString]) -> impl Iterator<Item = &str> {
     user.iter()
-        .take_while(|a| a.as_os_str() != OsStr::new("--"))
+        .take_while(|a| *a != "--")
         .filter_map(|a| a.to_str())
 }
 
@@ -524,25 +516,15 @@ mod tests {
 
     #[test]
     fn model_forms() {
-        assert_eq!(
-            user_model(&os(&["exec", "--model=a:1"])).as_deref(),
-            Some("a:1")
-        );
-        assert_eq!(
-            user_model(&os(&["-c", "model=\"b:2\""])).as_deref(),
-            Some("b:2")
-        );
-        assert_eq!(user_model(&os(&["exec", "--", "-m", "not a flag"])), None);
-        for attached in ["-mqwen3:8b", "-m=qwen3:8b"] {
-            assert_eq!(
-                user_model(&os(&["exec", attached])).as_deref(),
-                Some("qwen3:8b"),
-                "{attached}"
-            );
+        for (args, model) in [
+            (&["exec", "--model=a:1"][..], Some("a:1")),
+            (&["-c", "model=\"b:2\""], Some("b:2")),
+            (&["exec", "--", "-m", "not a flag"], None),
+            (&["exec", "-mqwen3:8b"], Some("qwen3:8b")),
+            (&["exec", "-m=qwen3:8b"], Some("qwen3:8b")),
+            (&["-c=model=\"c:3\""], Some("c:3")),
+        ] {
+            assert_eq!(user_model(&os(args)).as_deref(), model, "{args:?}");
         }
-        assert_eq!(
-            user_model(&os(&["-c=model=\"c:3\""])).as_deref(),
-            Some("c:3")
-        );
     }
 }

@@ -26,17 +26,15 @@ pub struct Needs {
 const GB: u64 = 1_000_000_000;
 
 pub fn needs(model: &str) -> Option<Needs> {
-    match canonical(model).as_str() {
-        "gpt-oss:20b" | "gpt-oss:latest" => Some(Needs {
-            disk: 14 * GB,
-            memory: 16 * GB,
-        }),
-        "gpt-oss:120b" => Some(Needs {
-            disk: 65 * GB,
-            memory: 80 * GB,
-        }),
-        _ => None,
-    }
+    let (disk, memory) = match canonical(model).as_str() {
+        "gpt-oss:20b" | "gpt-oss:latest" => (14, 16),
+        "gpt-oss:120b" => (65, 80),
+        _ => return None,
+    };
+    Some(Needs {
+        disk: disk * GB,
+        memory: memory * GB,
+    })
 }
 
 /// `name` -> `name:latest`, as Ollama names models.
@@ -134,8 +132,9 @@ impl Ollama {
             .send()
             .await
             .map_err(|e| anyhow::anyhow!("could not reach Ollama: {}", describe(&e)))?;
-        check_status(resp, &format!("remove {model}")).await?;
-        Ok(())
+        check_status(resp, &format!("remove {model}"))
+            .await
+            .map(drop)
     }
 
     /// Pulls `model` after checking `models_dir` has room for it: streams `/api/pull`,
@@ -213,15 +212,10 @@ async fn follow_pull(
                 }
                 bail!("Ollama could not pull {model}: {error}");
             }
-            if !space_checked {
-                if let Some(total) = parsed.total {
-                    space_checked = true;
-                    check_space_for(
-                        model,
-                        total.saturating_sub(parsed.completed.unwrap_or(0)),
-                        models_dir,
-                    )?;
-                }
+            if let (false, Some(total)) = (space_checked, parsed.total) {
+                space_checked = true;
+                let missing = total.saturating_sub(parsed.completed.unwrap_or(0));
+                check_space_for(model, missing, models_dir)?;
             }
             if parsed.status == "success" {
                 return Ok(());
