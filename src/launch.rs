@@ -116,12 +116,10 @@ pub fn codex_args(user: &[OsString], target: &Target<'_>) -> Vec<OsString> {
         args.push("--no-daemon".into());
     }
     let context = target.context_length;
+    let compact_limit = context - context / 10;
     let mut settings = vec![
         ("model_context_window", context.to_string()),
-        (
-            "model_auto_compact_token_limit",
-            (context - context / 10).to_string(),
-        ),
+        ("model_auto_compact_token_limit", compact_limit.to_string()),
     ];
     if let Some(catalog) = target.catalog {
         settings.push(("model_catalog_json", crate::catalog::toml_string(catalog)));
@@ -244,7 +242,6 @@ fn option_values<'a>(user: &'a [OsString], name: char, long: &str) -> Vec<Option
     values
 }
 
-/// The model the user chose on Codex's command line, if any.
 pub fn user_model(user: &[OsString]) -> Option<String> {
     let given = option_values(user, 'm', "--model").pop().flatten();
     given
@@ -252,7 +249,6 @@ pub fn user_model(user: &[OsString]) -> Option<String> {
         .or_else(|| config_value(user, "model"))
 }
 
-/// Runs Codex to the end and returns its exit status.
 pub async fn run_codex(codex: &Path, user: &[OsString], target: &Target<'_>) -> Result<ExitStatus> {
     let args = codex_args(user, target);
     tracing::debug!("running {} {:?}", codex.display(), args);

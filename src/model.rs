@@ -47,7 +47,6 @@ pub fn canonical(model: &str) -> String {
     }
 }
 
-/// A client for one Ollama server.
 pub struct Ollama {
     base: String,
     client: reqwest::Client,
@@ -306,18 +305,15 @@ fn downloaded_partially(models_dir: &Path) -> u64 {
 
 fn check_space_for(model: &str, bytes: u64, models_dir: &Path) -> Result<()> {
     // Free space on the filesystem (statvfs; `GetDiskFreeSpaceEx` on Windows).
-    let Ok(free) = fs4::available_space(models_dir) else {
-        return Ok(());
-    };
-    if free < bytes {
-        bail!(
+    match fs4::available_space(models_dir) {
+        Ok(free) if free < bytes => bail!(
             "not enough disk space to pull {model}: it needs {} and {} has {} free; free some space or set OLLAMA_MODELS to a larger disk",
             human(bytes),
             models_dir.display(),
             human(free)
-        );
+        ),
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 /// The pull's progress: Ollama's lines drawn on the bar, or said as plain lines.

@@ -53,11 +53,7 @@ pub fn is_interactive(codex_args: &[std::ffi::OsString]) -> bool {
         .iter()
         .filter_map(|a| a.to_str())
         .find(|a| !a.starts_with('-'));
-    let batch = |word: &str| {
-        CODEX_SUBCOMMANDS
-            .iter()
-            .any(|(name, session)| *name == word && *session == Session::Batch)
-    };
+    let batch = |word: &str| CODEX_SUBCOMMANDS.contains(&(word, Session::Batch));
     !first_word.is_some_and(batch)
         && !codex_args
             .iter()

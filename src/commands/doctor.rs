@@ -279,23 +279,6 @@ impl Report {
             v.ollama.unwrap_or("not embedded"),
             v.codex.unwrap_or("not embedded")
         );
-        self.print_machine();
-        self.gpu.print();
-        match &self.log {
-            None => out!("log: none yet"),
-            Some(log) => {
-                out!("log: {}, last lines:", log.path.display());
-                for line in &log.last_lines {
-                    out!("    {line}");
-                }
-            }
-        }
-        if let Some(server) = &self.server {
-            server.print();
-        }
-    }
-
-    fn print_machine(&self) {
         let model = &self.model;
         out!(
             "model: {}, {} (store {})",
@@ -341,6 +324,19 @@ impl Report {
                 "too little, expect it to be very slow or to fail (CODEX_OSS_MODEL picks a smaller model)"
             )
         );
+        self.gpu.print();
+        match &self.log {
+            None => out!("log: none yet"),
+            Some(log) => {
+                out!("log: {}, last lines:", log.path.display());
+                for line in &log.last_lines {
+                    out!("    {line}");
+                }
+            }
+        }
+        if let Some(server) = &self.server {
+            server.print();
+        }
     }
 }
 
@@ -380,8 +376,7 @@ fn remote_report(settings: &Settings, url: &str) -> Result<RemoteReport> {
                     .collect();
                 match server.choose(url, settings) {
                     Ok((model, context)) => {
-                        report.model = Some(model);
-                        report.context = Some(context);
+                        (report.model, report.context) = (Some(model), Some(context));
                     }
                     Err(err) => report.error = Some(err.to_string()),
                 }
