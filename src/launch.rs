@@ -458,7 +458,8 @@ mod tests {
         assert!(args.contains(&"model_reasoning_effort=medium".to_owned()));
         assert!(args.contains(&"model_context_window=131072".to_owned()));
         // No key, no env_key (Codex would refuse to start without the variable).
-        let args = strings(codex_args(&os(&["exec"]), &team(None)));
+        let keyless = |user: &[&str]| strings(codex_args(&os(user), &team(None)));
+        let args = keyless(&["exec"]);
         assert!(!args.iter().any(|a| a.contains("env_key")), "{args:?}");
         // The user's own choices win.
         for user in [
@@ -466,19 +467,16 @@ mod tests {
             &["--disable=multi_agent", "exec"][..],
             &["-c", "features.multi_agent=true", "exec"][..],
         ] {
-            let args = strings(codex_args(&os(user), &team(None)));
+            let args = keyless(user);
             assert_eq!(
                 args.iter().filter(|a| a.contains("multi_agent")).count(),
                 1,
                 "{args:?}"
             );
         }
-        let args = strings(codex_args(&os(&["--enable", "goals", "exec"]), &team(None)));
+        let args = keyless(&["--enable", "goals", "exec"]);
         assert!(args.contains(&"multi_agent".to_owned()), "{args:?}");
-        let args = strings(codex_args(
-            &os(&["-c", "model_provider=mine", "exec"]),
-            &team(None),
-        ));
+        let args = keyless(&["-c", "model_provider=mine", "exec"]);
         assert!(!args.iter().any(|a| a.contains("codex-oss")), "{args:?}");
     }
 

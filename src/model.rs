@@ -116,11 +116,8 @@ impl Ollama {
 
     pub async fn has(&self, model: &str) -> Result<bool> {
         let want = canonical(model);
-        Ok(self
-            .list()
-            .await?
-            .iter()
-            .any(|m| canonical(&m.name) == want))
+        let models = self.list().await?;
+        Ok(models.iter().any(|m| canonical(&m.name) == want))
     }
 
     pub async fn delete(&self, model: &str) -> Result<()> {
@@ -284,10 +281,9 @@ fn downloaded_partially(models_dir: &Path) -> u64 {
         #[serde(rename = "Completed")]
         completed: u64,
     }
-    let Ok(entries) = std::fs::read_dir(models_dir.join("blobs")) else {
-        return 0;
-    };
-    entries
+    std::fs::read_dir(models_dir.join("blobs"))
+        .into_iter()
+        .flatten()
         .flatten()
         .filter(|entry| {
             let name = entry.file_name();

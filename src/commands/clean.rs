@@ -10,8 +10,7 @@ use crate::payload;
 use crate::settings::Settings;
 
 pub fn run(delete_models: bool) -> Result<ExitCode> {
-    let settings = Settings::load(None)?;
-    let home = settings.home;
+    let home = Settings::load(None)?.home;
     if !home.root().exists() {
         out!("nothing to clean in {}", home.root().display());
         return Ok(ExitCode::SUCCESS);

@@ -449,12 +449,11 @@ impl GpuReport {
             .as_deref()
             .and_then(|log| crate::server::inference_compute(log).into_iter().next());
         let wanted_gpu = matches!(status.libraries.state, "installed" | "embedded");
-        let cpu_because = match (&ollama_used, &log) {
-            (Some(used), Some(log)) if wanted_gpu && !used.is_gpu() => {
-                Some(gpu::why_cpu(log, None))
-            }
-            _ => None,
-        };
+        let on_cpu = ollama_used.as_ref().is_some_and(|used| !used.is_gpu());
+        let cpu_because = log
+            .as_deref()
+            .filter(|_| wanted_gpu && on_cpu)
+            .map(|log| gpu::why_cpu(log, None));
         GpuReport {
             status,
             ollama_used,

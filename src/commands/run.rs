@@ -140,15 +140,13 @@ async fn on_team_server(
 /// After an interactive session, Codex says "To continue this session, run: codex resume
 /// <id>", which would resume it with the user's cloud Codex: name the local way too.
 fn say_how_to_resume(user_args: &[OsString], started: std::time::SystemTime) {
-    if !crate::resume::is_interactive(user_args) || !ui::stderr_is_terminal() {
-        return;
-    }
-    let session =
-        launch::codex_home().and_then(|home| crate::resume::session_since(&home, started));
-    if let Some(id) = session {
-        ui::info(format!(
-            "to continue this session on the local model, run: codex-oss resume {id}"
-        ));
+    if crate::resume::is_interactive(user_args) && ui::stderr_is_terminal() {
+        let home = launch::codex_home();
+        if let Some(id) = home.and_then(|home| crate::resume::session_since(&home, started)) {
+            ui::info(format!(
+                "to continue this session on the local model, run: codex-oss resume {id}"
+            ));
+        }
     }
 }
 
