@@ -11,7 +11,7 @@
 //! Codex stays in the launcher's process group so it owns the terminal; Ctrl-C
 //! reaches it directly. SIGTERM and SIGHUP sent to the launcher are passed on.
 
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsString;
 use std::path::Path;
 use std::process::ExitStatus;
 
@@ -52,7 +52,7 @@ pub const TEAM_PROVIDER: &str = "codex-oss";
 
 /// How long Codex waits for the next event of a stream from a team's server: a busy
 /// server may queue a long prompt for a while before the first token.
-const TEAM_STREAM_IDLE_MS: u32 = 600_000;
+const TEAM_STREAM_IDLE_MS: i64 = 600_000;
 
 /// `model_providers.codex-oss={...}` as one TOML inline table, which is how `-c` reads it.
 fn team_provider(base_url: &str, env_key: Option<&str>) -> String {
@@ -63,10 +63,7 @@ fn team_provider(base_url: &str, env_key: Option<&str>) -> String {
         table.insert("env_key".into(), var.into());
     }
     table.insert("wire_api".into(), "responses".into());
-    table.insert(
-        "stream_idle_timeout_ms".into(),
-        i64::from(TEAM_STREAM_IDLE_MS).into(),
-    );
+    table.insert("stream_idle_timeout_ms".into(), TEAM_STREAM_IDLE_MS.into());
     toml::Value::Table(table).to_string().trim().to_owned()
 }
 
@@ -119,12 +116,10 @@ pub fn codex_args(user: &[OsString], target: &Target<'_>) -> Vec<OsString> {
         args.push("--no-daemon".into());
     }
     let context = target.context_length;
+    let compact_limit = context - context / 10;
     let mut settings = vec![
         ("model_context_window", context.to_string()),
-        (
-            "model_auto_compact_token_limit",
-            (context - context / 10).to_string(),
-        ),
+        ("model_auto_compact_token_limit", compact_limit.to_string()),
     ];
     if let Some(catalog) = target.catalog {
         settings.push(("model_catalog_json", crate::catalog::toml_string(catalog)));
@@ -152,13 +147,11 @@ pub fn codex_args(user: &[OsString], target: &Target<'_>) -> Vec<OsString> {
 /// True when the user sets Codex's `key` on the command line (`-c key=...`) or at the
 /// top of their own Codex config (`$CODEX_HOME/config.toml`, else `~/.codex/config.toml`).
 pub fn user_sets(user: &[OsString], key: &str) -> bool {
-    if has_config(user, key) {
-        return true;
-    }
-    codex_home()
-        .and_then(|dir| std::fs::read_to_string(dir.join("config.toml")).ok())
-        .and_then(|text| text.parse::<toml::Table>().ok())
-        .is_some_and(|table| table.contains_key(key))
+    has_config(user, key)
+        || codex_home()
+            .and_then(|dir| std::fs::read_to_string(dir.join("config.toml")).ok())
+            .and_then(|text| text.parse::<toml::Table>().ok())
+            .is_some_and(|table| table.contains_key(key))
 }
 
 /// Codex's own folder: `$CODEX_HOME`, else `~/.codex`.
@@ -172,15 +165,12 @@ pub fn codex_home() -> Option<std::path::PathBuf> {
 /// Removes the launcher's own `flag` from Codex's arguments (before a lone `--`);
 /// true when it was there.
 pub fn take_flag(user: &mut Vec<OsString>, flag: &str) -> bool {
-    let end = user
-        .iter()
-        .position(|a| a.as_os_str() == OsStr::new("--"))
-        .unwrap_or(user.len());
+    let end = user.iter().position(|a| a == "--").unwrap_or(user.len());
     let before = user.len();
     let mut index = 0;
     user.retain(|arg| {
         index += 1;
-        index > end || arg.as_os_str() != OsStr::new(flag)
+        index > end || arg != flag
     });
     user.len() != before
 }
@@ -188,7 +178,7 @@ pub fn take_flag(user: &mut Vec<OsString>, flag: &str) -> bool {
 /// The arguments before a lone `--` (after it everything is a prompt).
 fn options(user: &[OsString]) -> impl Iterator<Item = &str> {
     user.iter()
-        .take_while(|a| a.as_os_str() != OsStr::new("--"))
+        .take_while(|a| *a != "--")
         .filter_map(|a| a.to_str())
 }
 
@@ -252,7 +242,6 @@ fn option_values<'a>(user: &'a [OsString], name: char, long: &str) -> Vec<Option
     values
 }
 
-/// The model the user chose on Codex's command line, if any.
 pub fn user_model(user: &[OsString]) -> Option<String> {
     let given = option_values(user, 'm', "--model").pop().flatten();
     given
@@ -260,7 +249,6 @@ pub fn user_model(user: &[OsString]) -> Option<String> {
         .or_else(|| config_value(user, "model"))
 }
 
-/// Runs Codex to the end and returns its exit status.
 pub async fn run_codex(codex: &Path, user: &[OsString], target: &Target<'_>) -> Result<ExitStatus> {
     let args = codex_args(user, target);
     tracing::debug!("running {} {:?}", codex.display(), args);
@@ -470,7 +458,8 @@ mod tests {
         assert!(args.contains(&"model_reasoning_effort=medium".to_owned()));
         assert!(args.contains(&"model_context_window=131072".to_owned()));
         // No key, no env_key (Codex would refuse to start without the variable).
-        let args = strings(codex_args(&os(&["exec"]), &team(None)));
+        let keyless = |user: &[&str]| strings(codex_args(&os(user), &team(None)));
+        let args = keyless(&["exec"]);
         assert!(!args.iter().any(|a| a.contains("env_key")), "{args:?}");
         // The user's own choices win.
         for user in [
@@ -478,19 +467,16 @@ mod tests {
             &["--disable=multi_agent", "exec"][..],
             &["-c", "features.multi_agent=true", "exec"][..],
         ] {
-            let args = strings(codex_args(&os(user), &team(None)));
+            let args = keyless(user);
             assert_eq!(
                 args.iter().filter(|a| a.contains("multi_agent")).count(),
                 1,
                 "{args:?}"
             );
         }
-        let args = strings(codex_args(&os(&["--enable", "goals", "exec"]), &team(None)));
+        let args = keyless(&["--enable", "goals", "exec"]);
         assert!(args.contains(&"multi_agent".to_owned()), "{args:?}");
-        let args = strings(codex_args(
-            &os(&["-c", "model_provider=mine", "exec"]),
-            &team(None),
-        ));
+        let args = keyless(&["-c", "model_provider=mine", "exec"]);
         assert!(!args.iter().any(|a| a.contains("codex-oss")), "{args:?}");
     }
 
@@ -524,25 +510,15 @@ mod tests {
 
     #[test]
     fn model_forms() {
-        assert_eq!(
-            user_model(&os(&["exec", "--model=a:1"])).as_deref(),
-            Some("a:1")
-        );
-        assert_eq!(
-            user_model(&os(&["-c", "model=\"b:2\""])).as_deref(),
-            Some("b:2")
-        );
-        assert_eq!(user_model(&os(&["exec", "--", "-m", "not a flag"])), None);
-        for attached in ["-mqwen3:8b", "-m=qwen3:8b"] {
-            assert_eq!(
-                user_model(&os(&["exec", attached])).as_deref(),
-                Some("qwen3:8b"),
-                "{attached}"
-            );
+        for (args, model) in [
+            (&["exec", "--model=a:1"][..], Some("a:1")),
+            (&["-c", "model=\"b:2\""], Some("b:2")),
+            (&["exec", "--", "-m", "not a flag"], None),
+            (&["exec", "-mqwen3:8b"], Some("qwen3:8b")),
+            (&["exec", "-m=qwen3:8b"], Some("qwen3:8b")),
+            (&["-c=model=\"c:3\""], Some("c:3")),
+        ] {
+            assert_eq!(user_model(&os(args)).as_deref(), model, "{args:?}");
         }
-        assert_eq!(
-            user_model(&os(&["-c=model=\"c:3\""])).as_deref(),
-            Some("c:3")
-        );
     }
 }

@@ -26,17 +26,15 @@ pub struct Needs {
 const GB: u64 = 1_000_000_000;
 
 pub fn needs(model: &str) -> Option<Needs> {
-    match canonical(model).as_str() {
-        "gpt-oss:20b" | "gpt-oss:latest" => Some(Needs {
-            disk: 14 * GB,
-            memory: 16 * GB,
-        }),
-        "gpt-oss:120b" => Some(Needs {
-            disk: 65 * GB,
-            memory: 80 * GB,
-        }),
-        _ => None,
-    }
+    let (disk, memory) = match canonical(model).as_str() {
+        "gpt-oss:20b" | "gpt-oss:latest" => (14, 16),
+        "gpt-oss:120b" => (65, 80),
+        _ => return None,
+    };
+    Some(Needs {
+        disk: disk * GB,
+        memory: memory * GB,
+    })
 }
 
 /// `name` -> `name:latest`, as Ollama names models.
@@ -49,7 +47,6 @@ pub fn canonical(model: &str) -> String {
     }
 }
 
-/// A client for one Ollama server.
 pub struct Ollama {
     base: String,
     client: reqwest::Client,
@@ -119,11 +116,8 @@ impl Ollama {
 
     pub async fn has(&self, model: &str) -> Result<bool> {
         let want = canonical(model);
-        Ok(self
-            .list()
-            .await?
-            .iter()
-            .any(|m| canonical(&m.name) == want))
+        let models = self.list().await?;
+        Ok(models.iter().any(|m| canonical(&m.name) == want))
     }
 
     pub async fn delete(&self, model: &str) -> Result<()> {
@@ -134,8 +128,9 @@ impl Ollama {
             .send()
             .await
             .map_err(|e| anyhow::anyhow!("could not reach Ollama: {}", describe(&e)))?;
-        check_status(resp, &format!("remove {model}")).await?;
-        Ok(())
+        check_status(resp, &format!("remove {model}"))
+            .await
+            .map(drop)
     }
 
     /// Pulls `model` after checking `models_dir` has room for it: streams `/api/pull`,
@@ -213,15 +208,10 @@ async fn follow_pull(
                 }
                 bail!("Ollama could not pull {model}: {error}");
             }
-            if !space_checked {
-                if let Some(total) = parsed.total {
-                    space_checked = true;
-                    check_space_for(
-                        model,
-                        total.saturating_sub(parsed.completed.unwrap_or(0)),
-                        models_dir,
-                    )?;
-                }
+            if let (false, Some(total)) = (space_checked, parsed.total) {
+                space_checked = true;
+                let missing = total.saturating_sub(parsed.completed.unwrap_or(0));
+                check_space_for(model, missing, models_dir)?;
             }
             if parsed.status == "success" {
                 return Ok(());
@@ -291,10 +281,9 @@ fn downloaded_partially(models_dir: &Path) -> u64 {
         #[serde(rename = "Completed")]
         completed: u64,
     }
-    let Ok(entries) = std::fs::read_dir(models_dir.join("blobs")) else {
-        return 0;
-    };
-    entries
+    std::fs::read_dir(models_dir.join("blobs"))
+        .into_iter()
+        .flatten()
         .flatten()
         .filter(|entry| {
             let name = entry.file_name();
@@ -312,18 +301,15 @@ fn downloaded_partially(models_dir: &Path) -> u64 {
 
 fn check_space_for(model: &str, bytes: u64, models_dir: &Path) -> Result<()> {
     // Free space on the filesystem (statvfs; `GetDiskFreeSpaceEx` on Windows).
-    let Ok(free) = fs4::available_space(models_dir) else {
-        return Ok(());
-    };
-    if free < bytes {
-        bail!(
+    match fs4::available_space(models_dir) {
+        Ok(free) if free < bytes => bail!(
             "not enough disk space to pull {model}: it needs {} and {} has {} free; free some space or set OLLAMA_MODELS to a larger disk",
             human(bytes),
             models_dir.display(),
             human(free)
-        );
+        ),
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 /// The pull's progress: Ollama's lines drawn on the bar, or said as plain lines.

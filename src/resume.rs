@@ -16,26 +16,17 @@ pub fn session_since(codex_home: &Path, since: SystemTime) -> Option<String> {
     let mut newest: Option<(SystemTime, PathBuf)> = None;
     let mut pending = vec![codex_home.join("sessions")];
     while let Some(dir) = pending.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            let Ok(meta) = entry.metadata() else {
-                continue;
-            };
+        let entries = std::fs::read_dir(&dir).into_iter().flatten().flatten();
+        for (path, meta) in entries.filter_map(|e| Some((e.path(), e.metadata().ok()?))) {
             if meta.is_dir() {
                 pending.push(path);
-                continue;
-            }
-            let Ok(modified) = meta.modified() else {
-                continue;
-            };
-            if modified >= since
-                && session_id(&path).is_some()
-                && newest.as_ref().is_none_or(|(time, _)| modified > *time)
-            {
-                newest = Some((modified, path));
+            } else if let Ok(modified) = meta.modified() {
+                if modified >= since
+                    && session_id(&path).is_some()
+                    && newest.as_ref().is_none_or(|(time, _)| modified > *time)
+                {
+                    newest = Some((modified, path));
+                }
             }
         }
     }
@@ -62,11 +53,7 @@ pub fn is_interactive(codex_args: &[std::ffi::OsString]) -> bool {
         .iter()
         .filter_map(|a| a.to_str())
         .find(|a| !a.starts_with('-'));
-    let batch = |word: &str| {
-        CODEX_SUBCOMMANDS
-            .iter()
-            .any(|(name, session)| *name == word && *session == Session::Batch)
-    };
+    let batch = |word: &str| CODEX_SUBCOMMANDS.contains(&(word, Session::Batch));
     !first_word.is_some_and(batch)
         && !codex_args
             .iter()

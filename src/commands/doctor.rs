@@ -82,6 +82,9 @@ struct Versions {
 struct PayloadReport {
     name: &'static str,
     version: &'static str,
+    /// `Ollama 0.x`, for the text report.
+    #[serde(skip)]
+    label: String,
     ok: bool,
     /// The unpacked executable.
     path: Option<PathBuf>,
@@ -113,14 +116,18 @@ struct Memory {
     enough: Option<bool>,
 }
 
+/// The GPU facts `doctor` and `gpu status` both print.
 #[derive(Serialize)]
-struct GpuReport {
+pub struct GpuReport {
     #[serde(flatten)]
-    status: gpu::Status,
+    pub status: gpu::Status,
     /// The device the latest Ollama log says Ollama computed on.
     ollama_used: Option<Compute>,
     /// Why it was the CPU when an NVIDIA GPU and its libraries are there.
     cpu_because: Option<String>,
+    /// The latest Ollama log (reported on its own, as `log`).
+    #[serde(skip)]
+    log: Option<PathBuf>,
 }
 
 #[derive(Serialize)]
@@ -173,6 +180,7 @@ impl Report {
             payloads.push(PayloadReport {
                 name: payload.name,
                 version: payload.version,
+                label: payload.label(),
                 ok: unpacked.is_ok(),
                 path: unpacked.as_ref().ok().map(|u| u.executable.clone()),
                 error: unpacked.as_ref().err().map(ToString::to_string),
@@ -189,12 +197,15 @@ impl Report {
             })
             .collect();
         let model = model_report(settings);
-        let log = latest_log(&home.logs());
-        let status = gpu::status(settings, ollama_place.as_ref());
-        let ollama_used = log
-            .as_ref()
-            .and_then(|log| crate::server::inference_compute(log).into_iter().next());
-        let cpu_because = cpu_because(&status, ollama_used.as_ref(), log.as_deref());
+        // The store may not exist yet: the nearest folder that does.
+        let disk = model.store.ancestors().find(|p| p.is_dir());
+        let disk = disk.unwrap_or(&model.store).to_path_buf();
+        let free_bytes = fs4::available_space(&disk).ok();
+        let mut system = sysinfo::System::new();
+        system.refresh_memory();
+        let total = system.total_memory();
+        let gpu = GpuReport::new(settings, ollama_place.as_ref());
+        let log = gpu.log.clone();
         Report {
             healthy: payloads.iter().all(|p| p.ok),
             home: home.root().to_owned(),
@@ -204,19 +215,36 @@ impl Report {
                 codex: payload::codex().map(|p| p.version),
             },
             payloads,
-            disk: disk_report(&model),
-            memory: memory_report(&model),
-            model,
-            gpu: GpuReport {
-                status,
-                ollama_used,
-                cpu_because,
+            disk: Disk {
+                enough: match (free_bytes, model.needs_disk_bytes) {
+                    (Some(free), Some(needed)) if !model.downloaded => Some(free >= needed),
+                    _ => None,
+                },
+                path: disk,
+                free_bytes,
             },
+            memory: Memory {
+                total_bytes: total,
+                available_bytes: system.available_memory(),
+                enough: model
+                    .needs_memory_bytes
+                    .filter(|_| total > 0)
+                    .map(|needed| total >= needed),
+            },
+            model,
+            gpu,
             servers,
             keep_alive: describe_keep_alive(settings.keep_alive()),
-            log: log.map(|path| LogReport {
-                last_lines: last_lines(&path, LOG_LINES),
-                path,
+            log: log.map(|path| {
+                let text = std::fs::read_to_string(&path).unwrap_or_default();
+                let mut last_lines: Vec<String> = text
+                    .lines()
+                    .rev()
+                    .take(LOG_LINES)
+                    .map(str::to_owned)
+                    .collect();
+                last_lines.reverse();
+                LogReport { path, last_lines }
             }),
             server: None,
         }
@@ -225,12 +253,7 @@ impl Report {
     fn print(&self) {
         out!("home: {}", self.home.display());
         for payload in &self.payloads {
-            let name = if payload.name == "ollama" {
-                "Ollama"
-            } else {
-                "Codex"
-            };
-            let label = format!("{name} {}", payload.version);
+            let label = &payload.label;
             match (&payload.path, &payload.error) {
                 (Some(path), _) => out!("{label}: ok, {}", path.display()),
                 (None, error) => out!("{label}: {}", error.as_deref().unwrap_or("not unpacked")),
@@ -256,32 +279,6 @@ impl Report {
             v.ollama.unwrap_or("not embedded"),
             v.codex.unwrap_or("not embedded")
         );
-        self.print_machine();
-        out!("gpu: {}", self.gpu.status.found_line());
-        out!("gpu libraries: {}", self.gpu.status.libraries_line());
-        out!(
-            "compute: {}",
-            compute_line(
-                self.gpu.ollama_used.as_ref(),
-                self.log.as_ref().map(|l| l.path.as_path()),
-                self.gpu.cpu_because.as_deref()
-            )
-        );
-        match &self.log {
-            None => out!("log: none yet"),
-            Some(log) => {
-                out!("log: {}, last lines:", log.path.display());
-                for line in &log.last_lines {
-                    out!("    {line}");
-                }
-            }
-        }
-        if let Some(server) = &self.server {
-            server.print();
-        }
-    }
-
-    fn print_machine(&self) {
         let model = &self.model;
         out!(
             "model: {}, {} (store {})",
@@ -327,6 +324,19 @@ impl Report {
                 "too little, expect it to be very slow or to fail (CODEX_OSS_MODEL picks a smaller model)"
             )
         );
+        self.gpu.print();
+        match &self.log {
+            None => out!("log: none yet"),
+            Some(log) => {
+                out!("log: {}, last lines:", log.path.display());
+                for line in &log.last_lines {
+                    out!("    {line}");
+                }
+            }
+        }
+        if let Some(server) = &self.server {
+            server.print();
+        }
     }
 }
 
@@ -366,8 +376,7 @@ fn remote_report(settings: &Settings, url: &str) -> Result<RemoteReport> {
                     .collect();
                 match server.choose(url, settings) {
                     Ok((model, context)) => {
-                        report.model = Some(model);
-                        report.context = Some(context);
+                        (report.model, report.context) = (Some(model), Some(context));
                     }
                     Err(err) => report.error = Some(err.to_string()),
                 }
@@ -429,35 +438,46 @@ impl RemoteReport {
     }
 }
 
-/// Why Ollama chose the CPU although the CUDA libraries are there, from its log.
-pub fn cpu_because(
-    status: &gpu::Status,
-    used: Option<&Compute>,
-    log: Option<&Path>,
-) -> Option<String> {
-    let wanted_gpu = matches!(status.libraries.state, "installed" | "embedded");
-    match (used, log) {
-        (Some(used), Some(log)) if wanted_gpu && !used.is_gpu() => Some(gpu::why_cpu(log, None)),
-        _ => None,
+impl GpuReport {
+    /// The GPU found, its libraries (of the embedded Ollama at `place`), and the device
+    /// of the latest Ollama start, with why it was the CPU although the CUDA libraries
+    /// are there.
+    pub fn new(settings: &Settings, place: Option<&Place>) -> GpuReport {
+        let status = gpu::status(settings, place);
+        let log = latest_log(&settings.home.logs());
+        let ollama_used = log
+            .as_deref()
+            .and_then(|log| crate::server::inference_compute(log).into_iter().next());
+        let wanted_gpu = matches!(status.libraries.state, "installed" | "embedded");
+        let on_cpu = ollama_used.as_ref().is_some_and(|used| !used.is_gpu());
+        let cpu_because = log
+            .as_deref()
+            .filter(|_| wanted_gpu && on_cpu)
+            .map(|log| gpu::why_cpu(log, None));
+        GpuReport {
+            status,
+            ollama_used,
+            cpu_because,
+            log,
+        }
     }
-}
 
-/// The `compute:` line: the device of the latest Ollama start.
-pub fn compute_line(
-    used: Option<&Compute>,
-    log: Option<&Path>,
-    cpu_because: Option<&str>,
-) -> String {
-    match (used, log) {
-        (_, None) => "no Ollama has run yet".to_owned(),
-        (None, Some(_)) => "the latest Ollama log does not say".to_owned(),
-        (Some(used), Some(_)) => format!(
-            "{} at the latest Ollama start{}",
-            used.describe(),
-            cpu_because
-                .map(|why| format!(", because {why}"))
-                .unwrap_or_default()
-        ),
+    pub fn print(&self) {
+        out!("gpu: {}", self.status.found_line());
+        out!("gpu libraries: {}", self.status.libraries_line());
+        let compute = match (&self.ollama_used, &self.log) {
+            (_, None) => "no Ollama has run yet".to_owned(),
+            (None, Some(_)) => "the latest Ollama log does not say".to_owned(),
+            (Some(used), Some(_)) => format!(
+                "{} at the latest Ollama start{}",
+                used.describe(),
+                self.cpu_because
+                    .as_ref()
+                    .map(|why| format!(", because {why}"))
+                    .unwrap_or_default()
+            ),
+        };
+        out!("compute: {compute}");
     }
 }
 
@@ -473,42 +493,8 @@ fn model_report(settings: &Settings) -> ModelReport {
     }
 }
 
-fn disk_report(model: &ModelReport) -> Disk {
-    // The store may not exist yet: the nearest folder that does.
-    let path = model
-        .store
-        .ancestors()
-        .find(|p| p.is_dir())
-        .unwrap_or(&model.store)
-        .to_path_buf();
-    let free_bytes = fs4::available_space(&path).ok();
-    let enough = match (free_bytes, model.needs_disk_bytes) {
-        (Some(free), Some(needed)) if !model.downloaded => Some(free >= needed),
-        _ => None,
-    };
-    Disk {
-        path,
-        free_bytes,
-        enough,
-    }
-}
-
-fn memory_report(model: &ModelReport) -> Memory {
-    let mut system = sysinfo::System::new();
-    system.refresh_memory();
-    let total = system.total_memory();
-    Memory {
-        total_bytes: total,
-        available_bytes: system.available_memory(),
-        enough: model
-            .needs_memory_bytes
-            .filter(|_| total > 0)
-            .map(|needed| total >= needed),
-    }
-}
-
 /// The newest `ollama-*.log` in `dir`.
-pub fn latest_log(dir: &Path) -> Option<PathBuf> {
+fn latest_log(dir: &Path) -> Option<PathBuf> {
     std::fs::read_dir(dir)
         .ok()?
         .flatten()
@@ -517,15 +503,6 @@ pub fn latest_log(dir: &Path) -> Option<PathBuf> {
         .filter_map(|p| Some((std::fs::metadata(&p).and_then(|m| m.modified()).ok()?, p)))
         .max()
         .map(|(_, p)| p)
-}
-
-fn last_lines(path: &Path, n: usize) -> Vec<String> {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..]
-        .iter()
-        .map(|line| (*line).to_owned())
-        .collect()
 }
 
 /// What the shared server does after its last run, for `doctor`.
@@ -565,18 +542,22 @@ mod tests {
 
     #[test]
     fn model_manifests_where_ollama_keeps_them() {
-        let store = Path::new("/m");
-        assert_eq!(
-            manifest_path(store, "gpt-oss:20b"),
-            Path::new("/m/manifests/registry.ollama.ai/library/gpt-oss/20b")
-        );
-        assert_eq!(
-            manifest_path(store, "me/tiny"),
-            Path::new("/m/manifests/registry.ollama.ai/me/tiny/latest")
-        );
-        assert_eq!(
-            manifest_path(store, "registry.local:5000/ns/m:1b"),
-            Path::new("/m/manifests/registry.local:5000/ns/m/1b")
-        );
+        for (model, path) in [
+            (
+                "gpt-oss:20b",
+                "/m/manifests/registry.ollama.ai/library/gpt-oss/20b",
+            ),
+            ("me/tiny", "/m/manifests/registry.ollama.ai/me/tiny/latest"),
+            (
+                "registry.local:5000/ns/m:1b",
+                "/m/manifests/registry.local:5000/ns/m/1b",
+            ),
+        ] {
+            assert_eq!(
+                manifest_path(Path::new("/m"), model),
+                Path::new(path),
+                "{model}"
+            );
+        }
     }
 }

@@ -66,19 +66,18 @@ async fn install(settings: &Settings) -> Result<ExitCode> {
         "fetching Ollama's CUDA libraries ({} from {url}; it resumes if interrupted)",
         gpu::human(source.bytes)
     ));
-    match gpu::install(&settings.home, &place, source, &url, gpu::Wait::Yes).await {
-        Ok(record) => {
-            let installed = gpu::installed(&record, &place);
-            out!("installed Ollama's CUDA libraries {installed}");
-            Ok(ExitCode::SUCCESS)
-        }
+    let record = match gpu::install(&settings.home, &place, source, &url, gpu::Wait::Yes).await {
+        Ok(record) => record,
         Err(gpu::InstallError::Busy) => {
             bail!("another codex-oss is fetching them: try again when it is done")
         }
         Err(gpu::InstallError::Failed(why)) => {
             bail!("could not install Ollama's CUDA libraries: {why}; run `codex-oss gpu install` again to retry")
         }
-    }
+    };
+    let installed = gpu::installed(&record, &place);
+    out!("installed Ollama's CUDA libraries {installed}");
+    Ok(ExitCode::SUCCESS)
 }
 
 fn remove(settings: &Settings) -> Result<ExitCode> {
@@ -103,19 +102,9 @@ fn status(settings: &Settings) -> ExitCode {
     let place = embedded(settings)
         .inspect_err(|err| crate::ui::warn(format!("{err:#}")))
         .ok();
-    let status = gpu::status(settings, place.as_ref().map(|(_, p)| p));
-    out!("gpu: {}", status.found_line());
-    out!("gpu libraries: {}", status.libraries_line());
-    let log = super::doctor::latest_log(&settings.home.logs());
-    let used = log
-        .as_deref()
-        .and_then(|log| crate::server::inference_compute(log).into_iter().next());
-    let because = super::doctor::cpu_because(&status, used.as_ref(), log.as_deref());
-    out!(
-        "compute: {}",
-        super::doctor::compute_line(used.as_ref(), log.as_deref(), because.as_deref())
-    );
-    if let Some(source) = &status.libraries.source {
+    let report = super::doctor::GpuReport::new(settings, place.as_ref().map(|(_, p)| p));
+    report.print();
+    if let Some(source) = &report.status.libraries.source {
         out!(
             "source: {} ({}, SHA-256 {}) from {}",
             source.asset,

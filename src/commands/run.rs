@@ -33,25 +33,23 @@ pub async fn run(mut user_args: Vec<OsString>) -> Result<ExitCode> {
         }
         probed = Some(found);
     }
+    // Codex unpacked and the server up: the steps that may wait (for another codex-oss's
+    // unpacking, for Ollama to answer), all of them cancelled by Ctrl-C. `probed` is what
+    // answers at the user's address, when there is one (an Ollama: it is not asked twice).
+    let prepare = async {
+        let codex = tools::resolve(tools::codex, &settings).await?;
+        anyhow::Ok((
+            codex,
+            Connection::open(&settings, settings.share, probed).await?,
+        ))
+    };
     let (codex, mut connection) = tokio::select! {
-        ready = prepare(&settings, probed) => ready?,
+        ready = prepare => ready?,
         signal = interrupted() => return Ok(signal.exit_code()),
     };
     let result = session(&mut connection, &settings, &codex.path, &user_args).await;
     connection.close().await;
     result
-}
-
-/// Codex unpacked and the server up: the steps that may wait (for another codex-oss's
-/// unpacking, for Ollama to answer), all of them cancelled by Ctrl-C. `probed` is what
-/// answers at the user's address, when there is one (an Ollama: it is not asked twice).
-async fn prepare(
-    settings: &Settings,
-    probed: Option<remote::Remote>,
-) -> Result<(tools::Tool, Connection)> {
-    let codex = tools::resolve(tools::codex, settings).await?;
-    let connection = Connection::open(settings, settings.share, probed).await?;
-    Ok((codex, connection))
 }
 
 /// Everything between "server up" and "server down".
@@ -75,22 +73,17 @@ async fn session(
     // reach gpt-oss as the system messages Ollama's template renders).
     let relay = crate::relay::Relay::start(&connection.base).await?;
     let v1 = format!("{}/v1", relay.base_url());
-    let catalog = catalog_for(
-        settings,
-        codex,
-        user_args,
-        (&settings.model, settings.context_length, OLLAMA_PLACE),
-    )
-    .await;
-    let target = Target {
+    let mut target = Target {
         provider: Provider::Ollama {
             base_url: &v1,
             port: Some(relay.port()),
         },
         model: &settings.model,
         context_length: settings.context_length,
-        catalog: catalog.as_deref(),
+        catalog: None,
     };
+    let catalog = catalog_for(settings, codex, user_args, &target, OLLAMA_PLACE).await;
+    target.catalog = catalog.as_deref();
     let started = std::time::SystemTime::now();
     let codex_run = launch::run_codex(codex, user_args, &target);
     tokio::pin!(codex_run);
@@ -122,10 +115,8 @@ async fn on_team_server(
         codex = tools::resolve(tools::codex, settings) => codex?,
         signal = interrupted() => return Ok(signal.exit_code()),
     };
-    let place = format!("on the team server {root}");
-    let catalog = catalog_for(settings, &codex.path, user_args, (&model, context, &place)).await;
     let v1 = format!("{root}/v1");
-    let target = Target {
+    let mut target = Target {
         provider: Provider::OpenAi {
             base_url: &v1,
             env_key: settings
@@ -135,8 +126,11 @@ async fn on_team_server(
         },
         model: &model,
         context_length: context,
-        catalog: catalog.as_deref(),
+        catalog: None,
     };
+    let place = format!("on the team server {root}");
+    let catalog = catalog_for(settings, &codex.path, user_args, &target, &place).await;
+    target.catalog = catalog.as_deref();
     let started = std::time::SystemTime::now();
     let status = launch::run_codex(&codex.path, user_args, &target).await?;
     say_how_to_resume(user_args, started);
@@ -146,31 +140,30 @@ async fn on_team_server(
 /// After an interactive session, Codex says "To continue this session, run: codex resume
 /// <id>", which would resume it with the user's cloud Codex: name the local way too.
 fn say_how_to_resume(user_args: &[OsString], started: std::time::SystemTime) {
-    if !crate::resume::is_interactive(user_args) || !ui::stderr_is_terminal() {
-        return;
-    }
-    let session =
-        launch::codex_home().and_then(|home| crate::resume::session_since(&home, started));
-    if let Some(id) = session {
-        ui::info(format!(
-            "to continue this session on the local model, run: codex-oss resume {id}"
-        ));
+    if crate::resume::is_interactive(user_args) && ui::stderr_is_terminal() {
+        let home = launch::codex_home();
+        if let Some(id) = home.and_then(|home| crate::resume::session_since(&home, started)) {
+            ui::info(format!(
+                "to continue this session on the local model, run: codex-oss resume {id}"
+            ));
+        }
     }
 }
 
-/// The model catalog for this run (`model`, its context window and where it runs), unless
-/// the user has their own or Codex rejects ours (then one warning, and Codex runs on its
-/// fallback metadata).
+/// The model catalog for this run (the target's model, its context window and `place`,
+/// where it runs), unless the user has their own or Codex rejects ours (then one warning,
+/// and Codex runs on its fallback metadata).
 async fn catalog_for(
     settings: &Settings,
     codex: &std::path::Path,
     user_args: &[OsString],
-    (model, context, place): (&str, u32, &str),
+    target: &Target<'_>,
+    place: &str,
 ) -> Option<std::path::PathBuf> {
     if launch::user_sets(user_args, "model_catalog_json") {
         return None;
     }
-    let path = catalog::write(&settings.home, model, context, place)
+    let path = catalog::write(&settings.home, target.model, target.context_length, place)
         .map_err(|err| ui::warn(format!("running Codex without a model catalog: {err:#}")))
         .ok()?;
     if catalog::codex_accepts(codex, &path).await {

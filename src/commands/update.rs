@@ -174,11 +174,8 @@ fn confirm(question: &str) -> Result<bool> {
     // Stderr is unbuffered: the question shows before the answer is read.
     let _ = write!(std::io::stderr(), "codex-oss: {question} [Y/n] ");
     let mut answer = String::new();
-    if std::io::stdin().read_line(&mut answer)? == 0 {
-        return Ok(false);
-    }
-    Ok(matches!(
-        answer.trim().to_ascii_lowercase().as_str(),
-        "" | "y" | "yes"
-    ))
+    let read = std::io::stdin().read_line(&mut answer)?;
+    let answer = answer.trim().to_ascii_lowercase();
+    // End of input is no.
+    Ok(read != 0 && matches!(answer.as_str(), "" | "y" | "yes"))
 }
