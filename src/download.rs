@@ -203,9 +203,8 @@ async fn download(
     expected: &Expected<'_>,
 ) -> Result<(), DownloadError> {
     let disk = disk("write", part);
-    let (resp, mut have) = match request(url, file, part, have, expected).await? {
-        Answer::Complete => return Ok(()),
-        Answer::Body(resp, have) => (resp, have),
+    let Answer::Body(resp, mut have) = request(url, file, part, have, expected).await? else {
+        return Ok(());
     };
     let told = total_size(&resp, have);
     if let Some(told) = told {
@@ -352,7 +351,6 @@ fn root_cause(err: &reqwest::Error) -> String {
     cause.to_string()
 }
 
-/// The `Content-Range` header of an answer.
 fn content_range(resp: &reqwest::Response) -> Option<&str> {
     resp.headers()
         .get(reqwest::header::CONTENT_RANGE)?
@@ -418,25 +416,14 @@ mod tests {
         }
     }
 
-    fn block_on<F: std::future::Future>(future: F) -> F::Output {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(future)
-    }
-
-    #[test]
-    fn a_complete_file_of_another_hash_is_deleted() {
+    #[tokio::test]
+    async fn a_complete_file_of_another_hash_is_deleted() {
         let dir = tempfile::tempdir().unwrap();
         let part = dir.path().join("a.part");
         std::fs::write(&part, b"not the archive").unwrap();
-        let err = block_on(fetch(
-            "http://127.0.0.1:1/a",
-            &part,
-            &expected(Size::Exactly(15)),
-        ))
-        .unwrap_err();
+        let err = fetch("http://127.0.0.1:1/a", &part, &expected(Size::Exactly(15)))
+            .await
+            .unwrap_err();
         assert!(matches!(err, DownloadError::Mismatch { .. }), "{err}");
         assert!(err
             .to_string()
@@ -444,18 +431,15 @@ mod tests {
         assert!(!part.exists());
     }
 
-    #[test]
-    fn a_partial_file_over_the_limit_is_dropped_before_asking() {
+    #[tokio::test]
+    async fn a_partial_file_over_the_limit_is_dropped_before_asking() {
         let dir = tempfile::tempdir().unwrap();
         let part = dir.path().join("a.part");
         std::fs::write(&part, b"more than four").unwrap();
         std::fs::write(validator_path(&part), "\"etag\"").unwrap();
-        let err = block_on(fetch(
-            "http://127.0.0.1:1/a",
-            &part,
-            &expected(Size::AtMost(4)),
-        ))
-        .unwrap_err();
+        let err = fetch("http://127.0.0.1:1/a", &part, &expected(Size::AtMost(4)))
+            .await
+            .unwrap_err();
         // Nothing listens there: the network failed, after the partial file was emptied.
         assert!(matches!(err, DownloadError::Network(_)), "{err}");
         assert_eq!(std::fs::metadata(&part).unwrap().len(), 0);

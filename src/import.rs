@@ -96,7 +96,7 @@ fn import_from(
         .with_context(|| format!("could not create {}", blobs.display()))?;
     // A byte-counting bar on a terminal; nothing otherwise (the result is said in a line).
     let mut progress = Progress::new(Look::Bytes, Some(total), format!("checking {model}"));
-    let mut copied = 0;
+    let mut bytes = 0;
     for layer in &runnable.blobs {
         let name = store::blob_name(&layer.digest)
             .with_context(|| format!("a layer has an unexpected digest {:?}", layer.digest))?;
@@ -106,7 +106,7 @@ fn import_from(
             continue;
         }
         let source = store.join("blobs").join(&name);
-        copied += bring(&source, &dest, &name, &progress, stop)
+        bytes += bring(&source, &dest, &name, &progress, stop)
             .with_context(|| format!("blob {name}"))?;
     }
     progress.finish();
@@ -116,13 +116,10 @@ fn import_from(
         .and_then(|()| crate::files::write_atomically(&manifest_dest, &runnable.manifest))
         .with_context(|| format!("could not write {}", manifest_dest.display()))?;
     let from = store.to_path_buf();
-    Ok(if copied == 0 {
+    Ok(if bytes == 0 {
         Imported::Linked { from }
     } else {
-        Imported::Copied {
-            from,
-            bytes: copied,
-        }
+        Imported::Copied { from, bytes }
     })
 }
 
@@ -130,15 +127,13 @@ fn import_from(
 /// that its content hashes to `name`. Returns the bytes copied (0 for a link).
 fn bring(source: &Path, dest: &Path, name: &str, progress: &Progress, stop: &Stop) -> Result<u64> {
     let want = &name["sha256-".len()..];
-    let linked = if may_link(source) {
-        match Partial::create(stop, dest, |path| std::fs::hard_link(source, path)) {
-            // Checked again on the link itself: the file it names is the one Ollama reads.
-            Ok((link, ())) => may_link(link.path()).then_some(link),
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => return Err(err.into()),
-            Err(_) => None, // another filesystem, or no hard links there
-        }
-    } else {
-        None
+    let link = |path: &Path| std::fs::hard_link(source, path);
+    let linked = match may_link(source).then(|| Partial::create(stop, dest, link)) {
+        // Checked again on the link itself: the file it names is the one Ollama reads.
+        Some(Ok((link, ()))) => may_link(link.path()).then_some(link),
+        Some(Err(err)) if err.kind() == io::ErrorKind::Interrupted => return Err(err.into()),
+        // Another filesystem, or no hard links there; or a file others could change.
+        Some(Err(_)) | None => None,
     };
     let (partial, got, copied) = if let Some(link) = linked {
         // Reading through the link checks the very bytes Ollama will read.

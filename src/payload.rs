@@ -201,7 +201,16 @@ impl Payload {
             .prefix(".tmp-")
             .tempdir_in(parent)
             .map_err(|e| err(without_temp_path(e)))?;
-        let files = self.extract(temp.path())?;
+        let files = unpack::unpack(Source::Embedded(self.data), temp.path(), Take::All).map_err(
+            |e| match e {
+                // Name the payload's directory, not the temporary one (removed when this fails).
+                ExtractError::Write(source) => err(source),
+                bad => UnpackError::Corrupt {
+                    what: self.label(),
+                    detail: bad.to_string(),
+                },
+            },
+        )?;
         let manifest = Manifest {
             name: self.name.to_owned(),
             version: self.version.to_owned(),
@@ -209,7 +218,9 @@ impl Payload {
             files,
         };
         let json = serde_json::to_vec_pretty(&manifest).expect("manifest serialises");
-        write_synced(&temp.path().join(MANIFEST), &json).map_err(err)?;
+        File::create(temp.path().join(MANIFEST))
+            .and_then(|mut file| file.write_all(&json).and_then(|()| file.sync_all()))
+            .map_err(err)?;
 
         // The damaged copy moved aside, if any: removed once the new one is in place.
         let _trash = if dest.exists() {
@@ -227,17 +238,6 @@ impl Payload {
         };
         std::fs::rename(temp.keep(), dest).map_err(err)
     }
-
-    fn extract(&self, into: &Path) -> Result<Vec<FileRecord>, UnpackError> {
-        unpack::unpack(Source::Embedded(self.data), into, Take::All).map_err(|e| match e {
-            // Name the payload's directory, not the temporary one (removed when this fails).
-            ExtractError::Write(source) => self.classify(into.parent().unwrap_or(into), source),
-            bad => UnpackError::Corrupt {
-                what: self.label(),
-                detail: bad.to_string(),
-            },
-        })
-    }
 }
 
 /// tempfile's errors end "at path <the temporary directory>", a name that means nothing
@@ -247,12 +247,6 @@ fn without_temp_path(e: io::Error) -> io::Error {
         Some((cause, _)) => io::Error::new(e.kind(), cause.to_owned()),
         None => e,
     }
-}
-
-fn write_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let mut file = File::create(path)?;
-    file.write_all(bytes)?;
-    file.sync_all()
 }
 
 /// Takes the payload's unpack lock, waiting (and saying so) while another codex-oss
@@ -292,10 +286,7 @@ fn lease_path(parent: &Path, dir_name: &str) -> PathBuf {
 /// Runs under the unpack lock, so no instance is between unpacking and leasing.
 fn remove_unused(parent: &Path, keep: Option<&str>) {
     remove_leftovers(parent, &[".tmp-", ".trash-"]);
-    let Ok(entries) = std::fs::read_dir(parent) else {
-        return;
-    };
-    for entry in entries.flatten() {
+    for entry in std::fs::read_dir(parent).into_iter().flatten().flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         if Some(name.as_str()) == keep || !is_version_dir(&name) || !entry.path().is_dir() {
             continue;

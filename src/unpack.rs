@@ -216,13 +216,7 @@ fn read_tar(
         };
         let kind = entry.header().entry_type();
         let mode = entry.header().mode().unwrap_or(0o644) & 0o777;
-        let link_name = || {
-            entry
-                .link_name()
-                .ok()
-                .flatten()
-                .map(|p| p.to_string_lossy().into_owned())
-        };
+        let link_name = || Some(entry.link_name().ok()??.to_string_lossy().into_owned());
         let piece = if kind.is_dir() {
             Piece::Dir(parts)
         } else if kind.is_symlink() {
@@ -381,4 +375,4 @@ fn finish(open: &Open, into: &Path, size: u64, sha256: String) -> Result<FileRec
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

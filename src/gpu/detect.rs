@@ -155,12 +155,10 @@ fn apple() -> Vec<Gpu> {
 fn nvidia(probe: &Probe<'_>) -> Vec<Gpu> {
     if let Ok(text) = std::fs::read_to_string(probe.path("/proc/driver/nvidia/version")) {
         let driver = proc_driver_version(&text);
-        let names = proc_gpu_names(probe);
-        let cards = if names.is_empty() {
-            vec![None]
-        } else {
-            names.into_iter().map(Some).collect()
-        };
+        let mut cards: Vec<_> = proc_gpu_names(probe).into_iter().map(Some).collect();
+        if cards.is_empty() {
+            cards.push(None);
+        }
         return cards
             .into_iter()
             .map(|name| nvidia_gpu(name, driver.clone(), None, "/proc/driver/nvidia"))
@@ -245,11 +243,9 @@ pub fn parse_nvidia_smi(text: &str) -> Vec<Gpu> {
 
 /// The vendors of the display cards in /sys/class/drm (`card0`, not its connectors).
 fn drm_vendors(probe: &Probe<'_>) -> Vec<&'static str> {
-    let Ok(entries) = std::fs::read_dir(probe.path("/sys/class/drm")) else {
-        return Vec::new();
-    };
     let mut vendors = Vec::new();
-    for entry in entries.flatten() {
+    let cards = std::fs::read_dir(probe.path("/sys/class/drm"));
+    for entry in cards.into_iter().flatten().flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         let is_card = name
             .strip_prefix("card")

@@ -34,6 +34,7 @@ pub use libs::{Place, Record, State};
 
 use crate::download;
 use crate::home::Home;
+use crate::lock;
 use crate::settings::GpuMode as Mode;
 use crate::settings::Settings;
 
@@ -75,11 +76,6 @@ pub fn found(mode: Mode) -> &'static [Gpu] {
             nvidia_smi: &detect::run_nvidia_smi,
         }),
     })
-}
-
-/// The NVIDIA GPU the model could run on, if any.
-fn nvidia(mode: Mode) -> Option<&'static Gpu> {
-    found(mode).iter().find(|gpu| gpu.vendor == "nvidia")
 }
 
 /// What `prepare` expects Ollama to compute on (a GPU), for `check_device`.
@@ -146,10 +142,8 @@ async fn plan(settings: &Settings, ollama: &Path) -> Option<Expected> {
     }
     let place = embedded_place(settings, ollama)?;
     let mode = settings.gpu;
-    let gpu = tokio::task::spawn_blocking(move || nvidia(mode))
-        .await
-        .ok()
-        .flatten()?;
+    let nvidia = move || found(mode).iter().find(|gpu| gpu.vendor == "nvidia");
+    let gpu = tokio::task::spawn_blocking(nvidia).await.ok().flatten()?;
     let expected = |installed_at| Expected {
         gpu: gpu.describe(),
         installed_at,
@@ -268,9 +262,9 @@ pub async fn install(
         Wait::Yes => {
             let path = lock_path.clone();
             tokio::task::spawn_blocking(move || {
-                crate::lock::wait(
+                lock::wait(
                     &path,
-                    crate::lock::Mode::Exclusive,
+                    lock::Mode::Exclusive,
                     "fetching the CUDA libraries",
                     FETCH_PATIENCE,
                 )
@@ -280,11 +274,10 @@ pub async fn install(
             .map_err(failed)?
         }
         Wait::No => {
-            let file = crate::lock::open(&lock_path).map_err(failed)?;
-            match crate::lock::try_take(&file, crate::lock::Mode::Exclusive, &lock_path) {
-                Ok(crate::lock::Taken::Busy) => return Err(InstallError::Busy),
-                Ok(_) => file,
-                Err(e) => return Err(failed(e)),
+            let file = lock::open(&lock_path).map_err(failed)?;
+            match lock::try_take(&file, lock::Mode::Exclusive, &lock_path).map_err(failed)? {
+                lock::Taken::Busy => return Err(InstallError::Busy),
+                _ => file,
             }
         }
     };
@@ -292,7 +285,18 @@ pub async fn install(
         return Ok(record);
     }
     let part = partial_download(home, source);
-    forget_other_downloads(&dir, &part);
+    // Partial downloads of other archives (an older Ollama's) go.
+    for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path != part
+            && path != download::validator_path(&part)
+            && path
+                .extension()
+                .is_some_and(|x| x == "part" || x == "validator")
+        {
+            let _ = std::fs::remove_file(path);
+        }
+    }
     let lines = format!("fetching {}", source.asset);
     let expected = download::Expected {
         sha256: source.sha256,
@@ -318,21 +322,6 @@ pub async fn install(
     .await
     .map_err(|e| InstallError::Failed(e.to_string()))?
     .map_err(InstallError::Failed)
-}
-
-/// Removes partial downloads of other archives (an older Ollama's).
-fn forget_other_downloads(dir: &Path, keep: &Path) {
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if path != keep
-            && path != download::validator_path(keep)
-            && path
-                .extension()
-                .is_some_and(|x| x == "part" || x == "validator")
-        {
-            let _ = std::fs::remove_file(path);
-        }
-    }
 }
 
 /// After the server started: says, in one line, when Ollama runs on the CPU although
@@ -584,8 +573,9 @@ impl Status {
 /// should not fetch them again. Returns the bytes freed.
 pub fn remove(home: &Home, place: &Place) -> anyhow::Result<u64> {
     use anyhow::Context;
-    crate::home::make_private_dir(&state_dir(home))
-        .with_context(|| format!("could not create {}", state_dir(home).display()))?;
+    let dir = state_dir(home);
+    crate::home::make_private_dir(&dir)
+        .with_context(|| format!("could not create {}", dir.display()))?;
     std::fs::write(removed_note(home), b"codex-oss gpu remove\n")
         .with_context(|| format!("could not write {}", removed_note(home).display()))?;
     let mut freed = place.remove().with_context(|| {
@@ -594,11 +584,7 @@ pub fn remove(home: &Home, place: &Place) -> anyhow::Result<u64> {
             place.lib().display()
         )
     })?;
-    for entry in std::fs::read_dir(state_dir(home))
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
+    for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
         if entry.path().extension().is_some_and(|x| x == "part") {
             freed += entry.metadata().map_or(0, |m| m.len());
             let _ = std::fs::remove_file(entry.path());

@@ -38,13 +38,12 @@ impl Stop {
     /// The error of an import that `stop` ended.
     pub fn check(&self) -> io::Result<()> {
         if self.is_stopped() {
-            Err(io::Error::new(
+            return Err(io::Error::new(
                 io::ErrorKind::Interrupted,
                 "the import was stopped",
-            ))
-        } else {
-            Ok(())
+            ));
         }
+        Ok(())
     }
 
     /// A guard that stops the import when it goes out of scope: a task cancelled by
@@ -137,11 +136,8 @@ fn partial_pid(name: &str) -> Option<u32> {
 /// Removes the partial files in `blobs` whose process no longer runs: imports that were
 /// killed before they could clean up. Returns how many it removed.
 pub fn remove_stale(blobs: &Path) -> usize {
-    let Ok(entries) = std::fs::read_dir(blobs) else {
-        return 0;
-    };
     let mut removed = 0;
-    for entry in entries.flatten() {
+    for entry in std::fs::read_dir(blobs).into_iter().flatten().flatten() {
         let Some(pid) = entry.file_name().to_str().and_then(partial_pid) else {
             continue;
         };

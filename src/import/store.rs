@@ -447,32 +447,22 @@ mod tests {
     #[test]
     fn paths_follow_ollamas_naming() {
         let store = Path::new("/s");
-        let legacy = |model| Name::parse(model).legacy_path(store);
-        assert_eq!(
-            legacy("gpt-oss:20b"),
-            Path::new("/s/manifests/registry.ollama.ai/library/gpt-oss/20b")
-        );
-        assert_eq!(
-            legacy("gpt-oss"),
-            Path::new("/s/manifests/registry.ollama.ai/library/gpt-oss/latest")
-        );
-        assert_eq!(
-            legacy("me/tuned:v1"),
-            Path::new("/s/manifests/registry.ollama.ai/me/tuned/v1")
-        );
-        assert_eq!(
-            legacy("hf.co/org/model:q4"),
-            Path::new("/s/manifests/hf.co/org/model/q4")
-        );
-        let v2 = |model| Name::parse(model).v2_path(store);
-        assert_eq!(
-            v2("gpt-oss:20b"),
-            Path::new("/s/manifests-v2/ollama.com/library/gpt-oss/20b")
-        );
-        assert_eq!(
-            v2("hf.co/org/model:q4"),
-            Path::new("/s/manifests-v2/hf.co/org/model/q4")
-        );
+        for (model, legacy) in [
+            ("gpt-oss:20b", "registry.ollama.ai/library/gpt-oss/20b"),
+            ("gpt-oss", "registry.ollama.ai/library/gpt-oss/latest"),
+            ("me/tuned:v1", "registry.ollama.ai/me/tuned/v1"),
+            ("hf.co/org/model:q4", "hf.co/org/model/q4"),
+        ] {
+            let path = Name::parse(model).legacy_path(store);
+            assert_eq!(path, Path::new("/s/manifests").join(legacy), "{model}");
+        }
+        for (model, v2) in [
+            ("gpt-oss:20b", "ollama.com/library/gpt-oss/20b"),
+            ("hf.co/org/model:q4", "hf.co/org/model/q4"),
+        ] {
+            let path = Name::parse(model).v2_path(store);
+            assert_eq!(path, Path::new("/s/manifests-v2").join(v2), "{model}");
+        }
         assert_eq!(
             Name::parse("gpt-oss:20b").legacy_candidates(store),
             [
@@ -484,17 +474,10 @@ mod tests {
 
     #[test]
     fn digests_that_are_not_sha256_are_never_paths() {
-        let layer = |digest: &str| Layer {
-            digest: digest.to_owned(),
-            ..Layer::default()
-        };
-        assert!(blob_name(&layer("sha256:../../etc/passwd").digest).is_none());
-        assert!(blob_name(&layer("md5:abcd").digest).is_none());
+        assert!(blob_name("sha256:../../etc/passwd").is_none());
+        assert!(blob_name("md5:abcd").is_none());
         let good = format!("sha256:{}", "a".repeat(64));
-        assert_eq!(
-            blob_name(&layer(&good).digest),
-            Some(format!("sha256-{}", "a".repeat(64)))
-        );
+        assert_eq!(blob_name(&good), Some(format!("sha256-{}", "a".repeat(64))));
     }
 
     fn layer(media_type: &str, byte: char) -> serde_json::Value {

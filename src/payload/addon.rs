@@ -95,13 +95,12 @@ impl Folder {
     }
 
     pub fn addon_state(&self, name: &str) -> AddOnState {
-        let Some(record) = self.addon(name) else {
-            return AddOnState::Missing;
-        };
-        if record.files.iter().all(|f| f.is_intact(&self.root)) {
-            AddOnState::Installed(record)
-        } else {
-            AddOnState::Damaged
+        match self.addon(name) {
+            None => AddOnState::Missing,
+            Some(record) if record.files.iter().all(|f| f.is_intact(&self.root)) => {
+                AddOnState::Installed(record)
+            }
+            Some(_) => AddOnState::Damaged,
         }
     }
 
@@ -211,10 +210,7 @@ pub fn carry_over(old: &Path, new: &Path) {
         else {
             continue;
         };
-        let Some(record) = read_json::<AddOn>(&entry.path()) else {
-            continue;
-        };
-        if !carry(old, new, name, &record) {
+        if read_json::<AddOn>(&entry.path()).is_some_and(|record| !carry(old, new, name, &record)) {
             tracing::info!("could not keep the add-on {name} across the repair");
         }
     }
@@ -248,31 +244,17 @@ fn carry(old: &Path, new: &Path, name: &str, record: &AddOn) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const CUDA: Take = Take::Folders {
-        under: &["lib", "ollama"],
-        prefix: "cuda_",
-    };
+    use crate::unpack::tests::{tar_zst, Entry, CUDA};
 
     /// An archive with a CPU library and two CUDA folders.
     fn archive(dir: &Path) -> PathBuf {
-        let mut builder = tar::Builder::new(Vec::new());
-        for (name, data) in [
-            ("lib/ollama/libggml-base.so", &b"cpu"[..]),
-            ("lib/ollama/cuda_v12/libggml-cuda.so", b"cuda_v12"),
-            ("lib/ollama/cuda_v13/libggml-cuda.so", b"cuda_v13"),
-        ] {
-            let mut header = tar::Header::new_gnu();
-            header.set_mode(0o755);
-            header.set_size(data.len() as u64);
-            builder.append_data(&mut header, name, data).unwrap();
-        }
         let path = dir.join("ollama-linux-amd64.tar.zst");
-        std::fs::write(
-            &path,
-            zstd::encode_all(&builder.into_inner().unwrap()[..], 1).unwrap(),
-        )
-        .unwrap();
+        let archive = tar_zst(&[
+            Entry::File("lib/ollama/libggml-base.so", b"cpu"),
+            Entry::File("lib/ollama/cuda_v12/libggml-cuda.so", b"cuda_v12"),
+            Entry::File("lib/ollama/cuda_v13/libggml-cuda.so", b"cuda_v13"),
+        ]);
+        std::fs::write(&path, archive).unwrap();
         path
     }
 
