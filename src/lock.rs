@@ -64,6 +64,13 @@ pub fn try_take(file: &File, mode: Mode, path: &Path) -> io::Result<Taken> {
     }
 }
 
+/// Opens `path` and takes its exclusive lock if it is free; `None` when another process
+/// holds it (or the filesystem cannot tell).
+pub fn take_free(path: &Path) -> io::Result<Option<File>> {
+    let file = open(path)?;
+    Ok((try_take(&file, Mode::Exclusive, path).ok() == Some(Taken::Held)).then_some(file))
+}
+
 /// Opens `path` and takes the lock, waiting while another process holds it: says once
 /// "waiting for another codex-oss to finish {what}", and gives up after `patience`
 /// with an error that names the file. The lock is released when the file is dropped.
