@@ -72,11 +72,7 @@ fn smoke_test(new_exe: &Path, version: &semver::Version) -> Result<()> {
             super::issues_page()
         )
     };
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let _ = std::fs::set_permissions(new_exe, std::fs::Permissions::from_mode(0o755));
-    }
+    let _ = crate::platform::set_mode(new_exe, 0o755);
     let mut child = Command::new(new_exe)
         .arg("--version")
         .stdin(Stdio::null())
