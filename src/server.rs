@@ -131,8 +131,9 @@ impl Server {
             }
             if addr.is_some() {
                 tokio::time::sleep(READY_RETRY).await;
-            } else {
-                until_listening(&mut listening).await;
+            } else if let Ok(Err(_)) = tokio::time::timeout(READY_POLL, listening.changed()).await {
+                // Its output closed (Ollama is exiting): the next look finds the exit.
+                tokio::time::sleep(READY_POLL).await;
             }
         }
     }
@@ -193,16 +194,9 @@ impl Server {
 
 /// How soon an Ollama that is listening but did not answer yet is asked again.
 const READY_RETRY: Duration = Duration::from_millis(10);
-/// How often a start-up that has not logged its address yet looks whether Ollama exited.
+/// How often a start-up that has not logged its address yet looks whether Ollama exited
+/// (it looks again as soon as Ollama logs the address).
 const READY_POLL: Duration = Duration::from_millis(50);
-
-/// Returns as soon as Ollama logs the address it listens on, or after `READY_POLL`.
-async fn until_listening(listening: &mut watch::Receiver<Option<SocketAddr>>) {
-    // Its output closed (Ollama is exiting): the next look finds the exit.
-    if let Ok(Err(_)) = tokio::time::timeout(READY_POLL, listening.changed()).await {
-        tokio::time::sleep(READY_POLL).await;
-    }
-}
 
 /// An exit status as the user reads it ("exit status: 1", "signal: 9 (SIGKILL)").
 pub fn describe_exit(status: Option<ExitStatus>) -> String {

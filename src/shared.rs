@@ -271,12 +271,9 @@ async fn live_server(path: &Path) -> Result<Option<(ProcessIdentity, Serving)>> 
     let deadline = std::time::Instant::now() + START_PATIENCE;
     let mut said = false;
     loop {
-        let Some(record) = read_json::<Record>(path) else {
+        let Some(record) = read_json::<Record>(path).filter(|r| r.keeper.is_alive()) else {
             return Ok(None);
         };
-        if !record.keeper.is_alive() {
-            return Ok(None);
-        }
         if let Some(serving) = record.serving {
             if answers(serving.addr).await {
                 return Ok(Some((record.keeper, serving)));
@@ -503,10 +500,7 @@ fn time_to_stop(
         return false;
     }
     let since = *idle_since.get_or_insert_with(std::time::Instant::now);
-    match keep_alive {
-        Some(keep) if since.elapsed() >= keep => last_one_gone(home, key, me),
-        _ => false,
-    }
+    keep_alive.is_some_and(|keep| since.elapsed() >= keep) && last_one_gone(home, key, me)
 }
 
 /// True when no lease is alive, checked again under the key's lock so that no launcher
