@@ -459,20 +459,16 @@ mod tests {
 
     #[test]
     fn listening_line_gives_the_address() {
-        let line = r#"time=2026 level=INFO source=routes.go:1 msg="Listening on 127.0.0.1:43121 (version 0.32.15)""#;
-        assert_eq!(
-            parse_listening(line),
-            Some("127.0.0.1:43121".parse().unwrap())
-        );
-        assert_eq!(
-            parse_listening("Listening on 0.0.0.0:80 (version 1)"),
-            Some("127.0.0.1:80".parse().unwrap())
-        );
-        assert_eq!(
-            parse_listening("Listening on [::]:80 (version 1)"),
-            Some("[::1]:80".parse().unwrap())
-        );
-        assert_eq!(parse_listening("starting runner"), None);
+        let ollama = r#"time=2026 level=INFO source=routes.go:1 msg="Listening on 127.0.0.1:43121 (version 0.32.15)""#;
+        for (line, addr) in [
+            (ollama, Some("127.0.0.1:43121")),
+            ("Listening on 0.0.0.0:80 (version 1)", Some("127.0.0.1:80")),
+            ("Listening on [::]:80 (version 1)", Some("[::1]:80")),
+            ("starting runner", None),
+        ] {
+            let expected = addr.map(|a| a.parse().unwrap());
+            assert_eq!(parse_listening(line), expected, "{line}");
+        }
     }
 
     #[test]

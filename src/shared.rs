@@ -25,7 +25,7 @@
 //! A live keeper is waited for however slow its server is to answer, never replaced,
 //! and a record is removed only by the keeper it names.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -94,8 +94,7 @@ impl ServerSettings {
         if self.executable != other.executable {
             found.push(format!("Ollama {}", other.executable.display()));
         }
-        let names: std::collections::BTreeSet<&String> =
-            self.env.keys().chain(other.env.keys()).collect();
+        let names: BTreeSet<&String> = self.env.keys().chain(other.env.keys()).collect();
         for name in names {
             if self.env.get(name) != other.env.get(name) {
                 // How the other server has it, without its value (it may be a secret).

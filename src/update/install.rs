@@ -183,10 +183,8 @@ pub fn refresh_receipt(exe: &Path, version: &semver::Version) {
         dirs.push(home.join(".config").join(APP));
     }
     dirs.dedup();
-    for path in dirs
-        .iter()
-        .map(|dir| dir.join(format!("{APP}-receipt.json")))
-    {
+    let file = format!("{APP}-receipt.json");
+    for path in dirs.iter().map(|config| config.join(&file)) {
         match refresh_one(&path, dir, version) {
             Ok(true) => tracing::info!("{} now says {version}", path.display()),
             Ok(false) => {}

@@ -41,20 +41,17 @@ pub use releases::{Manifest, Source};
 /// This codex-oss's version.
 pub const CURRENT_VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// The release page users are sent to (from Cargo.toml's `repository`).
+/// The repository Cargo.toml names.
+const REPOSITORY: &str = env!("CARGO_PKG_REPOSITORY");
+
+/// The release page users are sent to.
 pub fn releases_page() -> String {
-    format!(
-        "{}/releases",
-        env!("CARGO_PKG_REPOSITORY").trim_end_matches('/')
-    )
+    format!("{}/releases", REPOSITORY.trim_end_matches('/'))
 }
 
 /// Where to report a release that fails verification.
 pub fn issues_page() -> String {
-    format!(
-        "{}/issues",
-        env!("CARGO_PKG_REPOSITORY").trim_end_matches('/')
-    )
+    format!("{}/issues", REPOSITORY.trim_end_matches('/'))
 }
 
 /// The version a user typed (`0.2.0` or `v0.2.0`).
