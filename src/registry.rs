@@ -134,13 +134,8 @@ fn runs(pid: u32, executable: &Path) -> bool {
             .with_exe(sysinfo::UpdateKind::Always)
             .with_cmd(sysinfo::UpdateKind::Always),
     );
-    let Some(process) = system.process(pid) else {
-        return false;
-    };
-    process.exe() == Some(executable)
-        || process
-            .cmd()
-            .iter()
-            .take(2)
-            .any(|arg| Path::new(arg) == executable)
+    system.process(pid).is_some_and(|process| {
+        let mut first_args = process.cmd().iter().take(2);
+        process.exe() == Some(executable) || first_args.any(|arg| Path::new(arg) == executable)
+    })
 }

@@ -51,7 +51,6 @@ pub struct OpenAiServer {
     pub key_accepted: bool,
 }
 
-/// A model the server serves.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Served {
     pub id: String,

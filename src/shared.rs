@@ -38,7 +38,7 @@ use tokio::io::AsyncBufReadExt;
 
 use crate::files::read_json;
 use crate::home::Home;
-use crate::lock;
+use crate::lock::{self, Mode};
 use crate::platform::{self, ProcessIdentity};
 use crate::server::{self, Server};
 use crate::settings::Settings;
@@ -182,7 +182,7 @@ fn take_lease(dir: &Path) -> Result<Option<lock::Claim>> {
         .keep()
         .context("could not keep the lease file")?;
     let path = new.with_extension("lease");
-    if lock::try_take(&file, lock::Mode::Exclusive, &new)? == lock::Taken::Held {
+    if lock::try_take(&file, Mode::Exclusive, &new)? == lock::Taken::Held {
         std::fs::rename(&new, &path).context("could not name the lease")?;
         Ok(Some(lock::Claim { path, file }))
     } else {
@@ -191,7 +191,6 @@ fn take_lease(dir: &Path) -> Result<Option<lock::Claim>> {
     }
 }
 
-/// A shared server this launcher uses.
 pub struct Shared {
     addr: SocketAddr,
     log: PathBuf,
@@ -210,14 +209,9 @@ impl Shared {
         let Some(lease) = take_lease(&key_path(home, &key, "leases"))? else {
             return Ok(None);
         };
-        let lock_file = key_path(home, &key, "lock");
+        let path = key_path(home, &key, "lock");
         let _lock = tokio::task::spawn_blocking(move || {
-            lock::wait(
-                &lock_file,
-                lock::Mode::Exclusive,
-                "starting Ollama",
-                START_PATIENCE,
-            )
+            lock::wait(&path, Mode::Exclusive, "starting Ollama", START_PATIENCE)
         })
         .await
         .context("waiting for the shared server's lock stopped")??;
@@ -437,7 +431,7 @@ async fn keep_inner(home_root: &str, key: &str) -> Result<()> {
         settings: wanted,
     };
     // "Starting": a launcher that comes now waits for this keeper.
-    write_record(&path, &record)?;
+    crate::files::write_atomically(&path, &serde_json::to_vec(&record)?)?;
     let mut server = Server::start(&settings, &tool.path)
         .await
         .inspect_err(|_| remove_own_record(&path, &me))?;
@@ -445,7 +439,7 @@ async fn keep_inner(home_root: &str, key: &str) -> Result<()> {
         addr: server.addr(),
         log: server.log_path().to_owned(),
     });
-    write_record(&path, &record)?;
+    crate::files::write_atomically(&path, &serde_json::to_vec(&record)?)?;
     out!("ready");
 
     let mut signals = platform::Signals::new()?;
@@ -569,11 +563,6 @@ fn remove_own_record(path: &Path, me: &ProcessIdentity) {
     if read_json::<Record>(path).is_some_and(|record| record.keeper == *me) {
         let _ = std::fs::remove_file(path);
     }
-}
-
-fn write_record(path: &Path, record: &Record) -> Result<()> {
-    crate::files::write_atomically(path, &serde_json::to_vec(record)?)?;
-    Ok(())
 }
 
 /// The shared servers running now, with their live leases: for `doctor`.

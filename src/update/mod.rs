@@ -38,10 +38,8 @@ pub use install::{install, refresh_receipt};
 #[cfg(feature = "self-update")]
 pub use releases::{Manifest, Source};
 
-/// This codex-oss's version.
 pub const CURRENT_VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// The repository Cargo.toml names.
 const REPOSITORY: &str = env!("CARGO_PKG_REPOSITORY");
 
 /// The release page users are sent to.
@@ -65,7 +63,6 @@ pub fn parse_version(text: &str) -> anyhow::Result<semver::Version> {
     })
 }
 
-/// This codex-oss's version, parsed.
 pub fn current_version() -> semver::Version {
     semver::Version::parse(CURRENT_VERSION).expect("Cargo.toml's version is semver")
 }
