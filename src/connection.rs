@@ -8,7 +8,7 @@ use anyhow::Result;
 
 use crate::model::Ollama;
 use crate::remote::Remote;
-use crate::server::{self, Server};
+use crate::server::Server;
 use crate::settings::Settings;
 use crate::shared::Shared;
 use crate::tools::{self, Tool};
@@ -65,14 +65,7 @@ impl Connection {
         let (server, base) = if let Some(shared) = &shared {
             (None, shared.base_url())
         } else {
-            let server = Server::start(server::Config {
-                executable: &tool.path,
-                home: &settings.home,
-                bind: settings.bind.clone(),
-                context_length: settings.context_length,
-                env: &settings.server_env,
-            })
-            .await?;
+            let server = Server::start(settings, &tool.path).await?;
             let base = server.base_url();
             (Some(server), base)
         };

@@ -13,7 +13,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-/// How a lock is held.
 #[derive(Clone, Copy, Debug)]
 pub enum Mode {
     Shared,
@@ -37,7 +36,6 @@ pub fn open(path: &Path) -> io::Result<File> {
         .or_else(|e| File::open(path).map_err(|_| e))
 }
 
-/// What one try at a lock gave.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Taken {
     Held,
@@ -47,7 +45,6 @@ pub enum Taken {
     NoLocks,
 }
 
-/// Tries to take the lock once.
 pub fn try_take(file: &File, mode: Mode, path: &Path) -> io::Result<Taken> {
     let result = match mode {
         Mode::Shared => file.try_lock_shared(),
@@ -62,6 +59,13 @@ pub fn try_take(file: &File, mode: Mode, path: &Path) -> io::Result<Taken> {
         }
         Err(TryLockError::Error(err)) => Err(err),
     }
+}
+
+/// Opens `path` and takes its exclusive lock if it is free; `None` when another process
+/// holds it (or the filesystem cannot tell).
+pub fn take_free(path: &Path) -> io::Result<Option<File>> {
+    let file = open(path)?;
+    Ok((try_take(&file, Mode::Exclusive, path).ok() == Some(Taken::Held)).then_some(file))
 }
 
 /// Opens `path` and takes the lock, waiting while another process holds it: says once
@@ -128,18 +132,16 @@ mod tests {
     fn a_held_lock_is_reported_busy_and_then_free() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("x.lock");
+        let take = |file: &File, mode| try_take(file, mode, &path).unwrap();
         let first = open(&path).unwrap();
-        assert_eq!(
-            try_take(&first, Mode::Exclusive, &path).unwrap(),
-            Taken::Held
-        );
+        assert_eq!(take(&first, Mode::Exclusive), Taken::Held);
         let second = open(&path).unwrap();
-        assert_eq!(try_take(&second, Mode::Shared, &path).unwrap(), Taken::Busy);
+        assert_eq!(take(&second, Mode::Shared), Taken::Busy);
         drop(first);
-        assert_eq!(try_take(&second, Mode::Shared, &path).unwrap(), Taken::Held);
+        assert_eq!(take(&second, Mode::Shared), Taken::Held);
         // Shared locks coexist.
         let third = open(&path).unwrap();
-        assert_eq!(try_take(&third, Mode::Shared, &path).unwrap(), Taken::Held);
+        assert_eq!(take(&third, Mode::Shared), Taken::Held);
     }
 
     #[test]
@@ -151,13 +153,9 @@ mod tests {
             try_take(&holder, Mode::Exclusive, &path).unwrap(),
             Taken::Held
         );
-        let err = wait(
-            &path,
-            Mode::Exclusive,
-            "unpacking",
-            Duration::from_millis(200),
-        )
-        .expect_err("the lock is held");
+        let patience = Duration::from_millis(200);
+        let err =
+            wait(&path, Mode::Exclusive, "unpacking", patience).expect_err("the lock is held");
         assert_eq!(err.kind(), io::ErrorKind::TimedOut);
         assert!(
             err.to_string().contains(&path.display().to_string()),

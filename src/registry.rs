@@ -73,12 +73,9 @@ pub fn stop_stale(home: &Home, executable: &Path) {
     };
     for entry in entries.flatten() {
         let path = entry.path();
-        let Ok(file) = lock::open(&path) else {
-            continue;
-        };
-        if lock::try_take(&file, lock::Mode::Exclusive, &path).ok() != Some(lock::Taken::Held) {
+        let Ok(Some(_held)) = lock::take_free(&path) else {
             continue; // its launcher is alive (or this filesystem cannot tell)
-        }
+        };
         // A record from another boot, another pid namespace or an older codex-oss is
         // removed without acting on it: its pids mean nothing here.
         if let Some(record) = read_json::<Record>(&path) {
@@ -103,12 +100,8 @@ pub fn live_logs(home: &Home) -> Vec<PathBuf> {
     entries
         .flatten()
         .map(|entry| entry.path())
-        .filter(|path| {
-            lock::open(path).is_ok_and(|file| {
-                lock::try_take(&file, lock::Mode::Exclusive, path).ok() != Some(lock::Taken::Held)
-            })
-        })
-        .filter_map(|path| Some(read_json::<Record>(&path)?.log))
+        .filter(|path| matches!(lock::take_free(path), Ok(None)))
+        .filter_map(|path| read_json::<Record>(&path).map(|r| r.log))
         .collect()
 }
 
@@ -141,13 +134,8 @@ fn runs(pid: u32, executable: &Path) -> bool {
             .with_exe(sysinfo::UpdateKind::Always)
             .with_cmd(sysinfo::UpdateKind::Always),
     );
-    let Some(process) = system.process(pid) else {
-        return false;
-    };
-    process.exe() == Some(executable)
-        || process
-            .cmd()
-            .iter()
-            .take(2)
-            .any(|arg| Path::new(arg) == executable)
+    system.process(pid).is_some_and(|process| {
+        let mut first_args = process.cmd().iter().take(2);
+        process.exe() == Some(executable) || first_args.any(|arg| Path::new(arg) == executable)
+    })
 }

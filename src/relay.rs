@@ -150,11 +150,7 @@ async fn forward(
     upstream: &str,
 ) -> Result<Response<Body>> {
     let (parts, body) = request.into_parts();
-    let path = parts
-        .uri
-        .path_and_query()
-        .map_or("/", |p| p.as_str())
-        .to_owned();
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     let mut bytes = body.collect().await?.to_bytes();
     if parts.method == hyper::Method::POST && parts.uri.path() == "/v1/responses" {
         if let Some(rewritten) = developer_as_system(&bytes) {
@@ -207,14 +203,12 @@ mod tests {
     fn an_accept_error_that_would_repeat_pauses_the_loop() {
         use std::io::{Error, ErrorKind};
         // EMFILE: out of file descriptors, until a connection closes.
-        assert_eq!(
-            pause_after(&Error::from_raw_os_error(24)),
-            Some(ACCEPT_PAUSE)
-        );
-        assert_eq!(
-            pause_after(&Error::from(ErrorKind::OutOfMemory)),
-            Some(ACCEPT_PAUSE)
-        );
+        for repeats in [
+            Error::from_raw_os_error(24),
+            Error::from(ErrorKind::OutOfMemory),
+        ] {
+            assert_eq!(pause_after(&repeats), Some(ACCEPT_PAUSE), "{repeats}");
+        }
         for lost in [
             ErrorKind::ConnectionAborted,
             ErrorKind::ConnectionReset,

@@ -51,7 +51,6 @@ pub struct OpenAiServer {
     pub key_accepted: bool,
 }
 
-/// A model the server serves.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Served {
     pub id: String,
@@ -214,15 +213,12 @@ impl OpenAiServer {
     /// there is one (it must be served), else the served gpt-oss, the largest when
     /// several. The window is the server's `max_model_len`, else `settings.context_length`.
     pub fn choose(&self, url: &str, settings: &Settings) -> Result<(String, u32), RemoteError> {
+        let ids: Vec<&str> = self.models.iter().map(|m| m.id.as_str()).collect();
         let served = || {
-            if self.models.is_empty() {
+            if ids.is_empty() {
                 "no model at all".to_owned()
             } else {
-                self.models
-                    .iter()
-                    .map(|m| m.id.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                ids.join(", ")
             }
         };
         let model = if settings.model_chosen {

@@ -20,7 +20,6 @@
 //! compute" ... library=CUDA`); `inference_compute` reads it back from the log, for the
 //! GPU check at start (see `gpu`) and for `doctor`.
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -36,22 +35,12 @@ use tokio::sync::watch;
 use crate::env_vars::EnvVars;
 use crate::home::Home;
 use crate::platform;
-use crate::settings::Bind;
+use crate::settings::{Bind, Settings};
 
 /// How long Ollama gets to answer `/api/version` after starting.
 pub const READY_DEADLINE: Duration = Duration::from_secs(60);
 /// Log files kept in `<home>/logs`.
 const LOGS_KEPT: usize = 20;
-
-/// What the server needs to start.
-pub struct Config<'a> {
-    pub executable: &'a Path,
-    pub home: &'a Home,
-    pub bind: Bind,
-    pub context_length: u32,
-    /// The user's `OLLAMA_*` and GPU settings (`Settings::server_env`).
-    pub env: &'a BTreeMap<String, String>,
-}
 
 /// A running `ollama serve`.
 pub struct Server {
@@ -64,15 +53,16 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts Ollama and waits until it answers `GET /api/version`.
-    pub async fn start(config: Config<'_>) -> Result<Server> {
-        let log = new_log_path(config.home)?;
+    /// Starts Ollama (`executable`, with `settings`) and waits until it answers
+    /// `GET /api/version`.
+    pub async fn start(settings: &Settings, executable: &Path) -> Result<Server> {
+        let log = new_log_path(&settings.home)?;
         let log_file = std::fs::File::create(&log)
             .with_context(|| format!("could not create log file {}", log.display()))?;
-        let mut child = spawn(&config)
-            .with_context(|| format!("could not start Ollama ({})", config.executable.display()))?;
+        let mut child = spawn(settings, executable)
+            .with_context(|| format!("could not start Ollama ({})", executable.display()))?;
         let pid = child.id().unwrap_or(0);
-        let registration = crate::registry::register(config.home, pid, config.executable, &log);
+        let registration = crate::registry::register(&settings.home, pid, executable, &log);
         let watchdog = platform::Watchdog::spawn(pid);
         let listening = pump_output(&mut *child, log_file);
         let mut server = Server {
@@ -83,7 +73,7 @@ impl Server {
             registration,
             watchdog,
         };
-        if let Err(err) = server.wait_ready(&config.bind, listening).await {
+        if let Err(err) = server.wait_ready(&settings.bind, listening).await {
             server.stop().await;
             return Err(err);
         }
@@ -141,8 +131,9 @@ impl Server {
             }
             if addr.is_some() {
                 tokio::time::sleep(READY_RETRY).await;
-            } else {
-                until_listening(&mut listening).await;
+            } else if let Ok(Err(_)) = tokio::time::timeout(READY_POLL, listening.changed()).await {
+                // Its output closed (Ollama is exiting): the next look finds the exit.
+                tokio::time::sleep(READY_POLL).await;
             }
         }
     }
@@ -203,16 +194,9 @@ impl Server {
 
 /// How soon an Ollama that is listening but did not answer yet is asked again.
 const READY_RETRY: Duration = Duration::from_millis(10);
-/// How often a start-up that has not logged its address yet looks whether Ollama exited.
+/// How often a start-up that has not logged its address yet looks whether Ollama exited
+/// (it looks again as soon as Ollama logs the address).
 const READY_POLL: Duration = Duration::from_millis(50);
-
-/// Returns as soon as Ollama logs the address it listens on, or after `READY_POLL`.
-async fn until_listening(listening: &mut watch::Receiver<Option<SocketAddr>>) {
-    // Its output closed (Ollama is exiting): the next look finds the exit.
-    if let Ok(Err(_)) = tokio::time::timeout(READY_POLL, listening.changed()).await {
-        tokio::time::sleep(READY_POLL).await;
-    }
-}
 
 /// An exit status as the user reads it ("exit status: 1", "signal: 9 (SIGKILL)").
 pub fn describe_exit(status: Option<ExitStatus>) -> String {
@@ -230,27 +214,27 @@ pub fn died_message(status: &str, log: &Path) -> String {
     )
 }
 
-fn spawn(config: &Config<'_>) -> std::io::Result<Box<dyn ChildWrapper>> {
-    let ollama_home = config.home.ollama_home();
+fn spawn(settings: &Settings, executable: &Path) -> std::io::Result<Box<dyn ChildWrapper>> {
+    let ollama_home = settings.home.ollama_home();
     crate::home::make_private_dir(&ollama_home)?;
-    let models = config.home.models();
+    let models = settings.home.models();
     std::fs::create_dir_all(&models)?;
 
-    let mut command = tokio::process::Command::new(config.executable);
+    let mut command = tokio::process::Command::new(executable);
     command
         .arg("serve")
-        .env(EnvVars::OLLAMA_HOST, config.bind.ollama_host())
+        .env(EnvVars::OLLAMA_HOST, settings.bind.ollama_host())
         .env(EnvVars::OLLAMA_MODELS, &models)
         .env(
             EnvVars::OLLAMA_CONTEXT_LENGTH,
-            config.context_length.to_string(),
+            settings.context_length.to_string(),
         )
         // Ollama writes its key pair under $HOME/.ollama: keep it inside the codex-oss home.
         .env("HOME", &ollama_home)
         .env("USERPROFILE", &ollama_home)
         // Set for the user's own Ollama: origins allowed to call it from a browser.
         .env_remove(EnvVars::OLLAMA_ORIGINS)
-        .envs(config.env)
+        .envs(&settings.server_env)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
@@ -475,20 +459,16 @@ mod tests {
 
     #[test]
     fn listening_line_gives_the_address() {
-        let line = r#"time=2026 level=INFO source=routes.go:1 msg="Listening on 127.0.0.1:43121 (version 0.32.15)""#;
-        assert_eq!(
-            parse_listening(line),
-            Some("127.0.0.1:43121".parse().unwrap())
-        );
-        assert_eq!(
-            parse_listening("Listening on 0.0.0.0:80 (version 1)"),
-            Some("127.0.0.1:80".parse().unwrap())
-        );
-        assert_eq!(
-            parse_listening("Listening on [::]:80 (version 1)"),
-            Some("[::1]:80".parse().unwrap())
-        );
-        assert_eq!(parse_listening("starting runner"), None);
+        let ollama = r#"time=2026 level=INFO source=routes.go:1 msg="Listening on 127.0.0.1:43121 (version 0.32.15)""#;
+        for (line, addr) in [
+            (ollama, Some("127.0.0.1:43121")),
+            ("Listening on 0.0.0.0:80 (version 1)", Some("127.0.0.1:80")),
+            ("Listening on [::]:80 (version 1)", Some("[::1]:80")),
+            ("starting runner", None),
+        ] {
+            let expected = addr.map(|a| a.parse().unwrap());
+            assert_eq!(parse_listening(line), expected, "{line}");
+        }
     }
 
     #[test]

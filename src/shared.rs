@@ -25,7 +25,7 @@
 //! A live keeper is waited for however slow its server is to answer, never replaced,
 //! and a record is removed only by the keeper it names.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -38,7 +38,7 @@ use tokio::io::AsyncBufReadExt;
 
 use crate::files::read_json;
 use crate::home::Home;
-use crate::lock;
+use crate::lock::{self, Mode};
 use crate::platform::{self, ProcessIdentity};
 use crate::server::{self, Server};
 use crate::settings::Settings;
@@ -94,8 +94,7 @@ impl ServerSettings {
         if self.executable != other.executable {
             found.push(format!("Ollama {}", other.executable.display()));
         }
-        let names: std::collections::BTreeSet<&String> =
-            self.env.keys().chain(other.env.keys()).collect();
+        let names: BTreeSet<&String> = self.env.keys().chain(other.env.keys()).collect();
         for name in names {
             if self.env.get(name) != other.env.get(name) {
                 // How the other server has it, without its value (it may be a secret).
@@ -131,22 +130,11 @@ fn dir(home: &Home) -> PathBuf {
     home.run().join("shared")
 }
 
-fn leases_dir(home: &Home, key: &str) -> PathBuf {
-    dir(home).join(format!("{key}.leases"))
-}
-
-fn record_path(home: &Home, key: &str) -> PathBuf {
-    dir(home).join(format!("{key}.json"))
-}
-
-fn lock_path(home: &Home, key: &str) -> PathBuf {
-    dir(home).join(format!("{key}.lock"))
-}
-
-/// Where a keeper leaves its server's exit status when the server dies under it, for
-/// the launchers that were using it to report.
-fn exit_path(home: &Home, key: &str, keeper_pid: u32) -> PathBuf {
-    dir(home).join(format!("{key}.{keeper_pid}.exit"))
+/// `<key>.<ext>` in the shared servers' folder: `leases` (the folder of leases), `json`
+/// (the record), `lock`, and `<keeper pid>.exit`, where a keeper leaves its server's exit
+/// status when the server dies under it, for the launchers that were using it to report.
+fn key_path(home: &Home, key: &str, ext: &str) -> PathBuf {
+    dir(home).join(format!("{key}.{ext}"))
 }
 
 /// Exit notes older than this were read long ago (launchers read them at once).
@@ -154,21 +142,29 @@ const EXIT_NOTE_KEPT: Duration = Duration::from_secs(60);
 
 /// Removes this key's exit notes that nobody can still be waiting to read.
 fn remove_old_exit_notes(home: &Home, key: &str) {
-    let Ok(entries) = std::fs::read_dir(dir(home)) else {
-        return;
-    };
     let prefix = format!("{key}.");
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        let old = entry
-            .metadata()
+    for path in files(&dir(home), "exit") {
+        let old = path
+            .symlink_metadata()
             .and_then(|m| m.modified())
             .is_ok_and(|t| t.elapsed().unwrap_or_default() > EXIT_NOTE_KEPT);
-        if name.starts_with(&prefix) && name.ends_with(".exit") && old {
-            let _ = std::fs::remove_file(entry.path());
+        let ours = path
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with(&prefix));
+        if ours && old {
+            let _ = std::fs::remove_file(path);
         }
     }
+}
+
+/// The files named `*.<ext>` in `dir`.
+fn files(dir: &Path, ext: &'static str) -> impl Iterator<Item = PathBuf> {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(move |path| path.extension().is_some_and(|x| x == ext))
 }
 
 /// This launcher's lease on a shared server in `dir`; `None` on a filesystem without
@@ -186,7 +182,7 @@ fn take_lease(dir: &Path) -> Result<Option<lock::Claim>> {
         .keep()
         .context("could not keep the lease file")?;
     let path = new.with_extension("lease");
-    if lock::try_take(&file, lock::Mode::Exclusive, &new)? == lock::Taken::Held {
+    if lock::try_take(&file, Mode::Exclusive, &new)? == lock::Taken::Held {
         std::fs::rename(&new, &path).context("could not name the lease")?;
         Ok(Some(lock::Claim { path, file }))
     } else {
@@ -195,7 +191,6 @@ fn take_lease(dir: &Path) -> Result<Option<lock::Claim>> {
     }
 }
 
-/// A shared server this launcher uses.
 pub struct Shared {
     addr: SocketAddr,
     log: PathBuf,
@@ -211,21 +206,16 @@ impl Shared {
         let home = &settings.home;
         let wanted = ServerSettings::of(settings, executable);
         let key = wanted.key();
-        let Some(lease) = take_lease(&leases_dir(home, &key))? else {
+        let Some(lease) = take_lease(&key_path(home, &key, "leases"))? else {
             return Ok(None);
         };
-        let lock_file = lock_path(home, &key);
+        let path = key_path(home, &key, "lock");
         let _lock = tokio::task::spawn_blocking(move || {
-            lock::wait(
-                &lock_file,
-                lock::Mode::Exclusive,
-                "starting Ollama",
-                START_PATIENCE,
-            )
+            lock::wait(&path, Mode::Exclusive, "starting Ollama", START_PATIENCE)
         })
         .await
         .context("waiting for the shared server's lock stopped")??;
-        let found = live_server(&record_path(home, &key)).await?;
+        let found = live_server(&key_path(home, &key, "json")).await?;
         let (keeper, serving) = if let Some((keeper, serving)) = found {
             tracing::info!("joining the shared Ollama at {}", serving.addr);
             (keeper, serving)
@@ -235,7 +225,7 @@ impl Shared {
             start_keeper(home, &key).await?
         };
         Ok(Some(Shared {
-            exit_note: exit_path(home, &key, keeper.pid),
+            exit_note: key_path(home, &key, &format!("{}.exit", keeper.pid)),
             addr: serving.addr,
             log: serving.log,
             keeper,
@@ -274,12 +264,9 @@ async fn live_server(path: &Path) -> Result<Option<(ProcessIdentity, Serving)>> 
     let deadline = std::time::Instant::now() + START_PATIENCE;
     let mut said = false;
     loop {
-        let Some(record) = read_json::<Record>(path) else {
+        let Some(record) = read_json::<Record>(path).filter(|r| r.keeper.is_alive()) else {
             return Ok(None);
         };
-        if !record.keeper.is_alive() {
-            return Ok(None);
-        }
         if let Some(serving) = record.serving {
             if answers(serving.addr).await {
                 return Ok(Some((record.keeper, serving)));
@@ -363,7 +350,7 @@ async fn start_keeper(home: &Home, key: &str) -> Result<(ProcessIdentity, Servin
     .context("Ollama's keeper did not report within its deadline")?
     .context("could not read from Ollama's keeper")?;
     match first.as_deref() {
-        Some("ready") => read_json::<Record>(&record_path(home, key))
+        Some("ready") => read_json::<Record>(&key_path(home, key, "json"))
             .and_then(|record| Some((record.keeper, record.serving?)))
             .context("Ollama's keeper said it was ready but left no record"),
         Some(line) => bail!("{}", line.strip_prefix("failed: ").unwrap_or(line)),
@@ -437,28 +424,22 @@ async fn keep_inner(home_root: &str, key: &str) -> Result<()> {
     let home = &settings.home;
     remove_old_exit_notes(home, key);
     let me = ProcessIdentity::of(std::process::id()).context("no identity for the keeper")?;
-    let path = record_path(home, key);
+    let path = key_path(home, key, "json");
     let mut record = Record {
         keeper: me.clone(),
         serving: None,
         settings: wanted,
     };
     // "Starting": a launcher that comes now waits for this keeper.
-    write_record(&path, &record)?;
-    let mut server = Server::start(server::Config {
-        executable: &tool.path,
-        home,
-        bind: settings.bind.clone(),
-        context_length: settings.context_length,
-        env: &settings.server_env,
-    })
-    .await
-    .inspect_err(|_| remove_own_record(&path, &me))?;
+    crate::files::write_atomically(&path, &serde_json::to_vec(&record)?)?;
+    let mut server = Server::start(&settings, &tool.path)
+        .await
+        .inspect_err(|_| remove_own_record(&path, &me))?;
     record.serving = Some(Serving {
         addr: server.addr(),
         log: server.log_path().to_owned(),
     });
-    write_record(&path, &record)?;
+    crate::files::write_atomically(&path, &serde_json::to_vec(&record)?)?;
     out!("ready");
 
     let mut signals = platform::Signals::new()?;
@@ -466,7 +447,7 @@ async fn keep_inner(home_root: &str, key: &str) -> Result<()> {
     let mut idle_since = None;
     let (ended_tx, mut ended) = tokio::sync::mpsc::unbounded_channel();
     let mut watch = LeaseWatch {
-        dir: leases_dir(home, key),
+        dir: key_path(home, key, "leases"),
         watched: std::collections::HashSet::new(),
         ended: ended_tx,
     };
@@ -476,7 +457,7 @@ async fn keep_inner(home_root: &str, key: &str) -> Result<()> {
             status = server.wait_exit() => {
                 remove_own_record(&path, &me);
                 let status = server::describe_exit(status);
-                let note = exit_path(home, key, record.keeper.pid);
+                let note = key_path(home, key, &format!("{}.exit", record.keeper.pid));
                 if let Err(err) = crate::files::write_atomically(&note, status.as_bytes()) {
                     tracing::warn!("could not note the server's exit in {}: {err}", note.display());
                 }
@@ -507,34 +488,27 @@ fn time_to_stop(
     keep_alive: Option<Duration>,
     idle_since: &mut Option<std::time::Instant>,
 ) -> bool {
-    if live_leases(&leases_dir(home, key)) > 0 {
+    if live_leases(&key_path(home, key, "leases")) > 0 {
         *idle_since = None;
         return false;
     }
     let since = *idle_since.get_or_insert_with(std::time::Instant::now);
-    match keep_alive {
-        Some(keep) if since.elapsed() >= keep => last_one_gone(home, key, me),
-        _ => false,
-    }
+    keep_alive.is_some_and(|keep| since.elapsed() >= keep) && last_one_gone(home, key, me)
 }
 
 /// True when no lease is alive, checked again under the key's lock so that no launcher
 /// joins while the server goes away. The lock is held until the keeper exits.
 fn last_one_gone(home: &Home, key: &str, me: &ProcessIdentity) -> bool {
-    if !leases_dir(home, key).is_dir() {
+    if !key_path(home, key, "leases").is_dir() {
         return true; // the home was deleted: nobody can hold a lease any more
     }
-    let path = lock_path(home, key);
-    let Ok(file) = lock::open(&path) else {
-        return false;
-    };
-    if lock::try_take(&file, lock::Mode::Exclusive, &path).ok() != Some(lock::Taken::Held) {
+    let Ok(Some(file)) = lock::take_free(&key_path(home, key, "lock")) else {
         return false; // a launcher is joining: look again later
-    }
-    if live_leases(&leases_dir(home, key)) > 0 {
+    };
+    if live_leases(&key_path(home, key, "leases")) > 0 {
         return false;
     }
-    remove_own_record(&record_path(home, key), me);
+    remove_own_record(&key_path(home, key, "json"), me);
     // Keep the lock until this process ends.
     std::mem::forget(file);
     true
@@ -551,12 +525,8 @@ struct LeaseWatch {
 impl LeaseWatch {
     /// Starts waiting on the leases that appeared since the last look.
     fn scan(&mut self) {
-        let Ok(entries) = std::fs::read_dir(&self.dir) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.extension().is_none_or(|x| x != "lease") || self.watched.contains(&path) {
+        for path in files(&self.dir, "lease") {
+            if self.watched.contains(&path) {
                 continue;
             }
             let Ok(file) = lock::open(&path) else {
@@ -577,22 +547,12 @@ impl LeaseWatch {
 
 /// Counts leases whose holder lives; removes those of holders that are gone.
 fn live_leases(dir: &Path) -> usize {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
-    };
     let mut live = 0;
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.extension().is_none_or(|x| x != "lease") {
-            continue;
-        }
-        let Ok(file) = lock::open(&path) else {
-            continue;
-        };
-        if lock::try_take(&file, lock::Mode::Exclusive, &path).ok() == Some(lock::Taken::Held) {
-            let _ = std::fs::remove_file(&path);
-        } else {
-            live += 1;
+    for path in files(dir, "lease") {
+        match lock::take_free(&path) {
+            Ok(Some(_held)) => drop(std::fs::remove_file(&path)),
+            Ok(None) => live += 1,
+            Err(_) => {}
         }
     }
     live
@@ -605,11 +565,6 @@ fn remove_own_record(path: &Path, me: &ProcessIdentity) {
     }
 }
 
-fn write_record(path: &Path, record: &Record) -> Result<()> {
-    crate::files::write_atomically(path, &serde_json::to_vec(record)?)?;
-    Ok(())
-}
-
 /// The shared servers running now, with their live leases: for `doctor`.
 pub fn running(home: &Home) -> Vec<(String, usize, PathBuf)> {
     live_records(home)
@@ -618,7 +573,7 @@ pub fn running(home: &Home) -> Vec<(String, usize, PathBuf)> {
             let key = path.file_stem()?.to_string_lossy().into_owned();
             Some((
                 format!("http://{}", serving.addr),
-                live_leases(&leases_dir(home, &key)),
+                live_leases(&key_path(home, &key, "leases")),
                 serving.log,
             ))
         })
@@ -627,12 +582,7 @@ pub fn running(home: &Home) -> Vec<(String, usize, PathBuf)> {
 
 /// The records of the keepers alive now, with their paths.
 fn live_records(home: &Home) -> impl Iterator<Item = (PathBuf, Record)> {
-    std::fs::read_dir(dir(home))
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|path| path.extension().is_some_and(|x| x == "json"))
+    files(&dir(home), "json")
         .filter_map(|path| read_json::<Record>(&path).map(|record| (path, record)))
         .filter(|(_, record)| record.keeper.is_alive())
 }

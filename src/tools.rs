@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, ensure, Result};
 
 use crate::env_vars::EnvVars;
-use crate::home::Home;
 use crate::payload::{self, Payload, Unpacked};
 use crate::settings::Settings;
 
@@ -28,27 +27,24 @@ pub async fn resolve(find: fn(&Settings) -> Result<Tool>, settings: &Settings) -
 }
 
 pub fn ollama(settings: &Settings) -> Result<Tool> {
+    let names = (EnvVars::CODEX_OSS_OLLAMA, "ollama", "SKIP_OLLAMA_DOWNLOAD");
     find(
-        &settings.home,
+        settings,
         payload::ollama(),
         settings.ollama.as_deref(),
-        (EnvVars::CODEX_OSS_OLLAMA, "ollama", "SKIP_OLLAMA_DOWNLOAD"),
+        names,
     )
 }
 
 pub fn codex(settings: &Settings) -> Result<Tool> {
-    find(
-        &settings.home,
-        payload::codex(),
-        settings.codex.as_deref(),
-        (EnvVars::CODEX_OSS_CODEX, "codex", "SKIP_CODEX_DOWNLOAD"),
-    )
+    let names = (EnvVars::CODEX_OSS_CODEX, "codex", "SKIP_CODEX_DOWNLOAD");
+    find(settings, payload::codex(), settings.codex.as_deref(), names)
 }
 
 /// The user's executable, else the embedded payload, else the program on PATH. `names`:
 /// the variable that overrides it, the program, and the build switch that left it out.
 fn find(
-    home: &Home,
+    settings: &Settings,
     payload: Option<&Payload>,
     chosen: Option<&Path>,
     (var, program, switch): (&str, &str, &str),
@@ -65,7 +61,7 @@ fn find(
         });
     }
     if let Some(payload) = payload {
-        let unpacked = payload.ensure_unpacked(home)?;
+        let unpacked = payload.ensure_unpacked(&settings.home)?;
         return Ok(Tool {
             path: unpacked.executable.clone(),
             _unpacked: Some(unpacked),

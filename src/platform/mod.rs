@@ -126,15 +126,12 @@ impl ProcessIdentity {
         )
     }
 
-    /// True when the pid means the same thing here: same boot (Linux), same pid namespace.
-    fn seen_from(&self, boot: &str, namespace: &str, clock: Clock) -> bool {
-        self.namespace == namespace && (clock == Clock::Wall || self.boot == boot)
-    }
-
     /// True when the process with this pid, started at `start` (none: no such process),
-    /// is this one, seen from `boot` and `namespace`.
+    /// is this one, seen from `boot` and `namespace`: the pid must mean the same thing
+    /// there (same boot on Linux, same pid namespace).
     fn matches(&self, boot: &str, namespace: &str, start: Option<u64>, clock: Clock) -> bool {
-        self.seen_from(boot, namespace, clock)
+        self.namespace == namespace
+            && (clock == Clock::Wall || self.boot == boot)
             && start.is_some_and(|start| match clock {
                 Clock::Kernel => start == self.start_time,
                 Clock::Wall => start.abs_diff(self.start_time) <= START_TOLERANCE_SECS,

@@ -1,6 +1,7 @@
 //! Unix: process groups and signals, parent-death signals on Linux, modes and owners.
 
 use std::io;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 use std::process::ExitStatus;
 use std::time::{Duration, Instant};
@@ -182,20 +183,17 @@ pub fn is_executable(path: &Path) -> bool {
 
 /// True when the owner may execute the file.
 pub fn has_exec_bit(meta: &std::fs::Metadata) -> bool {
-    use std::os::unix::fs::PermissionsExt;
     meta.permissions().mode() & 0o100 != 0
 }
 
 /// The permission bits as the filesystem reports them.
 pub fn mode_of(meta: &std::fs::Metadata) -> u32 {
-    use std::os::unix::fs::PermissionsExt;
     meta.permissions().mode() & 0o7777
 }
 
 /// Creates a file that must not exist yet (no following a link to elsewhere), with the
 /// permission bits it is to have (less the umask), in one system call.
 pub fn create_new_file(path: &Path, mode: u32) -> io::Result<std::fs::File> {
-    use std::os::unix::fs::OpenOptionsExt;
     std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -205,7 +203,6 @@ pub fn create_new_file(path: &Path, mode: u32) -> io::Result<std::fs::File> {
 
 /// Opens a file for reading, failing (ELOOP) where `path` itself is a link.
 pub fn open_no_follow(path: &Path) -> io::Result<std::fs::File> {
-    use std::os::unix::fs::OpenOptionsExt;
     std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
@@ -213,7 +210,6 @@ pub fn open_no_follow(path: &Path) -> io::Result<std::fs::File> {
 }
 
 pub fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & 0o777))
 }
 
@@ -231,7 +227,6 @@ pub fn make_symlink(target: &Path, link: &Path) -> io::Result<()> {
 
 /// Whether others could have changed what `meta` describes.
 pub fn exposure(meta: &std::fs::Metadata) -> Option<Exposure> {
-    use std::os::unix::fs::MetadataExt;
     let me = nix::unistd::geteuid().as_raw();
     if meta.uid() != me {
         return Some(Exposure::OtherOwner(meta.uid()));

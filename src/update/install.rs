@@ -51,7 +51,21 @@ pub fn install(
         )
     })?;
     smoke_test(&new_exe, version)?;
-    replace(exe, &new_exe).map_err(|e| replace_error(exe, &e))
+    replace(exe, &new_exe).map_err(|e| match e.kind() {
+        io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem => {
+            cannot_write(exe, &e)
+        }
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => anyhow!(
+            "not enough space in {} for the new codex-oss ({}); nothing was changed: free some space and run `codex-oss update` again",
+            exe.parent().unwrap_or(Path::new(".")).display(),
+            cause(&e)
+        ),
+        _ => anyhow!(
+            "could not replace {} ({}); nothing was changed: run `codex-oss update` again",
+            exe.display(),
+            cause(&e)
+        ),
+    })
 }
 
 /// The executable in an unpacked cargo-dist archive: `codex-oss-<target>/codex-oss`
@@ -72,11 +86,7 @@ fn smoke_test(new_exe: &Path, version: &semver::Version) -> Result<()> {
             super::issues_page()
         )
     };
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let _ = std::fs::set_permissions(new_exe, std::fs::Permissions::from_mode(0o755));
-    }
+    let _ = crate::platform::set_mode(new_exe, 0o755);
     let mut child = Command::new(new_exe)
         .arg("--version")
         .stdin(Stdio::null())
@@ -118,25 +128,6 @@ fn smoke_test(new_exe: &Path, version: &semver::Version) -> Result<()> {
     Ok(())
 }
 
-fn replace_error(exe: &Path, e: &io::Error) -> anyhow::Error {
-    let dir = exe.parent().unwrap_or(Path::new("."));
-    match e.kind() {
-        io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem => {
-            cannot_write(exe, e)
-        }
-        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => anyhow!(
-            "not enough space in {} for the new codex-oss ({}); nothing was changed: free some space and run `codex-oss update` again",
-            dir.display(),
-            cause(e)
-        ),
-        _ => anyhow!(
-            "could not replace {} ({}); nothing was changed: run `codex-oss update` again",
-            exe.display(),
-            cause(e)
-        ),
-    }
-}
-
 /// Unix: self-replace copies the new executable beside the running one (with its
 /// permissions) and renames it over it, one atomic step; a failure before the rename
 /// removes the copy.
@@ -175,25 +166,11 @@ fn replace(exe: &Path, new_exe: &Path) -> io::Result<()> {
 
 /// Sets the version in the installers' receipt for `exe`'s folder, if there is one.
 pub fn refresh_receipt(exe: &Path, version: &semver::Version) {
+    const APP: &str = "codex-oss";
     let Some(dir) = exe.parent() else {
         return;
     };
-    for path in receipt_paths() {
-        match refresh_one(&path, dir, version) {
-            Ok(true) => tracing::info!("{} now says {version}", path.display()),
-            Ok(false) => {}
-            Err(e) => tracing::warn!(
-                "could not update the install receipt {}: {e}",
-                path.display()
-            ),
-        }
-    }
-}
-
-/// Where cargo-dist's installers write the receipt (the places axoupdater read it from).
-fn receipt_paths() -> Vec<PathBuf> {
-    const APP: &str = "codex-oss";
-    let file = format!("{APP}-receipt.json");
+    // Where cargo-dist's installers write the receipt (the places axoupdater read it from).
     let mut dirs = Vec::new();
     if let Some(config) = std::env::var_os("XDG_CONFIG_HOME").filter(|v| !v.is_empty()) {
         dirs.push(PathBuf::from(config).join(APP));
@@ -206,7 +183,17 @@ fn receipt_paths() -> Vec<PathBuf> {
         dirs.push(home.join(".config").join(APP));
     }
     dirs.dedup();
-    dirs.into_iter().map(|dir| dir.join(&file)).collect()
+    let file = format!("{APP}-receipt.json");
+    for path in dirs.iter().map(|config| config.join(&file)) {
+        match refresh_one(&path, dir, version) {
+            Ok(true) => tracing::info!("{} now says {version}", path.display()),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(
+                "could not update the install receipt {}: {e}",
+                path.display()
+            ),
+        }
+    }
 }
 
 /// Updates the receipt at `path` when it is for `dir`; true when it did.

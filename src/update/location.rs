@@ -124,10 +124,8 @@ pub(super) fn cannot_write(exe: &Path, e: &std::io::Error) -> anyhow::Error {
 #[cfg(feature = "self-update")]
 pub(super) fn cause(e: &std::io::Error) -> String {
     let text = e.to_string();
-    match text.split_once(" at path ") {
-        Some((cause, _)) => cause.to_owned(),
-        None => text,
-    }
+    text.split_once(" at path ")
+        .map_or_else(|| text.clone(), |(cause, _)| cause.to_owned())
 }
 
 #[cfg(test)]

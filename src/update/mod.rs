@@ -38,23 +38,18 @@ pub use install::{install, refresh_receipt};
 #[cfg(feature = "self-update")]
 pub use releases::{Manifest, Source};
 
-/// This codex-oss's version.
 pub const CURRENT_VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// The release page users are sent to (from Cargo.toml's `repository`).
+const REPOSITORY: &str = env!("CARGO_PKG_REPOSITORY");
+
+/// The release page users are sent to.
 pub fn releases_page() -> String {
-    format!(
-        "{}/releases",
-        env!("CARGO_PKG_REPOSITORY").trim_end_matches('/')
-    )
+    format!("{}/releases", REPOSITORY.trim_end_matches('/'))
 }
 
 /// Where to report a release that fails verification.
 pub fn issues_page() -> String {
-    format!(
-        "{}/issues",
-        env!("CARGO_PKG_REPOSITORY").trim_end_matches('/')
-    )
+    format!("{}/issues", REPOSITORY.trim_end_matches('/'))
 }
 
 /// The version a user typed (`0.2.0` or `v0.2.0`).
@@ -68,7 +63,6 @@ pub fn parse_version(text: &str) -> anyhow::Result<semver::Version> {
     })
 }
 
-/// This codex-oss's version, parsed.
 pub fn current_version() -> semver::Version {
     semver::Version::parse(CURRENT_VERSION).expect("Cargo.toml's version is semver")
 }

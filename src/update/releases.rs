@@ -217,41 +217,30 @@ impl Source {
 
         let path = dir.join(&name);
         say!("downloading codex-oss {version} ({name})");
-        self.fetch_archive(asset, &path, &sha256, subject)?;
-        let file = File::open(&path).map_err(|e| unreadable(&path, &e))?;
-        // The download checked the SHA-256 already: this pass is the signature's.
-        verify::check(BufReader::new(file), subject, &signature)?;
-        Ok(path)
-    }
-
-    /// Downloads the archive `asset` into `path` (`download`: hash-checked against
-    /// `sha256`, at most `MAX_ARCHIVE_BYTES`, with a progress bar on a terminal). The
-    /// command runs outside any async runtime: the download gets one of its own.
-    fn fetch_archive(
-        &self,
-        asset: &ReleaseAsset,
-        path: &Path,
-        sha256: &str,
-        subject: Subject<'_>,
-    ) -> Result<()> {
+        // `download`: hash-checked against `sha256`, at most `MAX_ARCHIVE_BYTES`, with a
+        // progress bar on a terminal. The command runs outside any async runtime: the
+        // download gets one of its own.
         let url = asset.download_url();
-        let headers = self.headers(url)?;
-        let bar = format!("downloading codex-oss {}", subject.version);
+        let bar = format!("downloading codex-oss {version}");
         let expected = download::Expected {
-            sha256,
+            sha256: &sha256,
             size: download::Size::AtMost(MAX_ARCHIVE_BYTES),
-            what: subject.file,
+            what: &name,
             bar: &bar,
             lines: None,
-            headers,
+            headers: self.headers(url)?,
         };
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(|e| anyhow!("could not start the download ({e}): nothing was installed: run `codex-oss update` again"))?;
         runtime
-            .block_on(download::fetch(url, path, &expected))
-            .map_err(|e| self.explain_download(&e, subject))
+            .block_on(download::fetch(url, &path, &expected))
+            .map_err(|e| self.explain_download(&e, subject))?;
+        let file = File::open(&path).map_err(|e| unreadable(&path, &e))?;
+        // The download checked the SHA-256 already: this pass is the signature's.
+        verify::check(BufReader::new(file), subject, &signature)?;
+        Ok(path)
     }
 
     /// A small text file of the release (a signature, a checksum), which must be there.
@@ -450,19 +439,17 @@ enum Failure {
 fn status_failure(code: u16, headers: &HeaderMap) -> Failure {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let spent = header("x-ratelimit-remaining").is_some_and(|left| left.trim() == "0");
+    // The time `x-ratelimit-reset` names, in seconds since 1970.
+    let reset_at = header("x-ratelimit-reset")
+        .and_then(|seconds| seconds.trim().parse().ok())
+        .and_then(|seconds| SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(seconds)));
     match code {
-        429 => Failure::RateLimited(reset_at(header("x-ratelimit-reset"))),
-        403 if spent => Failure::RateLimited(reset_at(header("x-ratelimit-reset"))),
+        429 => Failure::RateLimited(reset_at),
+        403 if spent => Failure::RateLimited(reset_at),
         404 => Failure::NotFound,
         401 | 403 => Failure::Unauthorized(code),
         _ => Failure::Status(code),
     }
-}
-
-/// The time `x-ratelimit-reset` (seconds since 1970) names.
-fn reset_at(seconds: Option<&str>) -> Option<SystemTime> {
-    let seconds: u64 = seconds?.trim().parse().ok()?;
-    SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(seconds))
 }
 
 impl Release {

@@ -14,7 +14,6 @@ use minisign_verify::{PublicKey, Signature};
 /// The release key's base64 line, as build.rs checked it.
 static PUBLIC_KEY: &str = include_str!(concat!(env!("OUT_DIR"), "/update-public-key.b64"));
 
-/// The compiled-in release key.
 fn release_key() -> PublicKey {
     PublicKey::from_base64(PUBLIC_KEY.trim()).expect("build.rs checked the update public key")
 }
