@@ -233,7 +233,16 @@ mod tests {
         // Codex's words (its flags, its subcommands) are Codex's, but for the three
         // subcommands the launcher takes first.
         let subcommands = CODEX_SUBCOMMANDS.iter().map(|(word, _)| *word);
-        for word in ["--full-auto", "-m"].into_iter().chain(subcommands) {
+        let named = [
+            "exec",
+            "resume",
+            "login",
+            "--full-auto",
+            "-m",
+            "mcp",
+            "apply",
+        ];
+        for word in named.into_iter().chain(subcommands) {
             let shadowed = matches!(word, "update" | "doctor" | "help");
             assert_eq!(is_launcher_word(word), shadowed, "{word}");
         }
