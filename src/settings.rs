@@ -8,6 +8,7 @@
 //! the variable (or the file, line and column) and shows a valid example.
 
 use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -215,7 +216,11 @@ impl Settings {
 
     /// The settings of this process: its environment, config.toml and memory.
     pub fn load(model_flag: Option<String>) -> anyhow::Result<Settings> {
-        let env = Env(std::env::vars().collect());
+        // A variable whose name or value is not Unicode is none of ours: passed over
+        // (`std::env::vars` would panic on it).
+        let unicode =
+            |(k, v): (OsString, OsString)| Some((k.into_string().ok()?, v.into_string().ok()?));
+        let env = Env(std::env::vars_os().filter_map(unicode).collect());
         let cwd = std::env::current_dir()?;
         let user_home = dirs::home_dir();
         let root = home_root(&env, user_home.as_deref(), &cwd)?;

@@ -167,6 +167,18 @@ fn stop(serving: Running) -> Finished {
 }
 
 #[test]
+fn a_variable_that_is_not_unicode_is_passed_over() {
+    // A shell can hold any bytes (a Latin-1 title, a path from an old disk).
+    use std::os::unix::ffi::OsStrExt;
+    let scratch = Scratch::new();
+    let mut exec = exec_say_hi(&scratch);
+    exec.env("PROJECT_TITLE", std::ffi::OsStr::from_bytes(b"caf\xe9"));
+    let out = run(exec);
+    assert!(out.status.success(), "{}", out.text());
+    assert!(out.stdout.contains(REPLY), "{}", out.text());
+}
+
+#[test]
 fn ollama_host_and_origins_from_the_shell_do_not_open_the_embedded_server() {
     let scratch = Scratch::new();
 
