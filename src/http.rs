@@ -93,9 +93,18 @@ pub fn describe(err: &reqwest::Error) -> String {
     } else if err.is_decode() {
         "malformed reply".to_owned()
     } else {
+        // reqwest's words end in " for url (URL)", which the caller names already; what
+        // went wrong is in the error beneath (the connection closed, a reset...).
         let mut text = err.to_string();
         if let Some(url) = err.url() {
-            text = text.replace(&format!(" ({url})"), "");
+            text = text.replace(&format!(" for url ({url})"), "");
+        }
+        let mut cause: &dyn std::error::Error = err;
+        while let Some(inner) = cause.source() {
+            cause = inner;
+        }
+        if !std::ptr::addr_eq(cause, err) {
+            text = format!("{text}: {cause}");
         }
         text
     }
@@ -119,6 +128,25 @@ pub async fn text_capped(resp: reqwest::Response, limit: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_request_the_server_drops_says_why_without_the_url() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/api/tags", listener.local_addr().unwrap());
+        // Reads the request, then closes the connection without an answer.
+        tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut buf = [0; 1024];
+            let _ = tokio::io::AsyncReadExt::read(&mut stream, &mut buf).await;
+        });
+        let client = loopback_client_builder().build().unwrap();
+        let err = client.get(&url).send().await.unwrap_err();
+        let text = describe(&err);
+        assert_eq!(
+            text,
+            "error sending request: connection closed before message completed"
+        );
+    }
 
     #[test]
     fn loopback_addresses_in_every_form() {
