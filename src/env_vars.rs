@@ -28,10 +28,14 @@ impl EnvVars {
     pub const CODEX_OSS_IMPORT: &'static str = "CODEX_OSS_IMPORT";
     /// `0`: a server of its own for every run, not one shared between runs.
     pub const CODEX_OSS_SHARE: &'static str = "CODEX_OSS_SHARE";
-    /// A server with GitHub's releases API for `codex-oss update`.
+    /// A server with GitHub's releases API for `codex-oss update` (not in a build without
+    /// the self-update feature, which has no `update`).
+    #[cfg(feature = "self-update")]
     pub const CODEX_OSS_UPDATE_API_URL: &'static str = "CODEX_OSS_UPDATE_API_URL";
     /// Tokens sent to that server only (the first set wins).
+    #[cfg(feature = "self-update")]
     pub const CODEX_OSS_GITHUB_TOKEN: &'static str = "CODEX_OSS_GITHUB_TOKEN";
+    #[cfg(feature = "self-update")]
     pub const GITHUB_TOKEN: &'static str = "GITHUB_TOKEN";
     /// The launcher's diagnostics, an env-filter (`warn`, `info`, `debug`).
     pub const CODEX_OSS_LOG: &'static str = "CODEX_OSS_LOG";
