@@ -344,11 +344,7 @@ fn root_cause(err: &reqwest::Error) -> String {
     if err.is_timeout() {
         return "timed out".to_owned();
     }
-    let mut cause: &dyn std::error::Error = err;
-    while let Some(inner) = cause.source() {
-        cause = inner;
-    }
-    cause.to_string()
+    crate::http::root_cause(err).to_string()
 }
 
 fn content_range(resp: &reqwest::Response) -> Option<&str> {

@@ -99,15 +99,21 @@ pub fn describe(err: &reqwest::Error) -> String {
         if let Some(url) = err.url() {
             text = text.replace(&format!(" for url ({url})"), "");
         }
-        let mut cause: &dyn std::error::Error = err;
-        while let Some(inner) = cause.source() {
-            cause = inner;
-        }
+        let cause = root_cause(err);
         if !std::ptr::addr_eq(cause, err) {
             text = format!("{text}: {cause}");
         }
         text
     }
+}
+
+/// The innermost error beneath `err` (itself when there is none): what went wrong.
+pub fn root_cause<'a>(
+    err: &'a (dyn std::error::Error + 'static),
+) -> &'a (dyn std::error::Error + 'static) {
+    std::iter::successors(Some(err), |e| e.source())
+        .last()
+        .unwrap_or(err)
 }
 
 /// The body of a response, read up to `limit` bytes (the rest is dropped unread), as
