@@ -70,6 +70,30 @@ pub struct ConfigFile {
     pub api_key_env: Option<String>,
 }
 
+impl ConfigFile {
+    /// Parses config.toml's text; an error names the file, the line and the column.
+    pub fn parse(path: &Path, text: &str) -> Result<ConfigFile, SettingsError> {
+        toml::from_str(text).map_err(|err| {
+            let (line, column) = err
+                .span()
+                .map_or((1, 1), |span| line_and_column(text, span.start));
+            SettingsError(format!(
+                "{}:{line}:{column}: {}; fix it or remove the file",
+                path.display(),
+                err.message().trim().replace('\n', " ")
+            ))
+        })
+    }
+}
+
+/// 1-based line and column of a byte offset.
+fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
 /// Where the embedded Ollama should listen.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Bind {
@@ -244,21 +268,11 @@ impl Settings {
     pub fn resolve(inputs: &Inputs<'_>) -> Result<Settings, SettingsError> {
         let env = inputs.env;
         let root = home_root(env, inputs.user_home.as_deref(), &inputs.cwd)?;
-        // An error in config.toml names the file, the line and the column.
-        let config: ConfigFile = match inputs.config {
-            None => ConfigFile::default(),
-            Some(text) => toml::from_str(text).map_err(|err| {
-                // 1-based line and column of where the error starts (1:1 when it says nowhere).
-                let before = &text[..err.span().map_or(0, |span| span.start.min(text.len()))];
-                let line = before.matches('\n').count() + 1;
-                let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-                SettingsError(format!(
-                    "{}:{line}:{column}: {}; fix it or remove the file",
-                    Home::config_path(&root).display(),
-                    err.message().trim().replace('\n', " ")
-                ))
-            })?,
-        };
+        let config = inputs
+            .config
+            .map(|text| ConfigFile::parse(&Home::config_path(&root), text))
+            .transpose()?
+            .unwrap_or_default();
         let models = env
             .get(EnvVars::OLLAMA_MODELS)
             .map(|dir| inputs.cwd.join(dir));

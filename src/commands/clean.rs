@@ -6,11 +6,13 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 
+use crate::home::Home;
 use crate::payload;
 use crate::settings::Settings;
 
 pub fn run(delete_models: bool) -> Result<ExitCode> {
-    let home = Settings::load(None)?.home;
+    let settings = Settings::load(None)?;
+    let home = settings.home;
     if !home.root().exists() {
         out!("nothing to clean in {}", home.root().display());
         return Ok(ExitCode::SUCCESS);
@@ -27,42 +29,22 @@ pub fn run(delete_models: bool) -> Result<ExitCode> {
             home.own_models().display()
         );
     }
-    // The folder name of this codex-oss's own Ollama and the size of the CUDA libraries in
-    // it, when it holds them: they took a long download, and the next run needs them.
-    let kept = payload::ollama().and_then(|payload| {
-        let record = crate::gpu::Place::of_embedded(payload, &home).record()?;
-        Some((payload.dir_name(), record.bytes()))
-    });
+    let kept = ollama_with_gpu_libraries(&home);
     payload::remove_unleased(&home, "ollama", kept.as_ref().map(|(dir, _)| dir.as_str()))?;
     payload::remove_unleased(&home, "codex", None)?;
     // Interrupted downloads of the GPU libraries (they resume otherwise).
-    let gpu_dir = std::fs::read_dir(home.root().join("gpu"));
-    for path in gpu_dir.into_iter().flatten().flatten().map(|e| e.path()) {
-        if path
-            .extension()
-            .is_some_and(|x| x == "part" || x == "validator")
-        {
-            let _ = std::fs::remove_file(path);
-        }
-    }
-    // Every log codex-oss wrote but those of the servers running now; other files in the
-    // folder are not its to remove.
-    let logs = home.logs();
-    if let Ok(entries) = std::fs::read_dir(&logs) {
-        let live = crate::registry::live_logs(&home);
+    if let Ok(entries) = std::fs::read_dir(home.root().join("gpu")) {
         for entry in entries.flatten() {
-            let path = entry.path();
-            let own = crate::home::is_own_log(&entry.file_name().to_string_lossy())
-                && entry.file_type().is_ok_and(|t| t.is_file());
-            if own && !live.contains(&path) {
-                std::fs::remove_file(&path)
-                    .with_context(|| format!("could not remove {}", path.display()))?;
+            if entry
+                .path()
+                .extension()
+                .is_some_and(|x| x == "part" || x == "validator")
+            {
+                let _ = std::fs::remove_file(entry.path());
             }
         }
-        if live.is_empty() {
-            let _ = std::fs::remove_dir(&logs);
-        }
     }
+    remove_logs(&home)?;
     // Copies left by imports that were killed (their process is gone); a running
     // import's own is kept.
     crate::import::remove_stale_partials(&models.join("blobs"));
@@ -85,4 +67,36 @@ pub fn run(delete_models: bool) -> Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The folder name of this codex-oss's own Ollama and the size of the CUDA libraries in
+/// it, when it holds them: they took a long download, and the next run needs them.
+fn ollama_with_gpu_libraries(home: &Home) -> Option<(String, u64)> {
+    let payload = payload::ollama()?;
+    let record = crate::gpu::Place::of_embedded(payload, home).record()?;
+    Some((payload.dir_name(), record.bytes()))
+}
+
+/// Removes every log codex-oss wrote but those of the servers running now; other files
+/// in the folder are not its to remove.
+fn remove_logs(home: &Home) -> Result<()> {
+    let logs = home.logs();
+    let Ok(entries) = std::fs::read_dir(&logs) else {
+        return Ok(());
+    };
+    let live = crate::registry::live_logs(home);
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let own = crate::home::is_own_log(&entry.file_name().to_string_lossy())
+            && entry.file_type().is_ok_and(|t| t.is_file());
+        if !own || live.contains(&path) {
+            continue;
+        }
+        std::fs::remove_file(&path)
+            .with_context(|| format!("could not remove {}", path.display()))?;
+    }
+    if live.is_empty() {
+        let _ = std::fs::remove_dir(&logs);
+    }
+    Ok(())
 }

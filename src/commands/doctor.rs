@@ -235,16 +235,9 @@ impl Report {
             gpu,
             servers,
             keep_alive: describe_keep_alive(settings.keep_alive()),
-            log: log.map(|path| {
-                let text = std::fs::read_to_string(&path).unwrap_or_default();
-                let mut last_lines: Vec<String> = text
-                    .lines()
-                    .rev()
-                    .take(LOG_LINES)
-                    .map(str::to_owned)
-                    .collect();
-                last_lines.reverse();
-                LogReport { path, last_lines }
+            log: log.map(|path| LogReport {
+                last_lines: last_lines(&path, LOG_LINES),
+                path,
             }),
             server: None,
         }
@@ -503,6 +496,15 @@ fn latest_log(dir: &Path) -> Option<PathBuf> {
         .filter_map(|p| Some((std::fs::metadata(&p).and_then(|m| m.modified()).ok()?, p)))
         .max()
         .map(|(_, p)| p)
+}
+
+fn last_lines(path: &Path, n: usize) -> Vec<String> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..]
+        .iter()
+        .map(|line| (*line).to_owned())
+        .collect()
 }
 
 /// What the shared server does after its last run, for `doctor`.

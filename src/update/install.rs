@@ -51,21 +51,7 @@ pub fn install(
         )
     })?;
     smoke_test(&new_exe, version)?;
-    replace(exe, &new_exe).map_err(|e| match e.kind() {
-        io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem => {
-            cannot_write(exe, &e)
-        }
-        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => anyhow!(
-            "not enough space in {} for the new codex-oss ({}); nothing was changed: free some space and run `codex-oss update` again",
-            exe.parent().unwrap_or(Path::new(".")).display(),
-            cause(&e)
-        ),
-        _ => anyhow!(
-            "could not replace {} ({}); nothing was changed: run `codex-oss update` again",
-            exe.display(),
-            cause(&e)
-        ),
-    })
+    replace(exe, &new_exe).map_err(|e| replace_error(exe, &e))
 }
 
 /// The executable in an unpacked cargo-dist archive: `codex-oss-<target>/codex-oss`
@@ -126,6 +112,25 @@ fn smoke_test(new_exe: &Path, version: &semver::Version) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+fn replace_error(exe: &Path, e: &io::Error) -> anyhow::Error {
+    let dir = exe.parent().unwrap_or(Path::new("."));
+    match e.kind() {
+        io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem => {
+            cannot_write(exe, e)
+        }
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => anyhow!(
+            "not enough space in {} for the new codex-oss ({}); nothing was changed: free some space and run `codex-oss update` again",
+            dir.display(),
+            cause(e)
+        ),
+        _ => anyhow!(
+            "could not replace {} ({}); nothing was changed: run `codex-oss update` again",
+            exe.display(),
+            cause(e)
+        ),
+    }
 }
 
 /// Unix: self-replace copies the new executable beside the running one (with its
