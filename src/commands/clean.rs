@@ -32,18 +32,7 @@ pub fn run(delete_models: bool) -> Result<ExitCode> {
     let kept = ollama_with_gpu_libraries(&home);
     payload::remove_unleased(&home, "ollama", kept.as_ref().map(|(dir, _)| dir.as_str()))?;
     payload::remove_unleased(&home, "codex", None)?;
-    // Interrupted downloads of the GPU libraries (they resume otherwise).
-    if let Ok(entries) = std::fs::read_dir(home.root().join("gpu")) {
-        for entry in entries.flatten() {
-            if entry
-                .path()
-                .extension()
-                .is_some_and(|x| x == "part" || x == "validator")
-            {
-                let _ = std::fs::remove_file(entry.path());
-            }
-        }
-    }
+    crate::gpu::forget_downloads(&home, None);
     remove_logs(&home)?;
     // Copies left by imports that were killed (their process is gone); a running
     // import's own is kept.

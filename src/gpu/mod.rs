@@ -93,6 +93,26 @@ fn state_dir(home: &Home) -> PathBuf {
     home.root().join("gpu")
 }
 
+/// Removes the partial downloads of the CUDA libraries (they resume otherwise) but
+/// `keep`'s: before a download, an older Ollama's; on `clean`, all of them.
+pub fn forget_downloads(home: &Home, keep: Option<&Path>) {
+    let kept = keep.map(|part| [part.to_path_buf(), download::validator_path(part)]);
+    for entry in std::fs::read_dir(state_dir(home))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let path = entry.path();
+        if path
+            .extension()
+            .is_some_and(|x| x == "part" || x == "validator")
+            && !kept.as_ref().is_some_and(|kept| kept.contains(&path))
+        {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
 /// Written by `gpu remove`: runs no longer fetch the libraries (`gpu install` does).
 fn removed_note(home: &Home) -> PathBuf {
     state_dir(home).join("removed-by-hand")
@@ -285,18 +305,7 @@ pub async fn install(
         return Ok(record);
     }
     let part = partial_download(home, source);
-    // Partial downloads of other archives (an older Ollama's) go.
-    for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if path != part
-            && path != download::validator_path(&part)
-            && path
-                .extension()
-                .is_some_and(|x| x == "part" || x == "validator")
-        {
-            let _ = std::fs::remove_file(path);
-        }
-    }
+    forget_downloads(home, Some(&part));
     let lines = format!("fetching {}", source.asset);
     let expected = download::Expected {
         sha256: source.sha256,
