@@ -49,6 +49,14 @@ impl Env {
             .map(String::as_str)
             .filter(|v| !v.is_empty())
     }
+
+    /// Every variable that is set (to something other than "").
+    pub fn vars(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0
+            .iter()
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+    }
 }
 
 impl<const N: usize> From<[(&str, &str); N]> for Env {
@@ -430,14 +438,15 @@ fn server_env(env: &Env, gpu: GpuMode) -> BTreeMap<String, String> {
         EnvVars::OLLAMA_CONTEXT_LENGTH,
         EnvVars::OLLAMA_ORIGINS,
     ];
-    let mut vars = env.0.clone();
-    vars.retain(|name, value| {
-        let name = name.as_str();
-        !value.is_empty()
-            && ((name.starts_with("OLLAMA_") && !SET_BY_CODEX_OSS.contains(&name))
-                || EnvVars::GPU_VISIBILITY.contains(&name)
-                || EnvVars::SERVER_NETWORK.contains(&name))
-    });
+    let mut vars: BTreeMap<String, String> = env
+        .vars()
+        .filter(|(name, _)| {
+            (name.starts_with("OLLAMA_") && !SET_BY_CODEX_OSS.contains(name))
+                || EnvVars::GPU_VISIBILITY.contains(name)
+                || EnvVars::SERVER_NETWORK.contains(name)
+        })
+        .map(|(name, value)| (name.to_owned(), value.to_owned()))
+        .collect();
     vars.entry(EnvVars::OLLAMA_NOPRUNE.to_owned())
         .or_insert_with(|| "1".to_owned());
     if gpu == GpuMode::None {
